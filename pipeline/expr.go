@@ -1,0 +1,132 @@
+package pipeline
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Schema describes the fields an event is known to carry at some point of a
+// pipeline. A nil Schema means "not known" (events straight from a device):
+// any name may be used and a missing field is a runtime error on that event.
+// A non-nil Schema is checked strictly: a name not in it is a compile error.
+type Schema map[string]any
+
+// With returns a copy of s with extra fields set to sample values of their
+// type (nil for unknown types). A nil s stays nil.
+func (s Schema) With(fields map[string]any) Schema {
+	if s == nil {
+		return nil
+	}
+	out := make(Schema, len(s)+len(fields))
+	for k, v := range s {
+		out[k] = v
+	}
+	for k, v := range fields {
+		out[k] = v
+	}
+	return out
+}
+
+// Names returns the field names in s, sorted.
+func (s Schema) Names() []string {
+	names := make([]string, 0, len(s))
+	for k := range s {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Program is a compiled expression, ready to run on an event's fields.
+// Running needs a *vm.VM, which is not safe for concurrent use: each
+// operator keeps its own.
+type Program struct {
+	// Source is the expression as written.
+	Source string
+	prog   *vm.Program
+}
+
+// CompileExpr compiles an expression against a schema. The error says what
+// is wrong in terms of the expression.
+func CompileExpr(src string, schema Schema) (*Program, error) {
+	if strings.TrimSpace(src) == "" {
+		return nil, fmt.Errorf("empty expression")
+	}
+	opts := []expr.Option{expr.Optimize(true)}
+	if schema == nil {
+		opts = append(opts, expr.AllowUndefinedVariables())
+	} else {
+		opts = append(opts, expr.Env(map[string]any(schema)))
+	}
+	p, err := expr.Compile(src, opts...)
+	if err != nil {
+		return nil, exprError(err)
+	}
+	return &Program{Source: src, prog: p}, nil
+}
+
+// Run evaluates the program on env with the given VM.
+func (p *Program) Run(m *vm.VM, env map[string]any) (any, error) {
+	return m.Run(p.prog, env)
+}
+
+// RunBool evaluates a condition. A result that is not a bool is an error.
+func (p *Program) RunBool(m *vm.VM, env map[string]any) (bool, error) {
+	v, err := m.Run(p.prog, env)
+	if err != nil {
+		return false, err
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, fmt.Errorf("%q gave %T %v, want true or false", p.Source, v, v)
+	}
+	return b, nil
+}
+
+// NormalizeExpr returns a canonical spelling of an expression (same meaning,
+// same string), used for plan hashing. On a parse error it returns src.
+func NormalizeExpr(src string) string {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return strings.TrimSpace(src)
+	}
+	return tree.Node.String()
+}
+
+// ExprNames returns the identifiers an expression reads (its free variables).
+func ExprNames(src string) []string {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return nil
+	}
+	v := &nameVisitor{seen: map[string]bool{}}
+	ast.Walk(&tree.Node, v)
+	sort.Strings(v.names)
+	return v.names
+}
+
+type nameVisitor struct {
+	seen  map[string]bool
+	names []string
+}
+
+func (v *nameVisitor) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok && !v.seen[id.Value] {
+		v.seen[id.Value] = true
+		v.names = append(v.names, id.Value)
+	}
+}
+
+// exprError turns expr's multi-line error (with a caret under the problem)
+// into one line that says where in the expression the problem is.
+func exprError(err error) error {
+	msg := err.Error()
+	first, _, _ := strings.Cut(msg, "\n")
+	return fmt.Errorf("%s", first)
+}
