@@ -35,7 +35,7 @@ func (Real) NewTicker(d time.Duration) Ticker { return realTicker{time.NewTicker
 type realTicker struct{ t *time.Ticker }
 
 func (r realTicker) C() <-chan time.Time { return r.t.C }
-func (r realTicker) Stop()              { r.t.Stop() }
+func (r realTicker) Stop()               { r.t.Stop() }
 
 // Fake is a clock that moves only when told to. Tickers fire (without
 // blocking) when Advance passes their next tick.
