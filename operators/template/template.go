@@ -9,7 +9,7 @@
 // template can never fail or loop at run time. It must not evaluate
 // expressions; computed values belong in a map step before the template.
 //
-// Syntax: "{{name}}" (spaces inside the braces are ignored) is replaced by
+// Syntax: "{{name}}" (spaces around the name are ignored) is replaced by
 // the event's field name; "{{key}}" is the event's partition key; a dotted
 // name "{{values.t}}" walks nested objects when no field has the whole dotted
 // name. A field that is missing renders as the empty string. "{{" always
@@ -74,10 +74,7 @@ func Parse(s string) (*Template, error) {
 		if err := checkName(name); err != nil {
 			return nil, fmt.Errorf("template %q: reference at byte %d: %v", s, open, err)
 		}
-		p := part{name: name}
-		if strings.Contains(name, ".") {
-			p.path = strings.Split(name, ".")
-		}
+		p := part{name: name, path: splitPath(name)}
 		t.parts = append(t.parts, p)
 		if !seen[name] {
 			seen[name] = true
@@ -90,24 +87,34 @@ func Parse(s string) (*Template, error) {
 	return t, nil
 }
 
-// checkName accepts names made of letters, digits, '_', '-' and '.', where
-// dots separate non-empty segments.
+// checkName accepts any non-empty name without white space or braces (the
+// same names pipeline.ParseTemplate accepts, so anything the compiler
+// validated also parses here).
 func checkName(name string) error {
 	if name == "" {
 		return fmt.Errorf("empty field name; write e.g. {{key}} or {{temperature}}")
 	}
 	for i, r := range name {
-		switch {
-		case r == '_' || r == '-' || r == '.':
-		case unicode.IsLetter(r) || unicode.IsDigit(r):
-		default:
-			return fmt.Errorf("%q: character %q at %d is not allowed in a field name (letters, digits, '_', '-', '.')", name, r, i)
+		if unicode.IsSpace(r) || r == '{' || r == '}' {
+			return fmt.Errorf("%q: character %q at %d is not allowed in a field name; a reference holds one field name, e.g. {{device}}", name, r, i)
 		}
 	}
-	if strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") || strings.Contains(name, "..") {
-		return fmt.Errorf("%q: empty segment in dotted name; write e.g. {{values.temperature}}", name)
-	}
 	return nil
+}
+
+// splitPath splits a dotted name into its segments, or returns nil when the
+// name has no dot or an empty segment (then it is only a field name).
+func splitPath(name string) []string {
+	if !strings.Contains(name, ".") {
+		return nil
+	}
+	segs := strings.Split(name, ".")
+	for _, s := range segs {
+		if s == "" {
+			return nil
+		}
+	}
+	return segs
 }
 
 // String returns the template as written.
