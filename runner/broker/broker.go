@@ -1,0 +1,650 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/eddy-edge/eddy/clock"
+)
+
+// Defaults used when the corresponding Options field is zero.
+const (
+	DefaultAddr                = ":1883"
+	DefaultTLSAddr             = ":8883"
+	DefaultMaxPendingWrites    = 8192
+	DefaultMaxInflight         = 65535
+	DefaultHighWater           = 1024
+	DefaultBackpressureTimeout = 5 * time.Second
+)
+
+// Message is one accepted publish as handed to the Appender.
+type Message struct {
+	// Topic the message was published to.
+	Topic string
+	// Payload is borrowed: valid only during Append; copy it to keep it.
+	Payload []byte
+	// QoS the message was published with (0, 1 or 2).
+	QoS byte
+	// Retain is the publisher's retain flag.
+	Retain bool
+	// Client is the publisher's client id ("inline" for the runner's own
+	// publishes through Broker.Publish).
+	Client string
+	// Time the broker accepted the message (from Options.Clock).
+	Time time.Time
+}
+
+// Appender is where accepted publishes go before they are acknowledged; the
+// runner passes its write-ahead log here. When durable is true Append must
+// return only once the message is on stable storage. Append is called
+// concurrently from many client goroutines (which is what lets a WAL
+// group-commit many publishers into one fsync). An error refuses the publish.
+type Appender interface {
+	Append(ctx context.Context, msg *Message, durable bool) error
+}
+
+// Options configures a Broker. The zero value listens on :1883 and refuses
+// every client until AllowAnonymous or AuthFile is set (New says so).
+type Options struct {
+	// Addr is the plain TCP listener address, e.g. 127.0.0.1:1883 (":0"
+	// picks a free port, see Broker.Addr). Default ":1883". "-" disables it.
+	Addr string
+	// TLS enables a TLS listener on TLSAddr when not nil.
+	TLS *tls.Config
+	// TLSAddr is the TLS listener address; default ":8883" when TLS is set.
+	TLSAddr string
+	// WSAddr enables a WebSocket listener (subprotocol "mqtt", any path)
+	// when not empty. It uses TLS too when TLS is set.
+	WSAddr string
+	// AllowAnonymous lets clients connect without a username. Clients that
+	// do send a username are still checked against AuthFile when it is set.
+	AllowAnonymous bool
+	// AuthFile is a YAML file of users, bcrypt password hashes and ACLs
+	// (see AuthFile). It is read once by New.
+	AuthFile string
+	// Log receives every accepted publish before it is acknowledged. nil
+	// means nothing is logged (a plain broker).
+	Log Appender
+	// LogInline makes Broker.Publish log its messages too, so that one
+	// pipeline's output can be another pipeline's input.
+	LogInline bool
+	// Logger receives the broker's and mochi's logs; nil discards them.
+	Logger *slog.Logger
+	// Clock stamps messages and times backpressure waits; nil is clock.Real.
+	Clock clock.Clock
+
+	// MaxPendingWrites is the capacity of each client's write queue
+	// (default 8192, 8 bytes of memory per slot per client).
+	MaxPendingWrites int
+	// MaxInflight is how many unacknowledged QoS>0 messages a session may
+	// hold (default and maximum 65535).
+	MaxInflight int
+	// HighWater is the per-subscriber queue/inflight depth at which
+	// publishers start to wait (default 1024). It must leave room below
+	// MaxPendingWrites and MaxInflight for concurrent publishers.
+	HighWater int
+	// BackpressureTimeout bounds a publisher's wait (default 5s); keep it
+	// well below clients' keepalive, as a waiting publisher's pings are not
+	// answered.
+	BackpressureTimeout time.Duration
+	// MaxPacketSize limits incoming packets in bytes; 0 is no limit.
+	MaxPacketSize uint32
+	// MaxClients limits concurrent connections; 0 is no limit.
+	MaxClients int64
+}
+
+// Stats are the broker's counters, for metrics and the dashboard.
+type Stats struct {
+	Clients              int64 // connected clients
+	Sessions             int64 // known sessions, connected or not (excluding the inline client)
+	Subscriptions        int64 // client subscriptions
+	InlineSubs           int64 // inline subscriptions (Broker.Subscribe)
+	Retained             int64 // retained messages
+	Inflight             int64 // unacknowledged QoS>0 messages, all sessions
+	MessagesIn           int64 // publishes received (network and inline)
+	MessagesOut          int64 // publishes sent to network clients
+	Logged               int64 // messages appended to Options.Log
+	LogFailures          int64 // publishes refused because Append failed
+	DeniedPublishes      int64 // publishes refused by ACL
+	DeniedSubscribes     int64 // subscription filters refused (ACL or invalid)
+	AuthFailures         int64 // connections refused for bad credentials
+	BackpressureWaits    int64 // publishes that had to wait for a slow subscriber
+	BackpressureTimeouts int64 // publishes refused after BackpressureTimeout
+	Dropped              int64 // deliveries mochi dropped (QoS 0 to a full queue, offline sessions over MaxInflight)
+	BytesIn              int64 // bytes received
+	BytesOut             int64 // bytes sent
+}
+
+// ClientInfo describes one session.
+type ClientInfo struct {
+	ID              string
+	Username        string
+	Remote          string
+	Listener        string
+	ProtocolVersion byte
+	Connected       bool
+	CleanSession    bool
+	Subscriptions   []string // filters, sorted
+	Inflight        int      // unacknowledged QoS>0 messages
+	PendingWrites   int      // packets queued for writing
+}
+
+// TopicInfo describes a subscription filter or a retained topic.
+type TopicInfo struct {
+	// Name is a subscription filter or a topic with a retained message.
+	Name string
+	// Subscribers is the number of sessions (plus inline subscribers)
+	// subscribed with exactly this filter.
+	Subscribers int
+	// Retained reports a retained message on this exact topic; RetainedBytes
+	// is its payload size.
+	Retained      bool
+	RetainedBytes int
+}
+
+// Broker is the embedded MQTT broker. Create it with New, then Start it.
+type Broker struct {
+	opts   Options
+	log    *slog.Logger
+	clk    clock.Clock
+	auth   *authenticator
+	srv    *mqtt.Server
+	lns    []*listener
+	tcp    *listener
+	tlsLn  *listener
+	wsLn   *listener
+	pendFn func(*mqtt.Client) int
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	startOnce sync.Once
+	closeOnce sync.Once
+	started   atomic.Bool
+
+	inlineMu   sync.Mutex
+	inlineNext int
+	inlineSubs map[int]string // id -> filter
+
+	notify notifier
+
+	logged, logFailures, deniedPub, deniedSub, authFail atomic.Int64
+	bpWaits, bpTimeouts                                 atomic.Int64
+}
+
+// ErrClosed is returned by operations on a closed broker.
+var ErrClosed = errors.New("broker: closed")
+
+// New checks opts, loads the auth file and prepares the broker. Nothing is
+// bound until Start.
+func New(opts Options) (*Broker, error) {
+	if opts.Addr == "" {
+		opts.Addr = DefaultAddr
+	}
+	if opts.TLS != nil && opts.TLSAddr == "" {
+		opts.TLSAddr = DefaultTLSAddr
+	}
+	if opts.TLS == nil && opts.TLSAddr != "" {
+		return nil, fmt.Errorf("broker: TLSAddr %q is set but TLS is nil; give a *tls.Config with a certificate", opts.TLSAddr)
+	}
+	if opts.MaxPendingWrites <= 0 {
+		opts.MaxPendingWrites = DefaultMaxPendingWrites
+	}
+	if opts.MaxInflight <= 0 || opts.MaxInflight > 65535 {
+		opts.MaxInflight = DefaultMaxInflight
+	}
+	if opts.HighWater <= 0 {
+		opts.HighWater = min(DefaultHighWater, opts.MaxPendingWrites/2, opts.MaxInflight/2)
+	}
+	if opts.HighWater >= opts.MaxPendingWrites || opts.HighWater >= opts.MaxInflight {
+		return nil, fmt.Errorf("broker: HighWater %d must be below MaxPendingWrites %d and MaxInflight %d (leave room for concurrent publishers)",
+			opts.HighWater, opts.MaxPendingWrites, opts.MaxInflight)
+	}
+	if opts.BackpressureTimeout <= 0 {
+		opts.BackpressureTimeout = DefaultBackpressureTimeout
+	}
+	if !opts.AllowAnonymous && opts.AuthFile == "" {
+		return nil, errors.New("broker: no client could connect: set AllowAnonymous, or AuthFile to a users file (see broker.AuthFile)")
+	}
+	b := &Broker{opts: opts, log: opts.Logger, clk: opts.Clock, inlineSubs: map[int]string{}}
+	if b.log == nil {
+		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if b.clk == nil {
+		b.clk = clock.Real{}
+	}
+	if opts.AuthFile != "" {
+		af, err := LoadAuthFile(opts.AuthFile)
+		if err != nil {
+			return nil, err
+		}
+		b.auth = newAuthenticator(af)
+	}
+	pend, err := pendingWritesFunc()
+	if err != nil {
+		return nil, err
+	}
+	b.pendFn = pend
+	b.notify.init()
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClientWritesPending = int32(opts.MaxPendingWrites)
+	caps.MaximumInflight = uint16(opts.MaxInflight)
+	caps.MaximumPacketSize = opts.MaxPacketSize
+	if opts.MaxClients > 0 {
+		caps.MaximumClients = opts.MaxClients
+	}
+	// Sessions are in memory; keep them as long as the process lives.
+	b.srv = mqtt.New(&mqtt.Options{
+		Capabilities:           caps,
+		Logger:                 b.log.With("component", "mochi"),
+		InlineClient:           true,
+		SysTopicResendInterval: 10,
+	})
+	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
+		return nil, fmt.Errorf("broker: add hook: %w", err)
+	}
+	return b, nil
+}
+
+// Start binds the listeners and starts serving. The broker runs until Close
+// is called or ctx is cancelled. Start may be called once.
+func (b *Broker) Start(ctx context.Context) error {
+	err := errors.New("broker: Start called twice")
+	b.startOnce.Do(func() { err = b.start(ctx) })
+	return err
+}
+
+func (b *Broker) start(ctx context.Context) error {
+	b.ctx, b.cancel = context.WithCancel(ctx)
+	bind := func(id, proto, addr string, tlsConf *tls.Config, ws bool) (*listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("broker: %s listener on %q: %w; choose a free address", id, addr, err)
+		}
+		if tlsConf != nil {
+			ln = tls.NewListener(ln, tlsConf)
+		}
+		l := &listener{id: id, proto: proto, ln: ln, ws: ws}
+		b.lns = append(b.lns, l)
+		return l, nil
+	}
+	fail := func(err error) error {
+		for _, l := range b.lns {
+			_ = l.ln.Close()
+		}
+		b.cancel()
+		return err
+	}
+	var err error
+	if b.opts.Addr != "-" {
+		if b.tcp, err = bind("tcp", "tcp", b.opts.Addr, nil, false); err != nil {
+			return fail(err)
+		}
+	}
+	if b.opts.TLS != nil {
+		if b.tlsLn, err = bind("tls", "tcp+tls", b.opts.TLSAddr, b.opts.TLS, false); err != nil {
+			return fail(err)
+		}
+	}
+	if b.opts.WSAddr != "" {
+		proto := "ws"
+		if b.opts.TLS != nil {
+			proto = "wss"
+		}
+		if b.wsLn, err = bind("ws", proto, b.opts.WSAddr, b.opts.TLS, true); err != nil {
+			return fail(err)
+		}
+	}
+	for _, l := range b.lns {
+		if err := b.srv.AddListener(l); err != nil {
+			return fail(fmt.Errorf("broker: add listener %s: %w", l.id, err))
+		}
+	}
+	if err := b.srv.Serve(); err != nil {
+		return fail(fmt.Errorf("broker: serve: %w", err))
+	}
+	b.started.Store(true)
+	go func() {
+		<-b.ctx.Done()
+		_ = b.Close()
+	}()
+	b.log.Info("mqtt broker started", "tcp", addrString(b.Addr()), "tls", addrString(b.TLSAddr()), "ws", addrString(b.WSAddr()))
+	return nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// Close disconnects every client and stops the listeners. It is safe to call
+// more than once.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		if b.cancel != nil {
+			b.cancel()
+		}
+		b.notify.broadcast()
+		if b.started.Load() {
+			_ = b.srv.Close()
+		}
+	})
+	return nil
+}
+
+// Addr is the bound address of the TCP listener (nil before Start or when
+// disabled).
+func (b *Broker) Addr() net.Addr { return b.tcp.addr() }
+
+// TLSAddr is the bound address of the TLS listener, or nil.
+func (b *Broker) TLSAddr() net.Addr { return b.tlsLn.addr() }
+
+// WSAddr is the bound address of the WebSocket listener, or nil.
+func (b *Broker) WSAddr() net.Addr { return b.wsLn.addr() }
+
+func (b *Broker) running() error {
+	if !b.started.Load() {
+		return errors.New("broker: not started; call Start first")
+	}
+	if b.ctx.Err() != nil {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Publish publishes a message from the runner itself (sinks) through mochi's
+// inline client. It bypasses ACLs, waits for congested subscribers like any
+// publisher, and is logged first when Options.LogInline is set (durably for
+// qos > 0); if logging fails nothing is delivered and the error is returned.
+func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) error {
+	if err := b.running(); err != nil {
+		return err
+	}
+	if qos > 2 {
+		return fmt.Errorf("broker: publish to %q: qos %d is not 0, 1 or 2", topic, qos)
+	}
+	if topic == "" || strings.ContainsAny(topic, "+#\x00") {
+		return fmt.Errorf("broker: publish to %q: a topic name must be non-empty and contain no wildcards (+ #)", topic)
+	}
+	if err := b.waitForSubscribers(b.ctx, mqtt.InlineClientId, topic); err != nil {
+		return fmt.Errorf("broker: publish to %q: %w", topic, err)
+	}
+	if b.opts.LogInline && b.opts.Log != nil {
+		msg := Message{Topic: topic, Payload: payload, QoS: qos, Retain: retain, Client: mqtt.InlineClientId, Time: b.clk.Now()}
+		if err := b.opts.Log.Append(b.ctx, &msg, qos > 0); err != nil {
+			b.logFailures.Add(1)
+			return fmt.Errorf("broker: publish to %q: log: %w", topic, err)
+		}
+		b.logged.Add(1)
+	}
+	if err := b.srv.Publish(topic, payload, retain, qos); err != nil {
+		return fmt.Errorf("broker: publish to %q: %w", topic, err)
+	}
+	return nil
+}
+
+// Subscribe subscribes fn to filter through the inline client. fn runs
+// synchronously on the publisher's goroutine, for every matching message and
+// once for each matching retained message; it must be quick, and must not
+// modify or keep payload. The returned function unsubscribes.
+func (b *Broker) Subscribe(filter string, fn func(topic string, payload []byte)) (unsubscribe func(), err error) {
+	if err := b.running(); err != nil {
+		return nil, err
+	}
+	if fn == nil {
+		return nil, errors.New("broker: subscribe: handler is nil")
+	}
+	if !mqtt.IsValidFilter(filter, false) {
+		return nil, fmt.Errorf("broker: subscribe to %q: invalid topic filter; wildcards fill whole levels, e.g. a/+/c or a/#", filter)
+	}
+	b.inlineMu.Lock()
+	b.inlineNext++
+	id := b.inlineNext
+	b.inlineSubs[id] = filter
+	b.inlineMu.Unlock()
+	err = b.srv.Subscribe(filter, id, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		fn(pk.TopicName, pk.Payload)
+	})
+	if err != nil {
+		b.inlineMu.Lock()
+		delete(b.inlineSubs, id)
+		b.inlineMu.Unlock()
+		return nil, fmt.Errorf("broker: subscribe to %q: %w", filter, err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			_ = b.srv.Unsubscribe(filter, id)
+			b.inlineMu.Lock()
+			delete(b.inlineSubs, id)
+			b.inlineMu.Unlock()
+		})
+	}, nil
+}
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats() Stats {
+	in := b.srv.Info
+	b.inlineMu.Lock()
+	inline := int64(len(b.inlineSubs))
+	b.inlineMu.Unlock()
+	return Stats{
+		Clients:              atomic.LoadInt64(&in.ClientsConnected),
+		Sessions:             int64(b.srv.Clients.Len() - 1),
+		Subscriptions:        atomic.LoadInt64(&in.Subscriptions),
+		InlineSubs:           inline,
+		Retained:             atomic.LoadInt64(&in.Retained),
+		Inflight:             atomic.LoadInt64(&in.Inflight),
+		MessagesIn:           atomic.LoadInt64(&in.MessagesReceived),
+		MessagesOut:          atomic.LoadInt64(&in.MessagesSent),
+		Logged:               b.logged.Load(),
+		LogFailures:          b.logFailures.Load(),
+		DeniedPublishes:      b.deniedPub.Load(),
+		DeniedSubscribes:     b.deniedSub.Load(),
+		AuthFailures:         b.authFail.Load(),
+		BackpressureWaits:    b.bpWaits.Load(),
+		BackpressureTimeouts: b.bpTimeouts.Load(),
+		Dropped:              atomic.LoadInt64(&in.MessagesDropped) + atomic.LoadInt64(&in.InflightDropped),
+		BytesIn:              atomic.LoadInt64(&in.BytesReceived),
+		BytesOut:             atomic.LoadInt64(&in.BytesSent),
+	}
+}
+
+// Clients lists the sessions the broker knows, connected or not, sorted by
+// id (the inline client is not listed).
+func (b *Broker) Clients() []ClientInfo {
+	all := b.srv.Clients.GetAll()
+	out := make([]ClientInfo, 0, len(all))
+	for id, cl := range all {
+		if cl.Net.Inline {
+			continue
+		}
+		subs := cl.State.Subscriptions.GetAll()
+		filters := make([]string, 0, len(subs))
+		for f := range subs {
+			filters = append(filters, f)
+		}
+		sort.Strings(filters)
+		out = append(out, ClientInfo{
+			ID:              id,
+			Username:        string(cl.Properties.Username),
+			Remote:          cl.Net.Remote,
+			Listener:        cl.Net.Listener,
+			ProtocolVersion: cl.Properties.ProtocolVersion,
+			Connected:       !cl.Closed(),
+			CleanSession:    cl.Properties.Clean,
+			Subscriptions:   filters,
+			Inflight:        cl.State.Inflight.Len(),
+			PendingWrites:   b.pendFn(cl),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Topics lists subscription filters (with their subscriber counts) and
+// retained topics, sorted by name.
+func (b *Broker) Topics() []TopicInfo {
+	m := map[string]*TopicInfo{}
+	get := func(name string) *TopicInfo {
+		t, ok := m[name]
+		if !ok {
+			t = &TopicInfo{Name: name}
+			m[name] = t
+		}
+		return t
+	}
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Inline {
+			continue
+		}
+		for f := range cl.State.Subscriptions.GetAll() {
+			get(f).Subscribers++
+		}
+	}
+	b.inlineMu.Lock()
+	for _, f := range b.inlineSubs {
+		get(f).Subscribers++
+	}
+	b.inlineMu.Unlock()
+	for topic, pk := range b.srv.Topics.Retained.GetAll() {
+		t := get(topic)
+		t.Retained = true
+		t.RetainedBytes = len(pk.Payload)
+	}
+	out := make([]TopicInfo, 0, len(m))
+	for _, t := range m {
+		out = append(out, *t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// pendingWritesFunc returns a function that reads the length of a mochi
+// client's write queue. mochi keeps it in an unexported channel
+// (ClientState.outbound); reflect may read a channel's length without
+// unsafe. The field is looked up once and its absence (another mochi
+// version) is an error at New rather than silent message loss.
+func pendingWritesFunc() (func(*mqtt.Client) int, error) {
+	st, ok := reflect.TypeFor[mqtt.Client]().FieldByName("State")
+	if !ok {
+		return nil, errors.New("broker: mochi Client has no State field; this mochi version is not supported (want v2.7.9)")
+	}
+	f, ok := st.Type.FieldByName("outbound")
+	if !ok || f.Type.Kind() != reflect.Chan {
+		return nil, errors.New("broker: mochi ClientState has no outbound channel; this mochi version is not supported (want v2.7.9)")
+	}
+	idx := append(append([]int(nil), st.Index...), f.Index...)
+	return func(cl *mqtt.Client) int {
+		return reflect.ValueOf(cl).Elem().FieldByIndex(idx).Len()
+	}, nil
+}
+
+// notifier wakes publishers waiting for subscribers to drain.
+type notifier struct {
+	waiters atomic.Int64
+	mu      sync.Mutex
+	ch      chan struct{}
+}
+
+func (n *notifier) init() { n.ch = make(chan struct{}) }
+
+// wait returns a channel closed at the next broadcast.
+func (n *notifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ch
+}
+
+// broadcast wakes every waiter; it is cheap when nobody waits.
+func (n *notifier) broadcast() {
+	if n.waiters.Load() == 0 {
+		return
+	}
+	n.mu.Lock()
+	close(n.ch)
+	n.ch = make(chan struct{})
+	n.mu.Unlock()
+}
+
+// errBackpressure is returned when a congested subscriber did not drain in
+// time.
+var errBackpressure = errors.New("a subscriber is too slow (backpressure timeout); retry later")
+
+// congested reports whether topic would be delivered to a connected client
+// (other than self) that holds a QoS>0 subscription and has HighWater or
+// more messages queued or unacknowledged.
+func (b *Broker) congested(self, topic string) bool {
+	subs := b.srv.Topics.Subscribers(topic)
+	check := func(id string, sub packets.Subscription) bool {
+		if sub.Qos == 0 || id == self {
+			return false
+		}
+		cl, ok := b.srv.Clients.Get(id)
+		if !ok || cl.Closed() {
+			return false
+		}
+		return cl.State.Inflight.Len() >= b.opts.HighWater || b.pendFn(cl) >= b.opts.HighWater
+	}
+	for id, sub := range subs.Subscriptions {
+		if check(id, sub) {
+			return true
+		}
+	}
+	for _, group := range subs.Shared {
+		for id, sub := range group {
+			if check(id, sub) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// waitForSubscribers blocks while congested(self, topic), up to
+// BackpressureTimeout.
+func (b *Broker) waitForSubscribers(ctx context.Context, self, topic string) error {
+	if !b.congested(self, topic) {
+		return nil
+	}
+	b.bpWaits.Add(1)
+	b.notify.waiters.Add(1)
+	defer b.notify.waiters.Add(-1)
+	deadline := b.clk.Now().Add(b.opts.BackpressureTimeout)
+	poll := min(b.opts.BackpressureTimeout/4, 50*time.Millisecond)
+	tick := b.clk.NewTicker(poll)
+	defer tick.Stop()
+	for {
+		woken := b.notify.wait()
+		if !b.congested(self, topic) {
+			return nil
+		}
+		if !b.clk.Now().Before(deadline) {
+			b.bpTimeouts.Add(1)
+			return errBackpressure
+		}
+		select {
+		case <-woken:
+		case <-tick.C():
+		case <-ctx.Done():
+			return ErrClosed
+		}
+	}
+}

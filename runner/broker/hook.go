@@ -1,0 +1,178 @@
+package broker
+
+import (
+	"errors"
+	"strings"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// hook plugs Eddy's auth, ACL, durability and flow control into mochi.
+type hook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *hook) ID() string { return "eddy" }
+
+func (h *hook) Provides(x byte) bool {
+	switch x {
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribed,
+		mqtt.OnPacketSent, mqtt.OnQosComplete, mqtt.OnDisconnect, mqtt.OnWillSent:
+		return true
+	}
+	return false
+}
+
+// OnConnectAuthenticate accepts anonymous clients only when allowed, and
+// checks any username against the auth file.
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	b := h.b
+	if !pk.Connect.UsernameFlag && len(pk.Connect.Username) == 0 {
+		if b.opts.AllowAnonymous {
+			return true
+		}
+		b.authFail.Add(1)
+		b.log.Warn("mqtt connection refused: anonymous clients are not allowed", "client", cl.ID, "remote", cl.Net.Remote)
+		return false
+	}
+	if b.auth == nil {
+		return b.opts.AllowAnonymous
+	}
+	if _, ok := b.auth.checkPassword(pk.Connect.Username, pk.Connect.Password); !ok {
+		b.authFail.Add(1)
+		b.log.Warn("mqtt connection refused: bad username or password", "client", cl.ID, "username", string(pk.Connect.Username), "remote", cl.Net.Remote)
+		return false
+	}
+	return true
+}
+
+// OnACLCheck applies the user's ACL to publishes (write), subscription
+// filters and deliveries.
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if cl.Net.Inline || h.b.auth == nil {
+		return true
+	}
+	u, ok := h.b.auth.users[string(cl.Properties.Username)]
+	if !ok || u.ACL == nil {
+		return true // anonymous (when allowed) or unrestricted user
+	}
+	if strings.HasPrefix(topic, "$share/") {
+		if parts := strings.SplitN(topic, "/", 3); len(parts) == 3 {
+			topic = parts[2]
+		}
+	}
+	username := string(cl.Properties.Username)
+	if write {
+		if allowed(u.ACL.Publish, username, cl.ID, topic) {
+			return true
+		}
+		h.b.deniedPub.Add(1)
+		h.b.log.Warn("mqtt publish denied by ACL", "client", cl.ID, "username", username, "topic", topic)
+		return false
+	}
+	return allowed(u.ACL.Subscribe, username, cl.ID, topic)
+}
+
+// OnSubscribed counts refused subscription filters.
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	for i, c := range codes {
+		if c >= packets.ErrUnspecifiedError.Code {
+			h.b.deniedSub.Add(1)
+			f := ""
+			if i < len(pk.Filters) {
+				f = pk.Filters[i].Filter
+			}
+			h.b.log.Warn("mqtt subscription refused", "client", cl.ID, "filter", f, "code", c)
+		}
+	}
+}
+
+// OnPublish runs on the publisher's goroutine before mochi acknowledges or
+// delivers the message: wait for congested subscribers, then log.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	b := h.b
+	if cl.Net.Inline {
+		return pk, nil // Broker.Publish did both already
+	}
+	if err := b.waitForSubscribers(b.ctx, cl.ID, pk.TopicName); err != nil {
+		code := packets.ErrQuotaExceeded
+		if errors.Is(err, ErrClosed) {
+			code = packets.ErrServerShuttingDown
+		}
+		b.log.Warn("mqtt publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "reason", err)
+		return h.refuse(cl, pk, code)
+	}
+	if b.opts.Log == nil {
+		return pk, nil
+	}
+	msg := Message{
+		Topic:   pk.TopicName,
+		Payload: pk.Payload,
+		QoS:     pk.FixedHeader.Qos,
+		Retain:  pk.FixedHeader.Retain,
+		Client:  cl.ID,
+		Time:    b.clk.Now(),
+	}
+	if err := b.opts.Log.Append(b.ctx, &msg, msg.QoS > 0); err != nil {
+		b.logFailures.Add(1)
+		b.log.Error("mqtt publish refused: cannot log it", "client", cl.ID, "topic", pk.TopicName, "qos", msg.QoS, "error", err)
+		return h.refuse(cl, pk, packets.ErrImplementationSpecificError)
+	}
+	b.logged.Add(1)
+	return pk, nil
+}
+
+// refuse makes mochi neither acknowledge nor deliver pk. mochi delivers QoS 0
+// messages for any error other than ErrRejectPacket, and answers MQTT 5 QoS 2
+// with a PUBACK instead of a PUBREC, so each case is handled here.
+func (h *hook) refuse(cl *mqtt.Client, pk packets.Packet, code packets.Code) (packets.Packet, error) {
+	switch {
+	case pk.FixedHeader.Qos == 0:
+		return pk, packets.ErrRejectPacket
+	case cl.Properties.ProtocolVersion < 5:
+		// MQTT 3.1.1 has no negative acknowledgement: close the connection
+		// without acknowledging, so the client resends after reconnecting.
+		cl.Stop(code)
+		return pk, packets.ErrRejectPacket
+	case pk.FixedHeader.Qos == 1:
+		return pk, code // mochi sends PUBACK with the reason code
+	default:
+		_ = cl.WritePacket(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Pubrec},
+			PacketID:    pk.PacketID,
+			ReasonCode:  code.Code,
+			Properties:  packets.Properties{ReasonString: code.Reason},
+		})
+		return pk, packets.ErrRejectPacket
+	}
+}
+
+// OnPacketSent wakes waiting publishers when a subscriber's queue shrinks.
+func (h *hook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Publish {
+		h.b.notify.broadcast()
+	}
+}
+
+// OnQosComplete wakes waiting publishers when a subscriber acknowledges.
+func (h *hook) OnQosComplete(*mqtt.Client, packets.Packet) { h.b.notify.broadcast() }
+
+// OnDisconnect wakes publishers waiting for a client that went away.
+func (h *hook) OnDisconnect(*mqtt.Client, error, bool) { h.b.notify.broadcast() }
+
+// OnWillSent logs a will message (mochi sends wills without OnPublish).
+func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	b := h.b
+	if b.opts.Log == nil {
+		return
+	}
+	msg := Message{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, Client: cl.ID, Time: b.clk.Now()}
+	if err := b.opts.Log.Append(b.ctx, &msg, msg.QoS > 0); err != nil {
+		b.logFailures.Add(1)
+		b.log.Error("cannot log will message", "client", cl.ID, "topic", pk.TopicName, "error", err)
+		return
+	}
+	b.logged.Add(1)
+}

@@ -1,0 +1,169 @@
+package broker
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// listener is a mochi listener over a net.Listener that the broker bound
+// itself, so that the actual address (":0") is known before serving and bind
+// errors surface from Start. With ws set it serves MQTT over WebSocket.
+type listener struct {
+	id, proto string
+	ln        net.Listener
+	ws        bool
+	log       *slog.Logger
+	httpSrv   *http.Server
+	end       atomic.Bool
+	mu        sync.Mutex
+}
+
+var _ listeners.Listener = (*listener)(nil)
+
+func (l *listener) addr() net.Addr {
+	if l == nil {
+		return nil
+	}
+	return l.ln.Addr()
+}
+
+func (l *listener) ID() string       { return l.id }
+func (l *listener) Address() string  { return l.ln.Addr().String() }
+func (l *listener) Protocol() string { return l.proto }
+
+func (l *listener) Init(log *slog.Logger) error {
+	l.log = log
+	return nil
+}
+
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	if l.ws {
+		l.serveWS(establish)
+		return
+	}
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			if !l.end.Load() {
+				l.log.Error("mqtt listener stopped", "listener", l.id, "error", err)
+			}
+			return
+		}
+		if l.end.Load() {
+			_ = conn.Close()
+			return
+		}
+		go func() {
+			if err := establish(l.id, conn); err != nil && !errors.Is(err, io.EOF) {
+				l.log.Debug("mqtt connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
+			}
+		}()
+	}
+}
+
+func (l *listener) serveWS(establish listeners.EstablishFn) {
+	up := &websocket.Upgrader{
+		Subprotocols: []string{"mqtt"},
+		// Browsers on other origins (dashboards) may connect; authentication
+		// is MQTT's job.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	l.mu.Lock()
+	l.httpSrv = &http.Server{
+		ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			if err := establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c}); err != nil && !errors.Is(err, io.EOF) {
+				l.log.Debug("mqtt websocket connection ended", "listener", l.id, "remote", r.RemoteAddr, "error", err)
+			}
+		}),
+	}
+	srv := l.httpSrv
+	l.mu.Unlock()
+	if err := srv.Serve(l.ln); err != nil && !l.end.Load() && !errors.Is(err, http.ErrServerClosed) {
+		l.log.Error("mqtt websocket listener stopped", "listener", l.id, "error", err)
+	}
+}
+
+func (l *listener) Close(closeClients listeners.CloseFn) {
+	if l.end.Swap(true) {
+		return
+	}
+	l.mu.Lock()
+	srv := l.httpSrv
+	l.mu.Unlock()
+	if srv != nil {
+		_ = srv.Close()
+	}
+	_ = l.ln.Close()
+	closeClients(l.id)
+}
+
+// wsConn is a net.Conn over a websocket carrying MQTT in binary messages.
+type wsConn struct {
+	net.Conn
+	c  *websocket.Conn
+	r  io.Reader
+	wm sync.Mutex
+}
+
+// errNotBinary is returned for a text websocket message.
+var errNotBinary = errors.New("websocket message is not binary; MQTT over websocket uses binary messages")
+
+func (w *wsConn) Read(p []byte) (int, error) {
+	for {
+		if w.r == nil {
+			op, r, err := w.c.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if op != websocket.BinaryMessage {
+				return 0, errNotBinary
+			}
+			w.r = r
+		}
+		n, err := w.r.Read(p)
+		if errors.Is(err, io.EOF) {
+			w.r = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (w *wsConn) Write(p []byte) (int, error) {
+	w.wm.Lock()
+	defer w.wm.Unlock()
+	if err := w.c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (w *wsConn) Close() error { return w.c.Close() }
+
+func (w *wsConn) SetDeadline(t time.Time) error {
+	if err := w.c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return w.c.SetWriteDeadline(t)
+}
+
+func (w *wsConn) SetReadDeadline(t time.Time) error  { return w.c.SetReadDeadline(t) }
+func (w *wsConn) SetWriteDeadline(t time.Time) error { return w.c.SetWriteDeadline(t) }
