@@ -411,7 +411,8 @@ func (o *Operator) eval(ev *pipeline.Event) error {
 			v, err = a.prog.Run(&o.vm, ev.Fields)
 			if err != nil {
 				o.errs.Add(1)
-				return fmt.Errorf("%s: %s: %v", o.name, a.prog.Source, err)
+				msg, _, _ := strings.Cut(err.Error(), "\n")
+				return fmt.Errorf("%s: %s: %s", o.name, a.prog.Source, msg)
 			}
 		}
 		o.vals[i] = v
