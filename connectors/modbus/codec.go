@@ -98,8 +98,7 @@ func Decode(v *devices.ModbusVisitor, t devices.PropertyType, data []byte) (any,
 	case !isFloat:
 		f = float64(i)
 	}
-	f *= scale
-	return fromFloat(t, f)
+	return fromFloat(t, applyScale(f, scale))
 }
 
 func reorder(b []byte, swapBytes, swapRegs bool) {
@@ -328,4 +327,16 @@ func Text(v any) string {
 		return string(x)
 	}
 	return fmt.Sprint(v)
+}
+
+// applyScale multiplies by scale, dividing instead when scale is the
+// reciprocal of a whole number (0.1, 0.01, 0.5) so that 234 * 0.1 reads
+// 23.4 rather than 23.400000000000002.
+func applyScale(f, scale float64) float64 {
+	if scale > 0 && scale < 1 {
+		if inv := math.Round(1 / scale); math.Abs(inv*scale-1) < 1e-12 {
+			return f / inv
+		}
+	}
+	return f * scale
 }
