@@ -34,10 +34,11 @@ const (
 	suffixDeviceUpdated = "/updated"
 )
 
-// Subscriptions are the topic filters the runner subscribes HandleMessage to.
+// Subscriptions are the topic filters the runner subscribes HandleMessage
+// to. ".../twin/+" already covers ".../twin/update" and ".../twin/get":
+// subscribing both would deliver (and apply) every update twice.
 var Subscriptions = []string{
 	"$hw/events/device/+/+/twin/+",
-	"$hw/events/device/+/+/twin/update",
 	"$hw/events/device/+/+/state/update",
 	"$hw/events/node/+/membership/get",
 	"$ke/events/device/+/+/data/update",
