@@ -17,6 +17,10 @@ type Event struct {
 	Fields map[string]any
 	// Offset is the log offset of the record the event came from.
 	Offset uint64
+	// Raw is the original JSON payload while Fields still match it exactly;
+	// steps that change Fields set it to nil. Sinks write Raw as it is
+	// instead of encoding Fields again.
+	Raw []byte
 }
 
 // EventTime returns Time as a time.Time in UTC.

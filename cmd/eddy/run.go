@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eddy-edge/eddy/pipeline"
+	"github.com/eddy-edge/eddy/runner"
+	"github.com/eddy-edge/eddy/runner/wal"
+)
+
+// runnerSettings are the settings `eddy run` takes as flags and `eddy edge`
+// reads from its config file.
+type runnerSettings struct {
+	// DataDir holds the WAL, checkpoints and twins; empty keeps them in memory.
+	DataDir string `json:"dataDir,omitempty"`
+	// MQTTAddr is the broker's TCP address.
+	MQTTAddr string `json:"mqttAddr,omitempty"`
+	// MQTTWSAddr enables MQTT over WebSocket on this address.
+	MQTTWSAddr string `json:"mqttWSAddr,omitempty"`
+	// HTTPAddr serves the API, dashboard, /metrics and /healthz; "-" disables.
+	HTTPAddr string `json:"httpAddr,omitempty"`
+	// AllowAnonymous lets MQTT clients connect without credentials.
+	AllowAnonymous bool `json:"allowAnonymous,omitempty"`
+	// AuthFile lists MQTT users with bcrypt hashes and topic ACLs.
+	AuthFile string `json:"authFile,omitempty"`
+	// Node is this edge node's name. Default: the host name.
+	Node string `json:"node,omitempty"`
+	// CheckpointInterval is the most time between pipeline checkpoints.
+	CheckpointInterval pipeline.Duration `json:"checkpointInterval,omitempty"`
+	// RetentionMaxAge removes log records older than this (0 = keep).
+	RetentionMaxAge pipeline.Duration `json:"retentionMaxAge,omitempty"`
+	// RetentionMaxBytes bounds the log's size on disk (0 = no bound).
+	RetentionMaxBytes int64 `json:"retentionMaxBytes,omitempty"`
+	// RetentionPolicy is block (keep what a pipeline has not read; refuse
+	// publishes when full) or drop-oldest.
+	RetentionPolicy string `json:"retentionPolicy,omitempty"`
+	// TokenFile holds the API's bearer tokens.
+	TokenFile string `json:"tokenFile,omitempty"`
+	// Pipelines are YAML files of Pipeline resources to run.
+	Pipelines []string `json:"pipelines,omitempty"`
+	// Devices are YAML files of KubeEdge Device and DeviceModel resources.
+	Devices []string `json:"devices,omitempty"`
+}
+
+func (s *runnerSettings) config(g *globals) (runner.Config, error) {
+	switch s.RetentionPolicy {
+	case "", string(wal.Block), string(wal.DropOldest):
+	default:
+		return runner.Config{}, fmt.Errorf("retention policy %q: use block or drop-oldest", s.RetentionPolicy)
+	}
+	return runner.Config{
+		DataDir:            s.DataDir,
+		MQTTAddr:           s.MQTTAddr,
+		MQTTWSAddr:         s.MQTTWSAddr,
+		HTTPAddr:           s.HTTPAddr,
+		AllowAnonymous:     s.AllowAnonymous,
+		AuthFile:           s.AuthFile,
+		Node:               s.Node,
+		CheckpointInterval: s.CheckpointInterval.Duration,
+		Retention: wal.RetentionOptions{MaxAge: s.RetentionMaxAge.Duration, MaxBytes: s.RetentionMaxBytes,
+			Policy: wal.Policy(s.RetentionPolicy)},
+		Logger: g.logger(),
+	}, nil
+}
+
+func runCommand(g *globals) *cobra.Command {
+	s := &runnerSettings{}
+	var checkpoint, maxAge time.Duration
+	var anonymous string
+	cmd := &cobra.Command{
+		Use:   "run [flags] FILE...",
+		Short: "Run pipelines from YAML with the embedded broker, WAL and dashboard",
+		Long: `Run the pipelines in the given YAML files on this machine: an embedded MQTT broker
+accepts device messages, every message is written to the WAL under --data-dir before it
+is acknowledged, and the pipelines run on that log. Alerts are logged and published
+by the pipelines' sinks. Stop with Ctrl-C: pipelines checkpoint, sinks flush, the log closes.
+
+Anonymous MQTT clients are allowed by default when the broker listens on a loopback
+address only; pass --auth-file (and --anonymous=false) otherwise.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s.Pipelines = args
+			s.CheckpointInterval.Duration, s.RetentionMaxAge.Duration = checkpoint, maxAge
+			switch anonymous {
+			case "auto":
+				s.AllowAnonymous = isLoopback(s.MQTTAddr)
+				if !s.AllowAnonymous && s.AuthFile == "" {
+					return fmt.Errorf("--mqtt-addr %s is not a loopback address: pass --auth-file with users, or --anonymous=true to accept anyone", s.MQTTAddr)
+				}
+			case "true":
+				s.AllowAnonymous = true
+			case "false":
+			default:
+				return fmt.Errorf("--anonymous %q: use auto, true or false", anonymous)
+			}
+			return runRunner(cmd.Context(), g, s)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&s.MQTTAddr, "mqtt-addr", "127.0.0.1:1883", "MQTT broker listen address")
+	f.StringVar(&s.MQTTWSAddr, "mqtt-ws-addr", "", "MQTT over WebSocket listen address (off when empty)")
+	f.StringVar(&s.DataDir, "data-dir", "./eddy-data", "directory for the WAL, checkpoints and twins (empty: in memory)")
+	f.StringVar(&s.HTTPAddr, "http-addr", "127.0.0.1:8080", "API, dashboard and /metrics listen address (- disables)")
+	f.StringVar(&anonymous, "anonymous", "auto", "allow MQTT clients without credentials: auto (only on loopback), true or false")
+	f.StringVar(&s.AuthFile, "auth-file", "", "YAML file of MQTT users (bcrypt hashes, see eddy passwd) and ACLs")
+	f.StringVar(&s.TokenFile, "token-file", "", "API bearer tokens file (default: none needed on loopback)")
+	f.StringVar(&s.Node, "node", "", "this node's name (default: host name)")
+	f.StringSliceVar(&s.Devices, "devices", nil, "YAML files of KubeEdge Device/DeviceModel resources")
+	f.DurationVar(&checkpoint, "checkpoint-interval", 2*time.Second, "most time between pipeline checkpoints")
+	f.DurationVar(&maxAge, "retention-max-age", 0, "remove log records older than this (0: keep)")
+	f.Int64Var(&s.RetentionMaxBytes, "retention-max-bytes", 0, "bound the log's size in bytes (0: no bound)")
+	f.StringVar(&s.RetentionPolicy, "retention-policy", "block", "when over the bound: block (keep unread data, refuse publishes when full) or drop-oldest")
+	return cmd
+}
+
+// runRunner starts a runner with the settings and blocks until ctx ends.
+func runRunner(ctx context.Context, g *globals, s *runnerSettings) error {
+	cfg, err := s.config(g)
+	if err != nil {
+		return err
+	}
+	// Compile everything before starting anything: a typo should not
+	// cost a broker restart.
+	type loaded struct {
+		plans []*pipeline.Plan
+		src   []byte
+	}
+	var all []loaded
+	var errs []error
+	for _, path := range s.Pipelines {
+		plans, src, err := loadPipelines(path)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		all = append(all, loaded{plans, src})
+	}
+	if len(errs) > 0 {
+		for _, err := range errs {
+			fmt.Fprintln(g.stderr, err)
+		}
+		return exitError{}
+	}
+	setupHTTP(&cfg, s, g)
+	r, err := runner.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := r.Start(ctx); err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := loadDevices(ctx, r, s.Devices); err != nil {
+		return err
+	}
+	for _, l := range all {
+		for _, p := range l.plans {
+			if err := r.Apply(ctx, p, l.src); err != nil {
+				return err
+			}
+		}
+	}
+	<-ctx.Done()
+	cfg.Logger.Info("shutting down: checkpointing pipelines and closing the log")
+	return r.Close()
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,80 @@
+// Package file implements the file sink: each event appended to a file as
+// one JSON line. Writes are buffered; Flush (called by the engine at each
+// checkpoint) writes the buffer and fsyncs, so everything before a
+// checkpoint survives a crash.
+package file
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/eddy-edge/eddy/pipeline"
+)
+
+// Sink appends JSON Lines to a file.
+type Sink struct {
+	f   *os.File
+	w   *bufio.Writer
+	buf bytes.Buffer
+}
+
+// Open opens (creating it and its directories if needed) the file at path
+// for appending.
+func Open(path string) (*Sink, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("file sink: creating the directory of %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("file sink: %w", err)
+	}
+	return &Sink{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+// Write appends ev as one line of JSON.
+func (s *Sink) Write(_ context.Context, ev *pipeline.Event) error {
+	if ev.Raw != nil {
+		s.buf.Reset()
+		if err := json.Compact(&s.buf, ev.Raw); err != nil {
+			return fmt.Errorf("raw payload is not JSON: %w", err)
+		}
+		if _, err := s.w.Write(s.buf.Bytes()); err != nil {
+			return err
+		}
+	} else {
+		b, err := json.Marshal(ev.Fields)
+		if err != nil {
+			return fmt.Errorf("encoding event as JSON: %w", err)
+		}
+		if _, err := s.w.Write(b); err != nil {
+			return err
+		}
+	}
+	return s.w.WriteByte('\n')
+}
+
+// Flush writes buffered lines and fsyncs the file.
+func (s *Sink) Flush(context.Context) error {
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("file sink: %w", err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("file sink: fsync: %w", err)
+	}
+	return nil
+}
+
+// Close flushes and closes the file.
+func (s *Sink) Close() error {
+	ferr := s.Flush(context.Background())
+	cerr := s.f.Close()
+	if ferr != nil {
+		return ferr
+	}
+	return cerr
+}

@@ -1,0 +1,313 @@
+// Package runner is the edge process: it wires the embedded MQTT broker, the
+// write-ahead log, the pipeline engine, device twins and the HTTP API into
+// one Runner that `eddy run` and `eddy edge` start. It owns start-up order,
+// shutdown order (stop intake, checkpoint pipelines, flush, close the log)
+// and the glue between parts; each part lives in its own sub-package.
+//
+// It must never import the controller or client-go: the edge binary stays
+// small and works without the cloud.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/eddy-edge/eddy/clock"
+	"github.com/eddy-edge/eddy/connectors/file"
+	"github.com/eddy-edge/eddy/connectors/logsink"
+	"github.com/eddy-edge/eddy/connectors/mqtt"
+	"github.com/eddy-edge/eddy/pipeline"
+	"github.com/eddy-edge/eddy/runner/broker"
+	"github.com/eddy-edge/eddy/runner/checkpoint"
+	"github.com/eddy-edge/eddy/runner/engine"
+	"github.com/eddy-edge/eddy/runner/wal"
+)
+
+// Config configures a Runner. The zero value runs everything in memory
+// with the broker on 127.0.0.1:1883, anonymous clients refused.
+type Config struct {
+	// DataDir holds the WAL, checkpoints and twin state. Empty keeps all of
+	// it in memory (nothing survives a restart).
+	DataDir string
+	// MQTTAddr is the broker's TCP listener. Default 127.0.0.1:1883.
+	MQTTAddr string
+	// MQTTWSAddr enables an MQTT-over-WebSocket listener.
+	MQTTWSAddr string
+	// HTTPAddr is the API / dashboard / metrics listener. Default
+	// 127.0.0.1:8080; "-" disables it.
+	HTTPAddr string
+	// AllowAnonymous lets MQTT clients connect without credentials.
+	AllowAnonymous bool
+	// AuthFile lists MQTT users (bcrypt hashes) and their topic ACLs.
+	AuthFile string
+	// Retention bounds the WAL.
+	Retention wal.RetentionOptions
+	// Node is this edge node's name (twins, membership, plans).
+	Node string
+	// CheckpointInterval is the most time between pipeline checkpoints.
+	// Default 2s.
+	CheckpointInterval time.Duration
+	// Logger receives structured logs. Default: slog.Default().
+	Logger *slog.Logger
+	// Clock is the time source. Default: the real clock.
+	Clock clock.Clock
+	// HTTPHandler, when set, builds the HTTP handler served on HTTPAddr
+	// (the API and dashboard); otherwise only /healthz is served.
+	HTTPHandler func(r *Runner) (http.Handler, error)
+}
+
+// Runner is a running edge process.
+type Runner struct {
+	cfg    Config
+	logger *slog.Logger
+
+	log     wal.Log
+	ckpt    checkpoint.Store
+	broker  *broker.Broker
+	engine  *engine.Engine
+	httpSrv *http.Server
+	httpLn  net.Listener
+
+	mu      sync.Mutex
+	sources map[string][]byte // pipeline id -> the YAML it was loaded from
+	closed  bool
+}
+
+// New prepares a runner; nothing listens until Start.
+func New(cfg Config) (*Runner, error) {
+	if cfg.MQTTAddr == "" {
+		cfg.MQTTAddr = "127.0.0.1:1883"
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:8080"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Node == "" {
+		cfg.Node, _ = os.Hostname()
+	}
+	return &Runner{cfg: cfg, logger: cfg.Logger, sources: map[string][]byte{}}, nil
+}
+
+// Start opens the log, starts the engine, the broker and the HTTP server,
+// in that order, so that no message is accepted before it can be logged
+// and no pipeline runs before its sinks can publish.
+func (r *Runner) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	if err := r.openStorage(ctx); err != nil {
+		return err
+	}
+	r.broker, err = broker.New(broker.Options{
+		Addr:           r.cfg.MQTTAddr,
+		WSAddr:         r.cfg.MQTTWSAddr,
+		AllowAnonymous: r.cfg.AllowAnonymous,
+		AuthFile:       r.cfg.AuthFile,
+		Log:            walAppender{r.log},
+		LogInline:      true,
+		Logger:         r.logger.With("component", "broker"),
+		Clock:          r.cfg.Clock,
+	})
+	if err != nil {
+		return err
+	}
+	reg := engine.NewRegistry()
+	reg.RegisterSink("mqtt", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) {
+		return mqtt.NewSink(r.broker, s.MQTT)
+	})
+	reg.RegisterSink("file", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) {
+		return file.Open(s.File.Path)
+	})
+	reg.RegisterSink("log", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) {
+		return logsink.New(b.Logger.With("sink", b.Node.ID), s.Log.Level)
+	})
+	r.engine, err = engine.New(engine.Options{
+		Log:                r.log,
+		Checkpoints:        r.ckpt,
+		Registry:           reg,
+		Clock:              r.cfg.Clock,
+		Logger:             r.logger.With("component", "engine"),
+		CheckpointInterval: r.cfg.CheckpointInterval,
+		StartAtEnd:         false,
+		OnAlert: func(plan *pipeline.Plan, ev *pipeline.Event) {
+			r.logger.Info("alert", "pipeline", plan.ID(), "state", ev.Fields["state"], "severity", ev.Fields["severity"],
+				"key", ev.Key, "alert_id", ev.Fields["alert_id"], "message", ev.Fields["message"])
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.broker.Start(ctx); err != nil {
+		return fmt.Errorf("starting the MQTT broker on %s: %w", r.cfg.MQTTAddr, err)
+	}
+	r.logger.Info("MQTT broker listening", "addr", r.broker.Addr().String(), "anonymous", r.cfg.AllowAnonymous)
+	return r.startHTTP()
+}
+
+func (r *Runner) openStorage(ctx context.Context) error {
+	if r.cfg.DataDir == "" {
+		r.log = wal.NewMemory(wal.MemoryOptions{RetentionOptions: r.cfg.Retention, Clock: r.cfg.Clock,
+			Logger: r.logger.With("component", "wal")})
+		r.ckpt = checkpoint.NewMemoryStore()
+		r.logger.Warn("no data dir: the log and checkpoints are in memory and will not survive a restart")
+		return nil
+	}
+	if err := os.MkdirAll(r.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("creating data dir: %w", err)
+	}
+	f, err := wal.Open(ctx, filepath.Join(r.cfg.DataDir, "wal"), wal.Options{RetentionOptions: r.cfg.Retention,
+		Clock: r.cfg.Clock, Logger: r.logger.With("component", "wal")})
+	if err != nil {
+		return fmt.Errorf("opening the WAL in %s: %w", r.cfg.DataDir, err)
+	}
+	r.log = f
+	r.ckpt, err = checkpoint.NewFileStore(filepath.Join(r.cfg.DataDir, "checkpoints"), checkpoint.FileOptions{Logger: r.logger.With("component", "checkpoint")})
+	if err != nil {
+		return fmt.Errorf("opening checkpoints: %w", err)
+	}
+	return nil
+}
+
+func (r *Runner) startHTTP() error {
+	if r.cfg.HTTPAddr == "-" {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	})
+	var h http.Handler = mux
+	if r.cfg.HTTPHandler != nil {
+		var err error
+		if h, err = r.cfg.HTTPHandler(r); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", r.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("HTTP listener on %s: %w (choose another with --http-addr)", r.cfg.HTTPAddr, err)
+	}
+	r.httpLn = ln
+	r.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := r.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.logger.Error("HTTP server stopped", "err", err)
+		}
+	}()
+	r.logger.Info("HTTP listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Apply runs (or replaces) a compiled pipeline. src is the YAML it came
+// from, kept for the API.
+func (r *Runner) Apply(ctx context.Context, plan *pipeline.Plan, src []byte) error {
+	if err := r.engine.Apply(ctx, plan); err != nil {
+		return fmt.Errorf("pipeline %s: %w", plan.ID(), err)
+	}
+	r.mu.Lock()
+	r.sources[plan.ID()] = src
+	r.mu.Unlock()
+	r.logger.Info("pipeline running", "pipeline", plan.ID(), "hash", plan.Hash)
+	return nil
+}
+
+// ApplyFile loads, compiles and runs every pipeline in a YAML file.
+func (r *Runner) ApplyFile(ctx context.Context, path string) error {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	plans, err := pipeline.Load(path, src)
+	if err != nil {
+		return err
+	}
+	for _, p := range plans {
+		if err := r.Apply(ctx, p, src); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Source returns the YAML a pipeline was loaded from.
+func (r *Runner) Source(id string) ([]byte, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.sources[id]
+	return b, ok
+}
+
+// Engine returns the pipeline engine.
+func (r *Runner) Engine() *engine.Engine { return r.engine }
+
+// Broker returns the embedded MQTT broker.
+func (r *Runner) Broker() *broker.Broker { return r.broker }
+
+// Log returns the write-ahead log.
+func (r *Runner) Log() wal.Log { return r.log }
+
+// HTTPAddr returns the HTTP listener's address, or nil.
+func (r *Runner) HTTPAddr() net.Addr {
+	if r.httpLn == nil {
+		return nil
+	}
+	return r.httpLn.Addr()
+}
+
+// Close shuts down in the order that loses nothing: stop accepting MQTT
+// (so nothing new needs logging), stop the pipelines (each checkpoints and
+// flushes its sinks), stop HTTP, then close the log.
+func (r *Runner) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil
+	}
+	r.closed = true
+	r.mu.Unlock()
+	var errs []error
+	if r.broker != nil {
+		errs = append(errs, r.broker.Close())
+	}
+	if r.engine != nil {
+		errs = append(errs, r.engine.Close())
+	}
+	if r.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		errs = append(errs, r.httpSrv.Shutdown(ctx))
+		cancel()
+	}
+	if r.log != nil {
+		errs = append(errs, r.log.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// walAppender logs broker messages in the WAL: QoS 1/2 durably (the
+// broker acknowledges after fsync), QoS 0 buffered.
+type walAppender struct{ log wal.Log }
+
+func (a walAppender) Append(ctx context.Context, msg *broker.Message, durable bool) error {
+	d := wal.Buffered
+	if durable {
+		d = wal.Durable
+	}
+	return a.log.AppendWith(ctx, d, &wal.Record{Time: msg.Time.UnixNano(), Topic: msg.Topic, Payload: msg.Payload,
+		QoS: msg.QoS, Retain: msg.Retain, Client: msg.Client})
+}
