@@ -173,6 +173,9 @@ func scanSegment(data []byte, start uint64) (cut, kept, corrupt, dropped int, re
 	if torn != "" {
 		dropped++
 	}
+	if zeroOnly {
+		dropped = 0 // zero bytes are padding, not entries
+	}
 	switch {
 	case cut == len(data):
 		return cut, kept, corrupt, 0, ""
