@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/eddy-edge/eddy/clock"
 )
@@ -40,9 +41,17 @@ func BenchmarkAppendBuffered(b *testing.B) {
 }
 
 func BenchmarkAppendDurable(b *testing.B) {
-	for _, writers := range []int{1, 8, 64} {
-		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			l := benchLog(b, Options{})
+	for _, c := range []struct {
+		writers int
+		delay   time.Duration
+	}{{1, 0}, {8, 0}, {64, 0}, {1, 2 * time.Millisecond}, {64, 2 * time.Millisecond}} {
+		writers := c.writers
+		name := fmt.Sprintf("writers=%d", writers)
+		if c.delay > 0 {
+			name += "/maxdelay=" + c.delay.String()
+		}
+		b.Run(name, func(b *testing.B) {
+			l := benchLog(b, Options{MaxDelay: c.delay})
 			b.ReportAllocs()
 			b.ResetTimer()
 			var wg sync.WaitGroup
