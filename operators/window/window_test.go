@@ -84,10 +84,10 @@ func TestWindows(t *testing.T) {
 		want  []string
 		late  []string // "key@ms"
 	}{{
-		name: "tumbling in order",
-		win:  pipeline.WindowSpec{Tumbling: dur(10 * time.Second)},
+		name:  "tumbling in order",
+		win:   pipeline.WindowSpec{Tumbling: dur(10 * time.Second)},
 		steps: []step{e("a", 1000, 10), e("a", 9999, 20), e("a", 10000, 30), adv(20000)},
-		want: []string{"a [0,10000) t=9999 avg=15 n=2", "a [10000,20000) t=19999 avg=30 n=1"},
+		want:  []string{"a [0,10000) t=9999 avg=15 n=2", "a [10000,20000) t=19999 avg=30 n=1"},
 	}, {
 		name: "tumbling out of order within lateness, then late",
 		win:  pipeline.WindowSpec{Tumbling: dur(10 * time.Second), AllowedLateness: dur(2 * time.Second)},
@@ -112,13 +112,13 @@ func TestWindows(t *testing.T) {
 		want: []string{"a [0,10000) t=9999 avg=3 n=1", "b [0,10000) t=9999 avg=1 n=1",
 			"c [0,10000) t=9999 avg=2 n=1", "a [10000,20000) t=19999 avg=4 n=1"},
 	}, {
-		name: "tumbling empty windows emit nothing",
-		win:  pipeline.WindowSpec{Tumbling: dur(time.Second)},
+		name:  "tumbling empty windows emit nothing",
+		win:   pipeline.WindowSpec{Tumbling: dur(time.Second)},
 		steps: []step{e("a", 500, 1), e("a", 5500, 2), adv(7000)},
-		want: []string{"a [0,1000) t=999 avg=1 n=1", "a [5000,6000) t=5999 avg=2 n=1"},
+		want:  []string{"a [0,1000) t=999 avg=1 n=1", "a [5000,6000) t=5999 avg=2 n=1"},
 	}, {
-		name: "sliding: each event in size/every windows",
-		win:  pipeline.WindowSpec{Sliding: &pipeline.SlidingSpec{Size: pipeline.D(30 * time.Second), Every: pipeline.D(10 * time.Second)}},
+		name:  "sliding: each event in size/every windows",
+		win:   pipeline.WindowSpec{Sliding: &pipeline.SlidingSpec{Size: pipeline.D(30 * time.Second), Every: pipeline.D(10 * time.Second)}},
 		steps: []step{e("a", 15000, 10), e("a", 25000, 20), adv(100000)},
 		want: []string{
 			"a [-10000,20000) t=19999 avg=10 n=1",
@@ -137,32 +137,32 @@ func TestWindows(t *testing.T) {
 		},
 		late: []string{"a@5000"},
 	}, {
-		name: "sliding: late when all windows closed",
-		win:  pipeline.WindowSpec{Sliding: &pipeline.SlidingSpec{Size: pipeline.D(20 * time.Second), Every: pipeline.D(10 * time.Second)}},
+		name:  "sliding: late when all windows closed",
+		win:   pipeline.WindowSpec{Sliding: &pipeline.SlidingSpec{Size: pipeline.D(20 * time.Second), Every: pipeline.D(10 * time.Second)}},
 		steps: []step{e("a", 45000, 1), e("a", 19999, 2), adv(100000)},
-		want: []string{"a [30000,50000) t=49999 avg=1 n=1", "a [40000,60000) t=59999 avg=1 n=1"},
-		late: []string{"a@19999"},
+		want:  []string{"a [30000,50000) t=49999 avg=1 n=1", "a [40000,60000) t=59999 avg=1 n=1"},
+		late:  []string{"a@19999"},
 	}, {
-		name: "session: gap splits, exact gap is a new session",
-		win:  pipeline.WindowSpec{Session: &pipeline.SessionSpec{Gap: pipeline.D(10 * time.Second)}},
+		name:  "session: gap splits, exact gap is a new session",
+		win:   pipeline.WindowSpec{Session: &pipeline.SessionSpec{Gap: pipeline.D(10 * time.Second)}},
 		steps: []step{e("a", 0, 1), e("a", 5000, 2), e("a", 15000, 3), e("a", 40000, 4), adv(100000)},
-		want: []string{"a [0,15000) t=14999 avg=1.5 n=2", "a [15000,25000) t=24999 avg=3 n=1", "a [40000,50000) t=49999 avg=4 n=1"},
+		want:  []string{"a [0,15000) t=14999 avg=1.5 n=2", "a [15000,25000) t=24999 avg=3 n=1", "a [40000,50000) t=49999 avg=4 n=1"},
 	}, {
-		name: "session: bridging event merges two sessions",
-		win:  pipeline.WindowSpec{Session: &pipeline.SessionSpec{Gap: pipeline.D(10 * time.Second)}, AllowedLateness: dur(30 * time.Second)},
+		name:  "session: bridging event merges two sessions",
+		win:   pipeline.WindowSpec{Session: &pipeline.SessionSpec{Gap: pipeline.D(10 * time.Second)}, AllowedLateness: dur(30 * time.Second)},
 		steps: []step{e("a", 0, 1), e("a", 18000, 2), e("b", 1000, 7), e("a", 9000, 3), adv(100000)},
-		want: []string{"b [1000,11000) t=10999 avg=7 n=1", "a [0,28000) t=27999 avg=2 n=3"},
+		want:  []string{"b [1000,11000) t=10999 avg=7 n=1", "a [0,28000) t=27999 avg=2 n=3"},
 	}, {
-		name: "session: extended session closes at its new end",
-		win:  pipeline.WindowSpec{Session: &pipeline.SessionSpec{Gap: pipeline.D(10 * time.Second)}},
+		name:  "session: extended session closes at its new end",
+		win:   pipeline.WindowSpec{Session: &pipeline.SessionSpec{Gap: pipeline.D(10 * time.Second)}},
 		steps: []step{e("a", 0, 1), e("b", 0, 1), e("a", 8000, 3), adv(10000), adv(17999), adv(18000)},
-		want: []string{"b [0,10000) t=9999 avg=1 n=1", "a [0,18000) t=17999 avg=2 n=2"},
+		want:  []string{"b [0,10000) t=9999 avg=1 n=1", "a [0,18000) t=17999 avg=2 n=2"},
 	}, {
-		name: "session: late event",
-		win:  pipeline.WindowSpec{Session: &pipeline.SessionSpec{Gap: pipeline.D(10 * time.Second)}},
+		name:  "session: late event",
+		win:   pipeline.WindowSpec{Session: &pipeline.SessionSpec{Gap: pipeline.D(10 * time.Second)}},
 		steps: []step{e("a", 0, 1), e("a", 30000, 2), e("a", 5000, 9), e("a", 25000, 3), adv(100000)},
-		want: []string{"a [0,10000) t=9999 avg=1 n=1", "a [25000,40000) t=39999 avg=2.5 n=2"},
-		late: []string{"a@5000"},
+		want:  []string{"a [0,10000) t=9999 avg=1 n=1", "a [25000,40000) t=39999 avg=2.5 n=2"},
+		late:  []string{"a@5000"},
 	}, {
 		name: "count windows per key",
 		win:  pipeline.WindowSpec{Count: &n3},
