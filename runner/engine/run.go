@@ -185,6 +185,7 @@ func (r *run) loop(ctx context.Context) {
 		}
 		if err != nil {
 			var gap *wal.GapError
+			var ahead *wal.AheadError
 			switch {
 			case ctx.Err() != nil:
 				r.checkpoint(context.Background(), true)
@@ -194,6 +195,12 @@ func (r *run) loop(ctx context.Context) {
 					"lost", gap.Lost(), "resume", gap.First)
 				r.source.fail(gap, r.clock.Now())
 				r.cursor.Store(gap.First)
+			case errors.As(err, &ahead):
+				// The log lost records after our checkpoint (buffered
+				// writes in a power loss): go on from its end.
+				r.logger.Error("checkpoint is beyond the end of the log; continuing from the log's end", "cursor", ahead.From, "last", ahead.Last)
+				r.source.fail(ahead, r.clock.Now())
+				r.cursor.Store(ahead.Last + 1)
 			case errors.Is(err, context.Canceled):
 				// The tick cancelled the read.
 			default:
@@ -273,26 +280,31 @@ func (r *run) stamp(ev *pipeline.Event) {
 // 1e11), milliseconds (below 1e14), microseconds (below 1e17) or
 // nanoseconds; strings are RFC 3339.
 func toUnixNano(v any) (int64, error) {
-	var f float64
 	switch x := v.(type) {
 	case float64:
-		f = x
+		return floatUnixNano(x), nil
 	case int:
-		f = float64(x)
+		return intUnixNano(int64(x)), nil
 	case int64:
-		f = float64(x)
+		return intUnixNano(x), nil
 	case json.Number:
-		g, err := x.Float64()
+		if i, err := x.Int64(); err == nil {
+			return intUnixNano(i), nil
+		}
+		f, err := x.Float64()
 		if err != nil {
 			return 0, err
 		}
-		f = g
+		return floatUnixNano(f), nil
 	case string:
 		if t, err := time.Parse(time.RFC3339Nano, x); err == nil {
 			return t.UnixNano(), nil
 		}
-		if g, err := strconv.ParseFloat(x, 64); err == nil {
-			return toUnixNano(g)
+		if i, err := strconv.ParseInt(x, 10, 64); err == nil {
+			return intUnixNano(i), nil
+		}
+		if f, err := strconv.ParseFloat(x, 64); err == nil {
+			return floatUnixNano(f), nil
 		}
 		return 0, fmt.Errorf("%q is not an RFC 3339 time or a unix timestamp", x)
 	case time.Time:
@@ -302,16 +314,29 @@ func toUnixNano(v any) (int64, error) {
 	default:
 		return 0, fmt.Errorf("%T %v is not a time", v, v)
 	}
-	a := math.Abs(f)
+}
+
+// unitOf returns the nanoseconds per unit of a unix timestamp of magnitude a.
+func unitOf(a float64) int64 {
 	switch {
 	case a < 1e11:
-		return int64(f * 1e9), nil
+		return 1e9
 	case a < 1e14:
-		return int64(f * 1e6), nil
+		return 1e6
 	case a < 1e17:
-		return int64(f * 1e3), nil
+		return 1e3
 	}
-	return int64(f), nil
+	return 1
+}
+
+func intUnixNano(i int64) int64 {
+	return i * unitOf(math.Abs(float64(i)))
+}
+
+func floatUnixNano(f float64) int64 {
+	unit := unitOf(math.Abs(f))
+	whole, frac := math.Modf(f)
+	return int64(whole)*unit + int64(math.Round(frac*float64(unit)))
 }
 
 // eventClock returns the pipeline's event clock: the largest event time
