@@ -555,7 +555,12 @@ func (o *Operator) addPane(ev *pipeline.Event) error {
 		ks.wins = slices.Insert(ks.wins, i+1, w)
 	}
 	o.apply(w, ev)
-	first := max(p, floorDiv(wm, o.every)*o.every) + o.every
+	// The first window of this pane that is still open: the pane's own
+	// end, or the first window end after the watermark.
+	first := p + o.every
+	if wm >= first {
+		first = floorDiv(wm, o.every)*o.every + o.every
+	}
 	if !ks.scheduled || first < ks.nextEnd {
 		ks.scheduled, ks.nextEnd = true, first
 		o.heap.push(entry{end: first, key: ks.key, ks: ks})

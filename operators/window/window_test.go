@@ -30,7 +30,7 @@ func (r *recorder) lines() []string {
 
 func format(ev *pipeline.Event) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s [%v,%v) t=%d", ev.Key, ev.Fields[FieldWindowStart], ev.Fields[FieldWindowEnd], ev.Time/1e6)
+	fmt.Fprintf(&b, "%s [%v,%v) t=%d", ev.Key, ev.Fields[FieldWindowStart], ev.Fields[FieldWindowEnd], floorDiv(ev.Time, 1e6))
 	names := make([]string, 0, len(ev.Fields))
 	for k := range ev.Fields {
 		if k != FieldKey && k != FieldWindowStart && k != FieldWindowEnd {
@@ -433,8 +433,6 @@ func TestStateSizeAndFlush(t *testing.T) {
 func FuzzRestore(f *testing.F) {
 	cfg := Config{Window: pipeline.WindowSpec{Session: &pipeline.SessionSpec{Gap: pipeline.D(time.Second)}}, Aggregates: allAggs, Late: func(*pipeline.Event) {}}
 	o, _ := New(cfg)
-	s := &testing.T{}
-	_ = s
 	rec := &recorder{}
 	for i, st := range randomStream(3, 200) {
 		if st.key != "" {
@@ -455,4 +453,62 @@ func FuzzRestore(f *testing.F) {
 		o.Advance(1<<62, rec)
 		_ = o.Flush(context.Background(), rec)
 	})
+}
+
+// TestPanesMatchNaiveWindows checks tumbling and sliding windows against a
+// direct computation: every event added to each window that contains it.
+func TestPanesMatchNaiveWindows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, c := range []struct{ size, every int64 }{{1000, 1000}, {3000, 1000}, {6000, 2000}, {5000, 5000}} {
+		var steps []step
+		now := int64(0)
+		type wk struct {
+			start int64
+			key   string
+		}
+		sum, n := map[wk]int{}, map[wk]int{}
+		for i := 0; i < 2000; i++ {
+			now += rng.Int64N(50)
+			at := now - rng.Int64N(1500) // lateness 2s below covers it: no late events
+			key := fmt.Sprintf("k%d", rng.IntN(4))
+			v := rng.IntN(100)
+			steps = append(steps, step{key: key, at: at, fields: map[string]any{"v": v}})
+			for s := floorDiv(at, c.every)*c.every - c.size + c.every; s <= at; s += c.every {
+				sum[wk{s, key}] += v
+				n[wk{s, key}]++
+			}
+		}
+		steps = append(steps, adv(now+100000))
+		var ws []wk
+		for w := range n {
+			ws = append(ws, w)
+		}
+		slices.SortFunc(ws, func(a, b wk) int {
+			if a.start != b.start {
+				return int(a.start - b.start)
+			}
+			return strings.Compare(a.key, b.key)
+		})
+		var want []string
+		for _, w := range ws {
+			want = append(want, fmt.Sprintf("%s [%d,%d) t=%d n=%d s=%d", w.key, w.start, w.start+c.size, w.start+c.size-1, n[w], sum[w]))
+		}
+		win := pipeline.WindowSpec{AllowedLateness: dur(2 * time.Second)}
+		if c.size == c.every {
+			win.Tumbling = dur(time.Duration(c.size) * time.Millisecond)
+		} else {
+			win.Sliding = &pipeline.SlidingSpec{Size: pipeline.D(time.Duration(c.size) * time.Millisecond), Every: pipeline.D(time.Duration(c.every) * time.Millisecond)}
+		}
+		o, err := New(Config{Window: win, Aggregates: map[string]string{"n": "count()", "s": "sum(v)"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, got := run(t, o, steps)
+		if o.Stats().Late != 0 {
+			t.Fatalf("late events: %d", o.Stats().Late)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("size %d every %d: %d outputs, want %d; first got %q want %q", c.size, c.every, len(got), len(want), got[:3], want[:3])
+		}
+	}
 }
