@@ -46,7 +46,6 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/operators"
-	"github.com/eddy-edge/eddy/operators/template"
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/expr-lang/expr/vm"
 )
@@ -169,7 +168,7 @@ type Operator struct {
 	forNs    int64
 	coolNs   int64
 	when     *pipeline.Program
-	msg      *template.Template // nil: default message
+	msg      *pipeline.Template // nil: default message
 	log      *slog.Logger
 	vm       vm.VM
 	buf      []byte
@@ -225,7 +224,7 @@ func New(cfg Config) (*Operator, error) {
 		o.coolNs = int64(s.Cooldown.Duration)
 	}
 	if s.Message != "" {
-		t, err := template.Parse(s.Message)
+		t, err := pipeline.ParseTemplate(s.Message)
 		if err != nil {
 			return nil, fmt.Errorf("alert.message: %v", err)
 		}
@@ -332,7 +331,7 @@ func (o *Operator) fire(st *keyState, ev *pipeline.Event) *pipeline.Event {
 func (o *Operator) notify(st *keyState, ev *pipeline.Event, state string) *pipeline.Event {
 	var msg string
 	if o.msg != nil {
-		o.buf = o.msg.Render(o.buf[:0], ev)
+		o.buf = o.msg.Append(o.buf[:0], ev)
 		msg = string(o.buf)
 	} else {
 		msg = ev.Key + ": " + o.when.Source

@@ -103,6 +103,7 @@ type run struct {
 	done       chan struct{}
 	lastCkpt   time.Time
 	ckptOffset atomic.Uint64
+	scratch    pipeline.Event
 	tapMu      sync.Mutex
 	taps       atomic.Pointer[[]*Tap]
 }
@@ -228,13 +229,16 @@ func (r *run) process(recs []wal.Record) {
 		r.source.in++
 		r.lastActivity = now
 		err := mqtt.Decode(r.format, rec.Topic, rec.Payload, func(d mqtt.Decoded) {
-			ev := pipeline.Event{Time: rec.Time, Key: rec.Topic, Topic: rec.Topic, Fields: d.Fields, Offset: rec.Offset, Raw: d.Raw}
-			r.stamp(&ev)
+			// One Event per pipeline, reused: receivers that keep an
+			// event must Clone it (see operators.Emitter).
+			ev := &r.scratch
+			*ev = pipeline.Event{Time: rec.Time, Key: rec.Topic, Topic: rec.Topic, Fields: d.Fields, Offset: rec.Offset, Raw: d.Raw}
+			r.stamp(ev)
 			if ev.Time > r.maxEventTime {
 				r.maxEventTime = ev.Time
 			}
 			r.source.out++
-			r.head.Emit(&ev)
+			r.head.Emit(ev)
 		})
 		if err != nil {
 			r.source.fail(fmt.Errorf("offset %d topic %s: %w", rec.Offset, rec.Topic, err), now)

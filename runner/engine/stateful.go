@@ -5,6 +5,8 @@ import (
 
 	"github.com/eddy-edge/eddy/operators"
 	"github.com/eddy-edge/eddy/operators/alert"
+	"github.com/eddy-edge/eddy/operators/dedupe"
+	"github.com/eddy-edge/eddy/operators/throttle"
 	"github.com/eddy-edge/eddy/operators/enrich"
 	"github.com/eddy-edge/eddy/operators/window"
 	"github.com/eddy-edge/eddy/pipeline"
@@ -25,6 +27,12 @@ func registerStateful(r *Registry) {
 	r.RegisterStep("aggregate", func(b *Build) (operators.Operator, error) { return passThrough{}, nil })
 	r.RegisterStep("alert", func(b *Build) (operators.Operator, error) {
 		return alert.New(alert.Config{Pipeline: b.Plan.ID(), Rule: b.Node.ID, Spec: *b.Step().Alert, Logger: b.Logger})
+	})
+	r.RegisterStep("dedupe", func(b *Build) (operators.Operator, error) {
+		return dedupe.New(dedupe.Config{Spec: *b.Step().Dedupe, Logger: b.Logger})
+	})
+	r.RegisterStep("throttle", func(b *Build) (operators.Operator, error) {
+		return throttle.New(throttle.Config{Spec: *b.Step().Throttle, Logger: b.Logger})
 	})
 	r.RegisterStep("enrich", func(b *Build) (operators.Operator, error) {
 		if b.Twins == nil {

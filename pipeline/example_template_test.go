@@ -1,14 +1,13 @@
-package template_test
+package pipeline_test
 
 import (
 	"fmt"
 
-	"github.com/eddy-edge/eddy/operators/template"
 	"github.com/eddy-edge/eddy/pipeline"
 )
 
-func ExampleParse() {
-	t, err := template.Parse("{{key}} is overheating: avg {{avg_t}} (limit {{values.limit}})")
+func ExampleParseTemplate() {
+	t, err := pipeline.ParseTemplate("{{key}} is overheating: avg {{avg_t}} (limit {{values.limit}})")
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -17,7 +16,7 @@ func ExampleParse() {
 		"avg_t":  31.5,
 		"values": map[string]any{"limit": 30},
 	}}
-	fmt.Println(string(t.Render(nil, ev)))
+	fmt.Println(string(t.Append(nil, ev)))
 	fmt.Println(t.Check(pipeline.Schema{"avg_t": 0.0}))
 	// Output:
 	// thermo-1 is overheating: avg 31.5 (limit 30)

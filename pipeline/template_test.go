@@ -1,4 +1,4 @@
-package template
+package pipeline
 
 import (
 	"errors"
@@ -6,12 +6,10 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/eddy-edge/eddy/pipeline"
 )
 
 func TestRender(t *testing.T) {
-	ev := &pipeline.Event{
+	ev := &Event{
 		Key: "thermo-1",
 		Fields: map[string]any{
 			"avg_t":    31.25,
@@ -66,14 +64,14 @@ func TestRender(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tp, err := Parse(tc.tmpl)
+			tp, err := ParseTemplate(tc.tmpl)
 			if err != nil {
-				t.Fatalf("Parse(%q): %v", tc.tmpl, err)
+				t.Fatalf("ParseTemplate(%q): %v", tc.tmpl, err)
 			}
-			if got := string(tp.Render(nil, ev)); got != tc.want {
+			if got := string(tp.Append(nil, ev)); got != tc.want {
 				t.Errorf("Render = %q, want %q", got, tc.want)
 			}
-			if got := tp.RenderString(ev); got != tc.want {
+			if got := tp.Render(ev); got != tc.want {
 				t.Errorf("RenderString = %q, want %q", got, tc.want)
 			}
 			if tp.String() != tc.tmpl {
@@ -84,26 +82,26 @@ func TestRender(t *testing.T) {
 }
 
 func TestKeyFallsBackToField(t *testing.T) {
-	tp, err := Parse("{{key}}")
+	tp, err := ParseTemplate("{{key}}")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := &pipeline.Event{Fields: map[string]any{"key": "from-field"}}
-	if got := tp.RenderString(ev); got != "from-field" {
+	ev := &Event{Fields: map[string]any{"key": "from-field"}}
+	if got := tp.Render(ev); got != "from-field" {
 		t.Errorf("got %q, want from-field", got)
 	}
 	ev.Key = "partition"
-	if got := tp.RenderString(ev); got != "partition" {
+	if got := tp.Render(ev); got != "partition" {
 		t.Errorf("got %q, want partition", got)
 	}
 }
 
 func TestRenderAppends(t *testing.T) {
-	tp, err := Parse("/{{key}}")
+	tp, err := ParseTemplate("/{{key}}")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := tp.Render([]byte("alerts"), &pipeline.Event{Key: "k"})
+	got := tp.Append([]byte("alerts"), &Event{Key: "k"})
 	if string(got) != "alerts/k" {
 		t.Errorf("got %q", got)
 	}
@@ -124,9 +122,9 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.tmpl, func(t *testing.T) {
-			_, err := Parse(tc.tmpl)
+			_, err := ParseTemplate(tc.tmpl)
 			if err == nil {
-				t.Fatalf("Parse(%q) succeeded, want error containing %q", tc.tmpl, tc.wantSub)
+				t.Fatalf("ParseTemplate(%q) succeeded, want error containing %q", tc.tmpl, tc.wantSub)
 			}
 			if !strings.Contains(err.Error(), tc.wantSub) {
 				t.Errorf("error %q does not contain %q", err, tc.wantSub)
@@ -136,28 +134,28 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestNamesAndStatic(t *testing.T) {
-	tp, err := Parse("{{key}}: {{avg_t}} {{key}} {{values.t}}")
+	tp, err := ParseTemplate("{{key}}: {{avg_t}} {{key}} {{values.t}}")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := strings.Join(tp.Names(), ",")
+	got := strings.Join(tp.Fields(), ",")
 	if got != "key,avg_t,values.t" {
 		t.Errorf("Names = %q", got)
 	}
 	if tp.Static() {
 		t.Error("Static = true for a template with references")
 	}
-	st, _ := Parse("no refs")
+	st, _ := ParseTemplate("no refs")
 	if !st.Static() {
 		t.Error("Static = false for a literal template")
 	}
 }
 
 func TestCheck(t *testing.T) {
-	schema := pipeline.Schema{"avg_t": 0.0, "values": map[string]any{}}
+	schema := Schema{"avg_t": 0.0, "values": map[string]any{}}
 	tests := []struct {
 		tmpl    string
-		schema  pipeline.Schema
+		schema  Schema
 		wantErr string
 	}{
 		{"{{key}} {{avg_t}}", schema, ""},
@@ -169,7 +167,7 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.tmpl, func(t *testing.T) {
-			tp, err := Parse(tc.tmpl)
+			tp, err := ParseTemplate(tc.tmpl)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -188,13 +186,13 @@ func TestCheck(t *testing.T) {
 }
 
 func TestRenderDoesNotAllocate(t *testing.T) {
-	tp, err := Parse("{{key}} is overheating: avg {{avg_t}} n={{n}} ok={{ok}}")
+	tp, err := ParseTemplate("{{key}} is overheating: avg {{avg_t}} n={{n}} ok={{ok}}")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := &pipeline.Event{Key: "thermo-1", Fields: map[string]any{"avg_t": 31.25, "n": int64(3), "ok": true}}
+	ev := &Event{Key: "thermo-1", Fields: map[string]any{"avg_t": 31.25, "n": int64(3), "ok": true}}
 	buf := make([]byte, 0, 256)
-	allocs := testing.AllocsPerRun(100, func() { buf = tp.Render(buf[:0], ev) })
+	allocs := testing.AllocsPerRun(100, func() { buf = tp.Append(buf[:0], ev) })
 	if allocs != 0 {
 		t.Errorf("Render allocates %v times per call, want 0", allocs)
 	}
@@ -207,41 +205,41 @@ func FuzzParse(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	ev := &pipeline.Event{Key: "k", Fields: map[string]any{"key": "f", "a": map[string]any{"b": 1.5}, "y": "Y"}}
+	ev := &Event{Key: "k", Fields: map[string]any{"key": "f", "a": map[string]any{"b": 1.5}, "y": "Y"}}
 	f.Fuzz(func(t *testing.T, s string) {
-		tp, err := Parse(s)
+		tp, err := ParseTemplate(s)
 		if err != nil {
 			if !strings.Contains(s, "{{") {
-				t.Fatalf("Parse(%q) failed without any {{: %v", s, err)
+				t.Fatalf("ParseTemplate(%q) failed without any {{: %v", s, err)
 			}
 			return
 		}
 		if tp.String() != s {
 			t.Fatalf("String() = %q, want %q", tp.String(), s)
 		}
-		out := tp.RenderString(ev)
+		out := tp.Render(ev)
 		if tp.Static() && out != s {
 			t.Fatalf("static template %q rendered as %q", s, out)
 		}
 		// Literal text must survive: rendering with no fields yields the
 		// template minus its references, which is never longer than s.
-		empty := tp.RenderString(&pipeline.Event{})
+		empty := tp.Render(&Event{})
 		if len(empty) > len(s) {
 			t.Fatalf("rendering %q without fields gave longer text %q", s, empty)
 		}
-		_ = tp.Check(pipeline.Schema{"a": 0})
+		_ = tp.Check(Schema{"a": 0})
 	})
 }
 
 func BenchmarkRender(b *testing.B) {
-	tp, err := Parse("{{key}} is overheating: avg {{avg_t}}")
+	tp, err := ParseTemplate("{{key}} is overheating: avg {{avg_t}}")
 	if err != nil {
 		b.Fatal(err)
 	}
-	ev := &pipeline.Event{Key: "thermo-1", Fields: map[string]any{"avg_t": 31.25}}
+	ev := &Event{Key: "thermo-1", Fields: map[string]any{"avg_t": 31.25}}
 	buf := make([]byte, 0, 128)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = tp.Render(buf[:0], ev)
+		buf = tp.Append(buf[:0], ev)
 	}
 }
