@@ -59,6 +59,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock is the time source. Default: the real clock.
 	Clock clock.Clock
+	// DeviceFiles are YAML files of KubeEdge Device and DeviceModel
+	// resources: their twins are served over MQTT and Modbus devices are
+	// polled (see devices.go).
+	DeviceFiles []string
 	// HTTPHandler, when set, builds the HTTP handler served on HTTPAddr
 	// (the API and dashboard); otherwise only /healthz is served.
 	HTTPHandler func(r *Runner) (http.Handler, error)
@@ -75,6 +79,7 @@ type Runner struct {
 	engine  *engine.Engine
 	httpSrv *http.Server
 	httpLn  net.Listener
+	devices *deviceRuntime
 
 	mu      sync.Mutex
 	sources map[string][]byte // pipeline id -> the YAML it was loaded from
@@ -126,6 +131,10 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	twins, err := r.initDevices(ctx)
+	if err != nil {
+		return err
+	}
 	reg := engine.NewRegistry()
 	reg.RegisterSink("mqtt", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) {
 		return mqtt.NewSink(r.broker, s.MQTT)
@@ -139,6 +148,7 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 	r.engine, err = engine.New(engine.Options{
 		Log:                r.log,
 		Checkpoints:        r.ckpt,
+		Twins:              twins,
 		Registry:           reg,
 		Clock:              r.cfg.Clock,
 		Logger:             r.logger.With("component", "engine"),
@@ -156,6 +166,9 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("starting the MQTT broker on %s: %w", r.cfg.MQTTAddr, err)
 	}
 	r.logger.Info("MQTT broker listening", "addr", r.broker.Addr().String(), "anonymous", r.cfg.AllowAnonymous)
+	if err := r.startDevices(ctx); err != nil {
+		return err
+	}
 	return r.startHTTP()
 }
 
@@ -285,6 +298,7 @@ func (r *Runner) Close() error {
 	if r.broker != nil {
 		errs = append(errs, r.broker.Close())
 	}
+	errs = append(errs, r.closeDevices())
 	if r.engine != nil {
 		errs = append(errs, r.engine.Close())
 	}

@@ -1,0 +1,46 @@
+# Eddy's build, demo and test entry points. Everything a fresh machine needs
+# is installed from here (scripts/deps.sh), never by hand.
+GO        ?= go
+BIN       := bin/eddy
+MQTT_PORT ?= 1883
+HTTP_ADDR ?= 127.0.0.1:8080
+
+.PHONY: all build deps run test test-race vet bench soak fuzz docs clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/eddy
+
+deps:
+	./scripts/deps.sh
+
+# The main demo: broker + WAL + a simulated device fleet + the overheat
+# pipeline + the dashboard. Watch alerts with: mosquitto_sub -t 'alerts/#' -v
+run: deps build
+	./scripts/demo.sh
+
+vet:
+	$(GO) vet ./...
+
+# The test suite CI runs (.ci/run). Unit, integration (real broker, real
+# MQTT clients, socat ptys, headless Chromium) and the kill -9 test.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -race -timeout 10m ./runner/engine/... ./runner/wal/... ./runner/checkpoint/... ./operators/...
+
+bench: deps build
+	./scripts/bench.sh
+
+soak: deps build
+	$(GO) test -count=1 -tags soak -timeout 60m -run Soak ./...
+
+fuzz:
+	./scripts/fuzz.sh 30s
+
+docs:
+	$(GO) test ./pipeline/ -run TestReferenceDocs -update
+
+clean:
+	rm -rf bin eddy-data

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system packages Eddy's tests and demo use, only when missing:
+# Debian's MQTT clients and broker (interop tests), socat (serial pty pairs),
+# chromium (dashboard browser test). Safe to run repeatedly.
+set -euo pipefail
+need=()
+command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v socat >/dev/null || need+=(socat)
+if [ "${EDDY_SKIP_BROWSER:-}" = "" ]; then
+  command -v chromium >/dev/null || need+=(chromium)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  SUDO=sudo
+else
+  SUDO=
+fi
+echo "installing: ${need[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
