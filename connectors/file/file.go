@@ -29,11 +29,59 @@ func Open(path string) (*Sink, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("file sink: creating the directory of %s: %w", path, err)
 	}
+	if err := trimTornLine(path); err != nil {
+		return nil, fmt.Errorf("file sink: %w", err)
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("file sink: %w", err)
 	}
 	return &Sink{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+}
+
+// trimTornLine cuts a partial last line left by a crash in the middle of a
+// write. Lines after the last checkpoint are written again on replay, so
+// nothing is lost by removing it, and the file stays valid JSON Lines.
+func trimTornLine(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	// Scan back in chunks for the last newline.
+	buf := make([]byte, 64<<10)
+	end := st.Size()
+	for pos := end; pos > 0; {
+		n := int64(len(buf))
+		if pos < n {
+			n = pos
+		}
+		pos -= n
+		if _, err := f.ReadAt(buf[:n], pos); err != nil {
+			return err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			cut := pos + int64(i) + 1
+			if cut == end {
+				return nil
+			}
+			if err := f.Truncate(cut); err != nil {
+				return err
+			}
+			return f.Sync()
+		}
+	}
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	return f.Sync()
 }
 
 // Write appends ev as one line of JSON.

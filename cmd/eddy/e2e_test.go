@@ -1,0 +1,503 @@
+package main
+
+// End-to-end tests of the eddy binary with MQTT clients we did not write:
+// Debian's mosquitto_pub / mosquitto_sub and paho.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+)
+
+var eddyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "eddy-e2e")
+	if err != nil {
+		panic(err)
+	}
+	eddyBin = filepath.Join(dir, "eddy")
+	if out, err := exec.Command("go", "build", "-o", eddyBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building eddy: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// needTool skips when a Debian tool is missing, except in CI where the
+// Makefile installs it and its absence is a failure.
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is required in CI (make deps installs it)", name)
+		}
+		t.Skipf("%s not installed (run make deps)", name)
+	}
+	return p
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// eddyProc is a running `eddy run`.
+type eddyProc struct {
+	t        *testing.T
+	cmd      *exec.Cmd
+	mqttPort int
+	httpPort int
+	logs     *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startEddy(t *testing.T, dataDir string, mqttPort int, args ...string) *eddyProc {
+	t.Helper()
+	p := &eddyProc{t: t, mqttPort: mqttPort, httpPort: freePort(t), logs: &syncBuffer{}}
+	full := append([]string{"run", "--data-dir", dataDir, "--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", mqttPort),
+		"--http-addr", fmt.Sprintf("127.0.0.1:%d", p.httpPort)}, args...)
+	p.cmd = exec.Command(eddyBin, full...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("eddy logs:\n%s", p.logs.String())
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(p.logs.String(), "pipeline running") {
+		if time.Now().After(deadline) || p.cmd.ProcessState != nil {
+			t.Fatalf("eddy did not start:\n%s", p.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return p
+}
+
+func (p *eddyProc) stop(sig syscall.Signal) {
+	p.t.Helper()
+	p.cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		p.t.Fatalf("eddy did not exit after %v:\n%s", sig, p.logs.String())
+	}
+}
+
+// mosquittoSub starts mosquitto_sub on topic and returns a function that
+// waits for count messages (topic and payload per line). It waits until
+// the subscription is live by publishing probe messages to a topic the
+// filter matches until one comes back; probes are not counted.
+func mosquittoSub(t *testing.T, port int, topic string, count int) func() []string {
+	t.Helper()
+	bin := needTool(t, "mosquitto_sub")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	cmd := exec.CommandContext(ctx, bin, "-p", fmt.Sprint(port), "-t", topic, "-v", "-q", "1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	probe := strings.NewReplacer("#", "probe", "+", "probe").Replace(topic)
+	lines := make(chan string, 1024)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	c := pahoClient(t, port, "probe")
+	deadline := time.Now().Add(20 * time.Second)
+probing:
+	for {
+		c.Publish(probe, 0, false, "probe").Wait()
+		select {
+		case l := <-lines:
+			if strings.HasPrefix(l, probe+" ") {
+				break probing
+			}
+			t.Fatalf("unexpected message before the subscription was confirmed: %q", l)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mosquitto_sub on %s never received a probe", topic)
+		}
+	}
+	c.Disconnect(0)
+	return func() []string {
+		var got []string
+		timeout := time.After(30 * time.Second)
+		for len(got) < count {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("mosquitto_sub exited after %d of %d messages: %q", len(got), count, got)
+				}
+				if !strings.HasPrefix(l, probe+" ") {
+					got = append(got, l)
+				}
+			case <-timeout:
+				t.Fatalf("timed out after %d of %d messages: %q", len(got), count, got)
+			}
+		}
+		return got
+	}
+}
+
+func pahoClient(t *testing.T, port int, id string) paho.Client {
+	t.Helper()
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).SetClientID(id))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	return c
+}
+
+func mosquittoPub(t *testing.T, port int, topic string, qos int, msgs ...string) {
+	t.Helper()
+	bin := needTool(t, "mosquitto_pub")
+	for _, m := range msgs {
+		out, err := exec.Command(bin, "-p", fmt.Sprint(port), "-t", topic, "-q", fmt.Sprint(qos), "-m", m).CombinedOutput()
+		if err != nil {
+			t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+		}
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestE2EFilterWithMosquitto(t *testing.T) {
+	dir := t.TempDir()
+	spec := writeFile(t, dir, "hot.yaml", `
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: hot}
+spec:
+  source: {mqtt: {topic: "factory/+/data"}}
+  key: device
+  steps:
+    - filter: "temperature > 30"
+    - map: {temp_f: "temperature * 9 / 5 + 32"}
+    - select: [device, temp_f]
+  sinks:
+    - mqtt: {topic: "hot/{{device}}", qos: 1}
+`)
+	port := freePort(t)
+	p := startEddy(t, filepath.Join(dir, "data"), port, spec)
+	wait := mosquittoSub(t, port, "hot/#", 2)
+	mosquittoPub(t, port, "factory/d1/data", 1,
+		`{"device":"d1","temperature":25}`,
+		`{"device":"d1","temperature":31}`,
+		`{"device":"d2"}`,
+		`not json`,
+		`{"device":"d2","temperature":40}`)
+	got := wait()
+	want := []string{`hot/d1 {"device":"d1","temp_f":87.8}`, `hot/d2 {"device":"d2","temp_f":104}`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("mosquitto_sub got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	p.stop(syscall.SIGTERM)
+	if !strings.Contains(p.logs.String(), "pipeline checkpointed") {
+		t.Errorf("no checkpoint on SIGTERM:\n%s", p.logs.String())
+	}
+}
+
+func TestE2EWindowAlertWithMosquitto(t *testing.T) {
+	dir := t.TempDir()
+	spec := writeFile(t, dir, "overheat.yaml", `
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: overheat}
+spec:
+  source: {mqtt: {topic: "factory/+/data"}}
+  eventTime: ts
+  key: device
+  steps:
+    - window: {tumbling: 10s}
+    - aggregate: {avg_t: "avg(temperature)", max_t: "max(temperature)", n: "count()"}
+    - alert:
+        when: "avg_t > 30"
+        for: 10s
+        severity: critical
+        message: "{{key}} is overheating: avg {{avg_t}}"
+  sinks:
+    - mqtt: {topic: "alerts/{{key}}", qos: 1}
+`)
+	port := freePort(t)
+	startEddy(t, filepath.Join(dir, "data"), port, spec)
+	wait := mosquittoSub(t, port, "alerts/#", 2)
+	const t0 = 1_700_000_000_000
+	var msgs []string
+	for s := 0; s < 50; s++ {
+		temp := 32.0
+		if s >= 30 {
+			temp = 20
+		}
+		msgs = append(msgs, fmt.Sprintf(`{"device":"m1","ts":%d,"temperature":%g}`, t0+s*1000, temp))
+	}
+	// mosquitto_pub -l sends each stdin line as a message, on one connection.
+	pub := exec.Command(needTool(t, "mosquitto_pub"), "-p", fmt.Sprint(port), "-t", "factory/m1/data", "-q", "1", "-l")
+	pub.Stdin = strings.NewReader(strings.Join(msgs, "\n") + "\n")
+	if out, err := pub.CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+	}
+	got := wait()
+	// Windows [0,10) [10,20) [20,30) average 32; [30,40) averages 20.
+	// Pending at the first window's end (t0+10s), firing once it held 10 s
+	// (window [10,20) ending t0+20s), resolved at window [30,40).
+	want := []map[string]any{
+		{"state": "firing", "severity": "critical", "key": "m1", "message": "m1 is overheating: avg 32",
+			"started_at": "2023-11-14T22:13:29.999Z", "ts": "2023-11-14T22:13:39.999Z",
+			"values": map[string]any{"avg_t": 32.0, "key": "m1", "max_t": 32.0, "n": 10.0,
+				"window_end": float64(t0 + 20000), "window_start": float64(t0 + 10000)}},
+		{"state": "resolved", "severity": "critical", "key": "m1", "message": "m1 is overheating: avg 20",
+			"started_at": "2023-11-14T22:13:29.999Z", "resolved_at": "2023-11-14T22:13:59.999Z", "ts": "2023-11-14T22:13:59.999Z"},
+	}
+	var ids []string
+	for i, line := range got {
+		topic, payload, _ := strings.Cut(line, " ")
+		if topic != "alerts/m1" {
+			t.Errorf("alert %d on topic %q, want alerts/m1", i, topic)
+		}
+		var f map[string]any
+		if err := json.Unmarshal([]byte(payload), &f); err != nil {
+			t.Fatalf("alert %d: %v: %s", i, err, payload)
+		}
+		for k, v := range want[i] {
+			if g, _ := json.Marshal(f[k]); string(g) != mustJSON(v) {
+				t.Errorf("alert %d field %s = %s, want %s\n(payload %s)", i, k, g, mustJSON(v), payload)
+			}
+		}
+		ids = append(ids, fmt.Sprint(f["alert_id"]))
+	}
+	if len(ids) == 2 && (ids[0] != ids[1] || len(ids[0]) != 16) {
+		t.Errorf("alert ids %v: firing and resolved of one episode must share a 16-hex id", ids)
+	}
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// TestE2EKill9LosesNothingAcknowledged publishes numbered QoS 1 messages,
+// SIGKILLs eddy in the middle, restarts it on the same data dir and checks
+// that every message the publisher got a PUBACK for reached the pipeline's
+// output file. Duplicates (replay since the last checkpoint) are allowed
+// and counted.
+func TestE2EKill9LosesNothingAcknowledged(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.jsonl")
+	spec := writeFile(t, dir, "all.yaml", fmt.Sprintf(`
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: all}
+spec:
+  source: {mqtt: {topic: "n/#"}}
+  steps:
+    - filter: "n >= 0"
+  sinks:
+    - file: {path: %q}
+`, out))
+	data := filepath.Join(dir, "data")
+	port := freePort(t)
+	p := startEddy(t, data, port, "--checkpoint-interval", "100ms", spec)
+
+	const total = 3000
+	acked := make([]bool, total)
+	var mu sync.Mutex
+	opts := paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).SetClientID("kill9-pub").
+		SetAutoReconnect(false).SetMaxResumePubInFlight(64)
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	killed := make(chan struct{})
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64) // 64 in flight: group commit shares fsyncs
+	for i := 0; i < total; i++ {
+		if i == total/2 {
+			// Kill while half is still to be sent and some is in flight.
+			go func() { p.cmd.Process.Signal(syscall.SIGKILL); p.cmd.Wait(); close(killed) }()
+		}
+		select {
+		case <-killed:
+			i = total // stop publishing: the broker is gone
+			continue
+		case sem <- struct{}{}:
+		}
+		tok := c.Publish(fmt.Sprintf("n/%d", i%7), 1, false, fmt.Sprintf(`{"n":%d}`, i))
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+				mu.Lock()
+				acked[i] = true
+				mu.Unlock()
+			}
+		}(i)
+	}
+	<-killed
+	c.Disconnect(0)
+	wg.Wait()
+	nAcked := 0
+	for _, a := range acked {
+		if a {
+			nAcked++
+		}
+	}
+	if nAcked == 0 {
+		t.Fatal("nothing was acknowledged before the kill; the test proves nothing")
+	}
+
+	// Restart on the same data dir: the pipeline replays from its checkpoint.
+	p2 := startEddy(t, data, port, "--checkpoint-interval", "100ms", spec)
+	deadline := time.Now().Add(20 * time.Second)
+	var seen map[int]int
+	for {
+		seen = readNumbers(t, out)
+		missing := 0
+		for i, a := range acked {
+			if a && seen[i] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d acknowledged messages never reached the output", missing, nAcked)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p2.stop(syscall.SIGTERM)
+	seen = readNumbers(t, out)
+	dups := 0
+	for _, c := range seen {
+		if c > 1 {
+			dups += c - 1
+		}
+	}
+	t.Logf("published %d, acknowledged %d, output %d distinct, %d duplicates (replayed after the kill)",
+		total, nAcked, len(seen), dups)
+}
+
+// readNumbers counts each n in the JSON Lines output file.
+func readNumbers(t *testing.T, path string) map[int]int {
+	t.Helper()
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return map[int]int{}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seen := map[int]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var v struct{ N *int }
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil || v.N == nil {
+			t.Fatalf("output line %q is not a numbered event: %v", sc.Text(), err)
+		}
+		seen[*v.N]++
+	}
+	return seen
+}
+
+func TestValidateReportsEveryError(t *testing.T) {
+	dir := t.TempDir()
+	bad := writeFile(t, dir, "bad.yaml", `apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: bad}
+spec:
+  source: {mqtt: {topik: "a/b"}}
+  steps:
+    - window: {tumbling: "10"}
+    - aggregate: {n: "cnt()"}
+  sinks: [{mqtt: {topic: "x"}}]
+`)
+	out, err := exec.Command(eddyBin, "validate", bad).CombinedOutput()
+	if err == nil {
+		t.Fatalf("validate succeeded on a bad file:\n%s", out)
+	}
+	for _, want := range []string{
+		bad + `:5: spec.source.mqtt.topik: unknown field "topik" (did you mean "topic"?)`,
+		bad + `:7: spec.steps[0].window.tumbling: "10" has no unit; use e.g. 10s`,
+		bad + `:8: spec.steps[1].aggregate.n: unknown aggregate function "cnt"`,
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("validate output lacks %q:\n%s", want, out)
+		}
+	}
+	good := writeFile(t, dir, "good.yaml", strings.NewReplacer(`topik`, `topic`, `"10"`, `10s`, `cnt()`, `count()`).Replace(string(must(os.ReadFile(bad)))))
+	if out, err := exec.Command(eddyBin, "validate", good).CombinedOutput(); err != nil {
+		t.Fatalf("validate failed on a good file: %v\n%s", err, out)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
