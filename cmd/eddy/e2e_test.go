@@ -500,4 +500,3 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
-
