@@ -162,8 +162,15 @@ func (w *wsConn) SetDeadline(t time.Time) error {
 	if err := w.c.SetReadDeadline(t); err != nil {
 		return err
 	}
-	return w.c.SetWriteDeadline(t)
+	return w.SetWriteDeadline(t)
 }
 
-func (w *wsConn) SetReadDeadline(t time.Time) error  { return w.c.SetReadDeadline(t) }
-func (w *wsConn) SetWriteDeadline(t time.Time) error { return w.c.SetWriteDeadline(t) }
+func (w *wsConn) SetReadDeadline(t time.Time) error { return w.c.SetReadDeadline(t) }
+
+// SetWriteDeadline is serialised with Write: gorilla's write deadline is a
+// plain field read by the writer (mochi sets deadlines from its read loop).
+func (w *wsConn) SetWriteDeadline(t time.Time) error {
+	w.wm.Lock()
+	defer w.wm.Unlock()
+	return w.c.SetWriteDeadline(t)
+}
