@@ -1,0 +1,330 @@
+// Command mqttbench measures whole-system MQTT throughput, latency and
+// memory: the raw embedded broker (mochi, no WAL) against `eddy run` with an
+// ingest -> filter -> MQTT-out pipeline, at QoS 0 and at durable QoS 1. It
+// prints a Markdown table. `make bench` runs it; see docs/benchmarks.md.
+//
+// Every run only talks to 127.0.0.1 and is bounded in messages and time.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/eddy-edge/eddy/runner/broker"
+)
+
+func main() {
+	eddy := flag.String("eddy", "bin/eddy", "path to the eddy binary")
+	n := flag.Int("n", 200000, "messages per throughput run")
+	pubs := flag.Int("publishers", 16, "concurrent publishers")
+	rate := flag.Int("rate", 10000, "messages per second for the latency run")
+	latencyFor := flag.Duration("latency-duration", 5*time.Second, "length of the latency run")
+	flag.Parse()
+	if err := run(*eddy, *n, *pubs, *rate, *latencyFor); err != nil {
+		fmt.Fprintln(os.Stderr, "mqttbench:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	name     string
+	sent     int
+	received int
+	dur      time.Duration
+	p50, p99 time.Duration
+}
+
+func (r result) rate() float64 { return float64(r.received) / r.dur.Seconds() }
+
+func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration) error {
+	var rows []result
+	// Raw broker, in this process, no WAL.
+	for _, qos := range []byte{0, 1} {
+		b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", AllowAnonymous: true, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return err
+		}
+		if err := b.Start(context.Background()); err != nil {
+			return err
+		}
+		port := b.Addr().(*net.TCPAddr).Port
+		r, err := throughput(fmt.Sprintf("raw mochi broker, QoS %d (pub->sub)", qos), port, "bench/in", "bench/in", qos, n, pubs)
+		b.Close()
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r)
+	}
+	// Eddy: ingest -> WAL -> filter -> MQTT out.
+	var idleRSS, peakRSS int64
+	for _, qos := range []byte{0, 1} {
+		e, err := startEddy(eddyBin)
+		if err != nil {
+			return err
+		}
+		if qos == 0 {
+			idleRSS = e.rss("VmRSS")
+		}
+		label := "eddy ingest->filter->MQTT out, QoS 0"
+		if qos == 1 {
+			label = "eddy ingest->filter->MQTT out, QoS 1 durable (fsync before PUBACK)"
+		}
+		r, err := throughput(label, e.port, "bench/in", "out/bench", qos, n, pubs)
+		if err == nil && qos == 1 {
+			var lr result
+			lr, err = latency(fmt.Sprintf("eddy latency at %d msg/s, QoS 1 durable", rate), e.port, rate, latencyFor)
+			rows = append(rows, lr)
+		}
+		peakRSS = max(peakRSS, e.rss("VmHWM"))
+		e.stop()
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r)
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].p50 == 0 && rows[j].p50 != 0 })
+	host, _ := os.Hostname()
+	fmt.Printf("\n### MQTT end to end (%s, %d cores, %s)\n\n", host, numCPU(), time.Now().UTC().Format("2006-01-02"))
+	fmt.Println("| run | sent | received | loss | msg/s | p50 | p99 |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		lat50, lat99 := "", ""
+		if r.p50 > 0 {
+			lat50, lat99 = r.p50.Round(time.Microsecond).String(), r.p99.Round(time.Microsecond).String()
+		}
+		fmt.Printf("| %s | %d | %d | %d | %.0f | %s | %s |\n", r.name, r.sent, r.received, r.sent-r.received, r.rate(), lat50, lat99)
+	}
+	fmt.Printf("\n| memory | MiB |\n|---|---:|\n| eddy idle RSS (broker, WAL, 1 pipeline, HTTP) | %.1f |\n| eddy peak RSS (VmHWM) | %.1f |\n",
+		float64(idleRSS)/1024, float64(peakRSS)/1024)
+	if len(rows) >= 4 {
+		fmt.Printf("\nEddy QoS 0 / raw QoS 0 = %.2f\n", rows[2].rate()/rows[0].rate())
+	}
+	return nil
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
+
+type eddyProc struct {
+	cmd  *exec.Cmd
+	port int
+	dir  string
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startEddy(bin string) (*eddyProc, error) {
+	dir, err := os.MkdirTemp("", "eddy-bench")
+	if err != nil {
+		return nil, err
+	}
+	spec := filepath.Join(dir, "p.yaml")
+	os.WriteFile(spec, []byte(`apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: bench}
+spec:
+  source: {mqtt: {topic: "bench/in"}}
+  steps:
+    - filter: "n >= 0"
+  sinks:
+    - mqtt: {topic: "out/bench"}
+`), 0o644)
+	e := &eddyProc{port: freePort(), dir: dir}
+	e.cmd = exec.Command(bin, "run", "--log-level", "warn", "--data-dir", filepath.Join(dir, "data"),
+		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", e.port), "--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort()), spec)
+	e.cmd.Stderr = os.Stderr
+	if err := e.cmd.Start(); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", e.port))
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			e.stop()
+			return nil, fmt.Errorf("eddy did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // let the pipeline start and settle before measuring idle RSS
+	return e, nil
+}
+
+// rss reads a memory figure (kB) of the process from /proc.
+func (e *eddyProc) rss(field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", e.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, field+":") {
+			v, _ := strconv.ParseInt(strings.Fields(l)[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+func (e *eddyProc) stop() {
+	e.cmd.Process.Signal(os.Interrupt)
+	e.cmd.Wait()
+	os.RemoveAll(e.dir)
+}
+
+func client(port int, id string) (paho.Client, error) {
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).SetClientID(id).
+		SetOrderMatters(false).SetWriteTimeout(30 * time.Second))
+	if t := c.Connect(); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		return nil, fmt.Errorf("connect: %v", t.Error())
+	}
+	return c, nil
+}
+
+// throughput publishes n messages from pubs publishers (at most 64 in
+// flight each) and counts what one subscriber on subTopic receives.
+func throughput(name string, port int, pubTopic, subTopic string, qos byte, n, pubs int) (result, error) {
+	var got atomic.Int64
+	done := make(chan struct{})
+	sub, err := client(port, "bench-sub")
+	if err != nil {
+		return result{}, err
+	}
+	defer sub.Disconnect(0)
+	var once sync.Once
+	if t := sub.Subscribe(subTopic, qos, func(_ paho.Client, m paho.Message) {
+		if got.Add(1) == int64(n) {
+			once.Do(func() { close(done) })
+		}
+	}); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		return result{}, fmt.Errorf("subscribe: %v", t.Error())
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, pubs)
+	for p := 0; p < pubs; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			c, err := client(port, fmt.Sprintf("bench-pub-%d", p))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Disconnect(100)
+			inflight := make(chan paho.Token, 64)
+			go func() {
+				for t := range inflight {
+					t.WaitTimeout(30 * time.Second)
+				}
+			}()
+			for i := p; i < n; i += pubs {
+				inflight <- c.Publish(pubTopic, qos, false, fmt.Sprintf(`{"n":%d}`, i))
+			}
+			close(inflight)
+		}(p)
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return result{}, err
+	default:
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+	}
+	// Anything still arriving after the last message is counted until
+	// the stream has been quiet for a moment.
+	for last := got.Load(); ; {
+		time.Sleep(200 * time.Millisecond)
+		if cur := got.Load(); cur == last {
+			break
+		} else {
+			last = cur
+		}
+	}
+	return result{name: name, sent: n, received: int(got.Load()), dur: time.Since(start)}, nil
+}
+
+// latency publishes at a fixed rate for d and measures publish-to-output
+// time from a send timestamp carried in the payload.
+func latency(name string, port, rate int, d time.Duration) (result, error) {
+	sub, err := client(port, "lat-sub")
+	if err != nil {
+		return result{}, err
+	}
+	defer sub.Disconnect(0)
+	var mu sync.Mutex
+	var lats []time.Duration
+	if t := sub.Subscribe("out/bench", 1, func(_ paho.Client, m paho.Message) {
+		p := string(m.Payload())
+		i := strings.Index(p, `"t":`)
+		if i < 0 {
+			return
+		}
+		ns, _ := strconv.ParseInt(strings.TrimRight(p[i+4:], "}"), 10, 64)
+		mu.Lock()
+		lats = append(lats, time.Duration(time.Now().UnixNano()-ns))
+		mu.Unlock()
+	}); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		return result{}, fmt.Errorf("subscribe: %v", t.Error())
+	}
+	// Several publishers so that durable group commit can batch fsyncs.
+	const pubs = 8
+	per := time.Duration(float64(time.Second) * pubs / float64(rate))
+	total := int(d.Seconds() * float64(rate))
+	var wg sync.WaitGroup
+	for p := 0; p < pubs; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			c, err := client(port, fmt.Sprintf("lat-pub-%d", p))
+			if err != nil {
+				return
+			}
+			defer c.Disconnect(100)
+			tick := time.NewTicker(per)
+			defer tick.Stop()
+			for i := p; i < total; i += pubs {
+				<-tick.C
+				c.Publish("bench/in", 1, false, fmt.Sprintf(`{"n":%d,"t":%d}`, i, time.Now().UnixNano()))
+			}
+		}(p)
+	}
+	wg.Wait()
+	time.Sleep(time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lats) == 0 {
+		return result{}, fmt.Errorf("latency run received nothing")
+	}
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	return result{name: name, sent: total, received: len(lats), dur: d,
+		p50: lats[len(lats)/2], p99: lats[len(lats)*99/100]}, nil
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# make bench: the micro-benchmarks next to the hot code, then the
+# whole-system MQTT benchmark, printed as Markdown tables (the format of
+# docs/benchmarks.md). Everything runs on 127.0.0.1 and is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCHTIME=${BENCHTIME:-1s}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+echo "## Eddy benchmarks — $(date -u +%Y-%m-%d), $(nproc) cores, $(go version | awk '{print $3}')"
+echo
+echo "### Operators and engine (pre-decoded events, one core)"
+echo
+go test -run '^$' -bench . -benchtime "$BENCHTIME" -benchmem \
+  ./runner/engine/ ./operators/window/ ./operators/alert/ ./operators/dedupe/ ./operators/throttle/ \
+  ./runner/wal/ ./runner/twin/ ./connectors/modbus/ >"$out" 2>&1 || { cat "$out"; exit 1; }
+awk '
+  /^pkg:/ { pkg=$2; sub(/.*eddy\//, "", pkg) }
+  /^Benchmark/ {
+    name=$1; sub(/-[0-9]+$/, "", name)
+    ns=""; rate=""; unit=""; allocs=""; bytes=""
+    for (i=3; i<=NF; i++) {
+      if ($(i+1) == "ns/op") ns=$i
+      if ($(i+1) == "allocs/op") allocs=$i
+      if ($(i+1) == "B/op") bytes=$i
+      if ($(i+1) ~ /\/s$/) { rate=$i; unit=$(i+1) }
+    }
+    if (!header) { print "| package | benchmark | ns/op | rate | B/op | allocs/op |"; print "|---|---|---:|---:|---:|---:|"; header=1 }
+    if (rate != "") rate=sprintf("%.3gM %s", rate/1e6, unit)
+    printf "| %s | %s | %s | %s | %s | %s |\n", pkg, name, ns, rate, bytes, allocs
+  }' "$out"
+
+go build -o bin/eddy ./cmd/eddy
+go run ./bench/mqttbench -eddy bin/eddy "$@" 2> >(grep -v 'level=WARN' >&2)
