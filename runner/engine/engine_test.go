@@ -370,3 +370,61 @@ func TestToUnixNano(t *testing.T) {
 		}
 	}
 }
+
+func TestLateEventsGoToLateSink(t *testing.T) {
+	h := newHarness(t)
+	h.apply(`
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: late}
+spec:
+  source: {mqtt: {topic: "in"}}
+  eventTime: ts
+  key: device
+  steps:
+    - window: {tumbling: 10s, allowedLateness: 1s}
+    - aggregate: {n: "count()"}
+  sinks: [{mqtt: {topic: "out/{{key}}"}}]
+  late: [{mqtt: {topic: "late/{{device}}"}}]
+`)
+	h.publish("in",
+		reading("a", t0+1000, 1),  // window [0,10)
+		reading("a", t0+12000, 1), // watermark 11 s: closes [0,10)
+		reading("a", t0+9500, 1),  // late: its window closed
+		reading("a", t0+10500, 1), // within lateness for [10,20)
+	)
+	waitFor(t, "window and late outputs", func() bool { return len(h.pub.get()) == 2 })
+	st := h.waitCursor("default/late")
+	got := h.pub.get()
+	want := []string{
+		fmt.Sprintf(`out/a {"key":"a","n":1,"window_end":%d,"window_start":%d}`, t0+10000, t0),
+		`late/a {"device":"a","ts":1700000009500,"temperature":1}`,
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+	if st.Late != 1 {
+		t.Errorf("late counter = %d, want 1", st.Late)
+	}
+}
+
+func TestStreamSourceReadsInternalTopic(t *testing.T) {
+	h := newHarness(t)
+	h.apply(`
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: twins}
+spec:
+  source: {stream: {name: twin}}
+  key: device
+  steps: [{filter: "property == 'limit'"}]
+  sinks: [{mqtt: {topic: "twin/{{device}}"}}]
+`)
+	h.publish(StreamTopic("twin"), `{"device":"default/t1","property":"limit","actual":30}`, `{"device":"default/t1","property":"x","actual":1}`)
+	h.publish("factory/t1/data", `{"device":"default/t1","property":"limit"}`)
+	waitFor(t, "stream output", func() bool { return len(h.pub.get()) == 1 })
+	h.waitCursor("default/twins")
+	if got := h.pub.get(); got[0] != `twin/default/t1 {"device":"default/t1","property":"limit","actual":30}` {
+		t.Fatalf("got %q", got)
+	}
+}
