@@ -10,6 +10,7 @@ package runner
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,11 @@ type Config struct {
 	MQTTAddr string
 	// MQTTWSAddr enables an MQTT-over-WebSocket listener.
 	MQTTWSAddr string
+	// MQTTTLSAddr enables an MQTT-over-TLS listener (with TLSCertFile and
+	// TLSKeyFile); the WebSocket listener then uses TLS too.
+	MQTTTLSAddr string
+	// TLSCertFile and TLSKeyFile are a PEM certificate and key.
+	TLSCertFile, TLSKeyFile string
 	// HTTPAddr is the API / dashboard / metrics listener. Default
 	// 127.0.0.1:8080; "-" disables it.
 	HTTPAddr string
@@ -118,9 +124,19 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 	if err := r.openStorage(ctx); err != nil {
 		return err
 	}
+	var tlsCfg *tls.Config
+	if r.cfg.MQTTTLSAddr != "" {
+		cert, err := tls.LoadX509KeyPair(r.cfg.TLSCertFile, r.cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("MQTT TLS listener: loading certificate %q and key %q: %w", r.cfg.TLSCertFile, r.cfg.TLSKeyFile, err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	r.broker, err = broker.New(broker.Options{
 		Addr:           r.cfg.MQTTAddr,
 		WSAddr:         r.cfg.MQTTWSAddr,
+		TLS:            tlsCfg,
+		TLSAddr:        r.cfg.MQTTTLSAddr,
 		AllowAnonymous: r.cfg.AllowAnonymous,
 		AuthFile:       r.cfg.AuthFile,
 		Log:            walAppender{r.log},

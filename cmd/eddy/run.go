@@ -22,6 +22,11 @@ type runnerSettings struct {
 	MQTTAddr string `json:"mqttAddr,omitempty"`
 	// MQTTWSAddr enables MQTT over WebSocket on this address.
 	MQTTWSAddr string `json:"mqttWSAddr,omitempty"`
+	// MQTTTLSAddr enables MQTT over TLS on this address.
+	MQTTTLSAddr string `json:"mqttTLSAddr,omitempty"`
+	// TLSCertFile and TLSKeyFile are the PEM certificate and key for TLS.
+	TLSCertFile string `json:"tlsCertFile,omitempty"`
+	TLSKeyFile  string `json:"tlsKeyFile,omitempty"`
 	// HTTPAddr serves the API, dashboard, /metrics and /healthz; "-" disables.
 	HTTPAddr string `json:"httpAddr,omitempty"`
 	// AllowAnonymous lets MQTT clients connect without credentials.
@@ -57,6 +62,9 @@ func (s *runnerSettings) config(g *globals) (runner.Config, error) {
 		DataDir:            s.DataDir,
 		MQTTAddr:           s.MQTTAddr,
 		MQTTWSAddr:         s.MQTTWSAddr,
+		MQTTTLSAddr:        s.MQTTTLSAddr,
+		TLSCertFile:        s.TLSCertFile,
+		TLSKeyFile:         s.TLSKeyFile,
 		HTTPAddr:           s.HTTPAddr,
 		AllowAnonymous:     s.AllowAnonymous,
 		AuthFile:           s.AuthFile,
@@ -104,6 +112,9 @@ address only; pass --auth-file (and --anonymous=false) otherwise.`,
 	f := cmd.Flags()
 	f.StringVar(&s.MQTTAddr, "mqtt-addr", "127.0.0.1:1883", "MQTT broker listen address")
 	f.StringVar(&s.MQTTWSAddr, "mqtt-ws-addr", "", "MQTT over WebSocket listen address (off when empty)")
+	f.StringVar(&s.MQTTTLSAddr, "mqtt-tls-addr", "", "MQTT over TLS listen address (off when empty; needs --tls-cert and --tls-key)")
+	f.StringVar(&s.TLSCertFile, "tls-cert", "", "PEM certificate for the TLS listeners")
+	f.StringVar(&s.TLSKeyFile, "tls-key", "", "PEM private key for the TLS listeners")
 	f.StringVar(&s.DataDir, "data-dir", "./eddy-data", "directory for the WAL, checkpoints and twins (empty: in memory)")
 	f.StringVar(&s.HTTPAddr, "http-addr", "127.0.0.1:8080", "API, dashboard and /metrics listen address (- disables)")
 	f.StringVar(&anonymous, "anonymous", "auto", "allow MQTT clients without credentials: auto (only on loopback), true or false")
