@@ -6,8 +6,8 @@ import (
 	"github.com/eddy-edge/eddy/operators"
 	"github.com/eddy-edge/eddy/operators/alert"
 	"github.com/eddy-edge/eddy/operators/dedupe"
-	"github.com/eddy-edge/eddy/operators/throttle"
 	"github.com/eddy-edge/eddy/operators/enrich"
+	"github.com/eddy-edge/eddy/operators/throttle"
 	"github.com/eddy-edge/eddy/operators/window"
 	"github.com/eddy-edge/eddy/pipeline"
 )
