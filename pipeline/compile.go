@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/eddy-edge/eddy/pipeline/strictyaml"
 )
@@ -498,7 +499,9 @@ func (c *compiler) step(path, kind string, st *Step, schema Schema, afterWindow 
 		if schema != nil {
 			out := Schema{}
 			for _, f := range st.Select {
-				out[f] = schema[f]
+				if v, ok := schema[f]; ok { // unknown names were reported above
+					out[f] = v
+				}
 			}
 			return out
 		}
@@ -570,7 +573,7 @@ func (c *compiler) window(path string, w *WindowSpec) {
 		case ev > sz:
 			c.errorf(path+".sliding.every", "%v is longer than size %v; use a tumbling window instead", ev, sz)
 		case sz%ev != 0:
-			c.errorf(path+".sliding.every", "%v does not divide size %v; use e.g. every: %v", ev, sz, sz/((sz+ev-1)/ev))
+			c.errorf(path+".sliding.every", "%v does not divide size %v; use e.g. every: %v", ev, sz, divisorBelow(sz, ev))
 		case sz/ev > 1000:
 			c.errorf(path+".sliding.every", "size/every = %d windows per event is too many (max 1000)", sz/ev)
 		}
@@ -635,6 +638,30 @@ func (c *compiler) sink(path, role string, i int, s *Sink, schema Schema, input 
 		n.Inputs = []string{input}
 	}
 	return n, true
+}
+
+// divisorBelow suggests a round period no longer than every that divides
+// size: whole seconds (or milliseconds, for sub-second periods) when one
+// exists, else the largest exact divisor of the form size/n found in a
+// bounded search.
+func divisorBelow(size, every time.Duration) time.Duration {
+	for _, unit := range []time.Duration{time.Second, time.Millisecond} {
+		if every < unit || size%unit != 0 {
+			continue
+		}
+		for d, tries := every-every%unit, 0; d >= unit && tries < 100000; d, tries = d-unit, tries+1 {
+			if size%d == 0 {
+				return d
+			}
+		}
+	}
+	for n, tries := size/every, 0; n <= size && tries < 100000; n, tries = n+1, tries+1 {
+		if size%n == 0 && size/n <= every {
+			return size / n
+		}
+	}
+	return every - every%time.Second // nothing exact nearby; a round period
+
 }
 
 // CheckTopicFilter validates an MQTT topic filter.

@@ -432,6 +432,10 @@ func distance(a, b string) int {
 	return prev[len(b)]
 }
 
+// yamlErrLine extracts the 1-based line from a yaml.v3 error. yaml.v3
+// prints scanner errors with 1-based lines but parser errors ("did not find
+// expected ...") with the 0-based line of the construct that was left
+// open, so those are moved down by one.
 func yamlErrLine(err error) int {
 	s := err.Error()
 	if i := strings.Index(s, "line "); i >= 0 {
@@ -439,6 +443,9 @@ func yamlErrLine(err error) int {
 		j := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
 		if j > 0 {
 			n, _ := strconv.Atoi(rest[:j])
+			if strings.Contains(s, "did not find expected") {
+				n++
+			}
 			return n
 		}
 	}
