@@ -506,6 +506,9 @@ func (c *compiler) step(path, kind string, st *Step, schema Schema, afterWindow 
 			return out
 		}
 	case "drop":
+		if len(st.Drop) == 0 {
+			c.errorf(path+".drop", "is empty; list the fields to remove, e.g. drop: [raw, debug]")
+		}
 		c.known(path+".drop", st.Drop, schema)
 		if schema != nil {
 			out := schema.With(nil)
@@ -660,8 +663,10 @@ func divisorBelow(size, every time.Duration) time.Duration {
 			return size / n
 		}
 	}
-	return every - every%time.Second // nothing exact nearby; a round period
-
+	if r := every - every%time.Second; r > 0 {
+		return r // nothing exact nearby; a round period
+	}
+	return every
 }
 
 // CheckTopicFilter validates an MQTT topic filter.
