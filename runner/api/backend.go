@@ -1,0 +1,81 @@
+// Package api is the edge runner's HTTP face: the JSON REST API under
+// /api/v1, Server-Sent Event streams of alerts and pipeline output, the
+// Prometheus /metrics endpoint, /healthz and /readyz, bearer-token auth, and
+// the Go client that the `eddy` CLI uses.
+//
+// It owns request routing, authentication, error rendering and the mapping
+// from runner state to JSON and metrics. It does not own any runner state:
+// everything it shows or changes goes through the small Backend interface
+// (implemented by *runner.Runner), and it never starts pipelines, brokers or
+// logs of its own. Reading stats happens at request or scrape time, so the
+// API costs the pipelines nothing per event.
+package api
+
+import (
+	"context"
+
+	"github.com/eddy-edge/eddy/pipeline"
+	"github.com/eddy-edge/eddy/runner/broker"
+	"github.com/eddy-edge/eddy/runner/engine"
+	"github.com/eddy-edge/eddy/runner/twin"
+	"github.com/eddy-edge/eddy/runner/wal"
+)
+
+// Backend is what the API needs from a runner. Pipeline ids are
+// "namespace/name" (pipeline.Plan.ID). Methods must be safe for concurrent
+// use; they are called from HTTP handlers and metric scrapes.
+type Backend interface {
+	// Pipelines returns every pipeline's status, sorted by id.
+	Pipelines() []engine.Status
+	// Pipeline returns one pipeline's status (Status.Plan set).
+	Pipeline(id string) (engine.Status, bool)
+	// Source returns the YAML a pipeline was loaded from, if known.
+	Source(id string) ([]byte, bool)
+	// Apply runs or replaces a compiled pipeline; src is the YAML it was
+	// compiled from, kept for Source.
+	Apply(ctx context.Context, plan *pipeline.Plan, src []byte) error
+	// Remove stops a pipeline and forgets it and its checkpoint.
+	Remove(ctx context.Context, id string) error
+	// StartPipeline resumes a stopped pipeline from its checkpoint.
+	StartPipeline(ctx context.Context, id string) error
+	// StopPipeline stops a pipeline, keeping it and its checkpoint.
+	StopPipeline(id string) error
+	// Tap attaches a bounded, non-blocking tap to a pipeline's output.
+	Tap(id string, buf int) (*engine.Tap, func(), error)
+	// Alerts returns recent alert notifications, oldest first.
+	Alerts() []engine.AlertRecord
+	// Devices returns the devices and their twins, sorted by id.
+	Devices() []*twin.DeviceRecord
+	// BrokerStats returns the embedded MQTT broker's counters.
+	BrokerStats() broker.Stats
+	// BrokerClients returns the broker's sessions.
+	BrokerClients() []broker.ClientInfo
+	// BrokerTopics returns the broker's topics.
+	BrokerTopics() []broker.TopicInfo
+	// WALStats returns the write-ahead log's counters.
+	WALStats() wal.Stats
+	// Link returns the state of the uplink to the hub.
+	Link() LinkStatus
+	// ReadOnly is true on controller-managed edges: pipelines come from the
+	// cluster and the API refuses to change them.
+	ReadOnly() bool
+	// Ready returns nil once the runner accepts and processes messages.
+	Ready() error
+}
+
+// Link states reported by LinkStatus.State.
+const (
+	LinkNone         = "none"         // no uplink configured (standalone)
+	LinkConnected    = "connected"    // connected to the hub
+	LinkDisconnected = "disconnected" // configured, currently cut off
+)
+
+// LinkStatus is the state of the edge's uplink to the hub.
+type LinkStatus struct {
+	// State is one of LinkNone, LinkConnected, LinkDisconnected.
+	State string `json:"state"`
+	// Hub is the hub's address, if any.
+	Hub string `json:"hub,omitempty"`
+	// Pending is how many records wait to be forwarded.
+	Pending uint64 `json:"pending"`
+}
