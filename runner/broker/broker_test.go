@@ -168,11 +168,12 @@ func TestPersistentSession(t *testing.T) {
 	for i := range 5 {
 		wait(t, pub.Publish(fmt.Sprintf("p/%d", i), 1, false, fmt.Sprint(i)))
 	}
-	ci := b.Clients()
-	idx := slices.IndexFunc(ci, func(c ClientInfo) bool { return c.ID == "persistent-1" })
-	if idx < 0 || ci[idx].Connected || ci[idx].Inflight != 5 {
-		t.Fatalf("offline session not kept with 5 messages: %+v", ci)
-	}
+	// mochi acknowledges before it queues deliveries, so poll.
+	eventually(t, 5*time.Second, "offline session to hold 5 messages", func() bool {
+		ci := b.Clients()
+		idx := slices.IndexFunc(ci, func(c ClientInfo) bool { return c.ID == "persistent-1" })
+		return idx >= 0 && !ci[idx].Connected && ci[idx].Inflight == 5
+	})
 	connect(t, brokerURL(b), persistent)
 	got := in.waitN(t, 5, 10*time.Second)
 	var payloads []string
