@@ -158,6 +158,9 @@ func runRunner(ctx context.Context, g *globals, s *runnerSettings) error {
 		return exitError{}
 	}
 	setupHTTP(&cfg, s, g)
+	if err := setDevices(&cfg, s.Devices); err != nil {
+		return err
+	}
 	r, err := runner.New(cfg)
 	if err != nil {
 		return err
@@ -166,9 +169,6 @@ func runRunner(ctx context.Context, g *globals, s *runnerSettings) error {
 		return err
 	}
 	defer r.Close()
-	if err := loadDevices(ctx, r, s.Devices); err != nil {
-		return err
-	}
 	for _, l := range all {
 		for _, p := range l.plans {
 			if err := r.Apply(ctx, p, l.src); err != nil {

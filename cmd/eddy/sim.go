@@ -17,6 +17,7 @@ import (
 func simCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "sim", Short: "Device simulators"}
 	cmd.AddCommand(simMQTTCommand(g))
+	cmd.AddCommand(simModbusCommand(g))
 	return cmd
 }
 
