@@ -126,18 +126,51 @@ type kubeEdgeTwinMsg struct {
 
 // DeviceFromTopic extracts namespace and name from a KubeEdge device topic
 // ($ke/events/device/{ns}/{name}/... or $hw/events/device/{ns}/{name}/...).
-// Old-style topics with a bare device id give namespace "default".
+// Old-style topics with a bare device id give namespace "default". The
+// device id is what comes before a known suffix (data/update, twin/update,
+// state/update, ...), so devices named "data", "twin" or "state" work too.
 func DeviceFromTopic(topic string) (ns, name string, ok bool) {
 	parts := strings.Split(topic, "/")
 	if len(parts) < 4 || (parts[0] != "$ke" && parts[0] != "$hw") || parts[1] != "events" || parts[2] != "device" {
 		return "", "", false
 	}
 	rest := parts[3:]
-	// {ns}/{name}/{suffix...}: suffixes start with data, twin or state.
+	for _, suf := range deviceSuffixes {
+		if len(rest) <= len(suf) || !equalLevels(rest[len(rest)-len(suf):], suf) {
+			continue
+		}
+		switch id := rest[:len(rest)-len(suf)]; len(id) {
+		case 1:
+			return "default", id[0], true
+		case 2:
+			return id[0], id[1], true
+		}
+	}
+	// Unknown suffix: {ns}/{name}/{suffix...} when the second level is not
+	// a suffix word, else {name}/{suffix...}.
 	if len(rest) >= 3 && !isSuffix(rest[1]) {
 		return rest[0], rest[1], true
 	}
 	return "default", rest[0], true
+}
+
+// deviceSuffixes are the topic suffixes of KubeEdge's device topics
+// (edge/pkg/devicetwin/dtcommon), longest first.
+var deviceSuffixes = [][]string{
+	{"twin", "update", "result"}, {"twin", "update", "delta"}, {"twin", "update", "document"},
+	{"twin", "get", "result"}, {"state", "update", "result"},
+	{"data", "update"}, {"twin", "update"}, {"twin", "get"}, {"twin", "cloud_updated"}, {"twin", "edge_updated"},
+	{"state", "update"}, {"state", "get"},
+	{"updated"},
+}
+
+func equalLevels(a, b []string) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func isSuffix(s string) bool { return s == "data" || s == "twin" || s == "state" }
