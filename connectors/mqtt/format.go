@@ -60,7 +60,10 @@ func decodeJSON(payload []byte, emit func(Decoded)) error {
 		if err := json.Unmarshal(p, &m); err != nil {
 			return fmt.Errorf("payload is not valid JSON: %v", jsonErr(err))
 		}
-		emit(Decoded{Fields: m, Raw: payload})
+		// Raw is the object without surrounding white space: sinks write
+		// it as one JSON line, and bytes.TrimSpace also removes
+		// characters (\v, U+0085...) that JSON does not allow.
+		emit(Decoded{Fields: m, Raw: p})
 		return nil
 	case '[':
 		var arr []json.RawMessage

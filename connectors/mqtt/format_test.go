@@ -23,7 +23,8 @@ func TestDecodeJSON(t *testing.T) {
 	}{
 		{"object", `{"temperature": 21.5, "device": "t1"}`, []map[string]any{{"temperature": 21.5, "device": "t1"}},
 			[]string{`{"temperature": 21.5, "device": "t1"}`}, ""},
-		{"object with space", " \n{\"a\":1}\n", []map[string]any{{"a": 1.0}}, []string{" \n{\"a\":1}\n"}, ""},
+		{"object with space", " \n{\"a\":1}\n", []map[string]any{{"a": 1.0}}, []string{`{"a":1}`}, ""},
+		{"vertical tab is trimmed from raw", "\v{}\r\n", []map[string]any{{}}, []string{`{}`}, ""},
 		{"nested", `{"a":{"b":[1,2]}}`, []map[string]any{{"a": map[string]any{"b": []any{1.0, 2.0}}}}, []string{`{"a":{"b":[1,2]}}`}, ""},
 		{"array", `[{"a":1}, {"a":2}]`, []map[string]any{{"a": 1.0}, {"a": 2.0}}, []string{`{"a":1}`, `{"a":2}`}, ""},
 		{"empty array", `[]`, nil, nil, ""},
@@ -281,7 +282,7 @@ func matchNaive(filter, topic string) bool {
 // event, raw keeps the payload.
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
-		`{"temperature": 21.5}`, `[{"a":1},{"a":2}]`, `[]`, `42`, `{"a":}`,
+		`{"temperature": 21.5}`, "\v{}", `[{"a":1},{"a":2}]`, `[]`, `42`, `{"a":}`,
 		`{"timestamp":1700000000123,"data":{"temperature":{"value":"21","metadata":{"type":"int"}}}}`,
 		`{"twin":{"p":{"actual":{"value":"42"},"expected":{"value":"50"},"metadata":{"type":"int"}}}}`,
 		`{"data":{"n":{"value":7},"b":{"value":"x","metadata":{"type":"boolean"}}}}`,
