@@ -1,0 +1,466 @@
+package runner_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/eddy-edge/eddy/pipeline"
+	"github.com/eddy-edge/eddy/runner"
+	"github.com/eddy-edge/eddy/runner/broker"
+)
+
+// sensorDevices declares two twin-only devices (no protocol Eddy polls):
+// sensor-1 on this runner's node, sensor-2 on another node.
+const sensorDevices = `apiVersion: devices.kubeedge.io/v1beta1
+kind: DeviceModel
+metadata: {name: sensor-model, namespace: default}
+spec:
+  properties:
+  - {name: temperature, type: INT, accessMode: ReadWrite}
+  - {name: location, type: STRING, accessMode: ReadWrite}
+---
+apiVersion: devices.kubeedge.io/v1beta1
+kind: Device
+metadata: {name: sensor-1, namespace: default}
+spec:
+  deviceModelRef: {name: sensor-model}
+  nodeName: edge-a
+  protocol: {protocolName: virtual}
+  properties:
+  - {name: temperature, desired: {value: "22"}}
+  - {name: location, desired: {value: "hall-3"}}
+---
+apiVersion: devices.kubeedge.io/v1beta1
+kind: Device
+metadata: {name: sensor-2, namespace: default}
+spec:
+  deviceModelRef: {name: sensor-model}
+  nodeName: edge-b
+  protocol: {protocolName: virtual}
+  properties:
+  - {name: temperature}
+`
+
+const (
+	sensorUpdate    = "$hw/events/device/default/sensor-1/twin/update"
+	sensorResult    = "$hw/events/device/default/sensor-1/twin/update/result"
+	sensorDelta     = "$hw/events/device/default/sensor-1/twin/update/delta"
+	sensorGet       = "$hw/events/device/default/sensor-1/twin/get"
+	sensorGetResult = "$hw/events/device/default/sensor-1/twin/get/result"
+)
+
+func writeFile(t testing.TB, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startRunner starts a runner on random ports with the device files.
+func startRunner(t testing.TB, dataDir string, files ...string) *runner.Runner {
+	t.Helper()
+	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
+		Node: "edge-a", DeviceFiles: files, CheckpointInterval: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func brokerPort(r *runner.Runner) string {
+	_, port, _ := net.SplitHostPort(r.Broker().Addr().String())
+	return port
+}
+
+func needMosquitto(t testing.TB) {
+	t.Helper()
+	for _, tool := range []string{"mosquitto_sub", "mosquitto_pub"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed (apt-get install -y mosquitto-clients)", tool)
+		}
+	}
+}
+
+var subSeq atomic.Int64
+
+// mosquittoSub runs mosquitto_sub for n messages on topics and returns once
+// the broker holds its subscriptions; wait returns "topic payload" lines.
+func mosquittoSub(t *testing.T, r *runner.Runner, n int, topics ...string) (wait func() []string) {
+	t.Helper()
+	id := fmt.Sprintf("it-sub-%d", subSeq.Add(1))
+	args := []string{"-h", "127.0.0.1", "-p", brokerPort(r), "-i", id, "-v", "-C", fmt.Sprint(n), "-W", "20"}
+	for _, tp := range topics {
+		args = append(args, "-t", tp)
+	}
+	cmd := exec.Command("mosquitto_sub", args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan []string, 1)
+	go func() {
+		var got []string
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			got = append(got, sc.Text())
+		}
+		lines <- got
+	}()
+	want := slices.Clone(topics)
+	slices.Sort(want)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		ok := slices.ContainsFunc(r.Broker().Clients(), func(c broker.ClientInfo) bool {
+			return c.ID == id && c.Connected && slices.Equal(c.Subscriptions, want)
+		})
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("mosquitto_sub did not subscribe within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return func() []string {
+		var got []string
+		select {
+		case got = <-lines:
+		case <-time.After(25 * time.Second):
+			cmd.Process.Kill()
+			t.Fatal("mosquitto_sub did not finish")
+		}
+		_ = cmd.Wait()
+		return got
+	}
+}
+
+func mosquittoPub(t *testing.T, r *runner.Runner, topic, msg string) {
+	t.Helper()
+	if out, err := exec.Command("mosquitto_pub", "-h", "127.0.0.1", "-p", brokerPort(r), "-q", "1", "-t", topic, "-m", msg).CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_pub: %v: %s", err, out)
+	}
+}
+
+var (
+	tsRE   = regexp.MustCompile(`"timestamp":\d+`)
+	uuidRE = regexp.MustCompile(`"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"`)
+)
+
+func normalize(s string) string {
+	return uuidRE.ReplaceAllString(tsRE.ReplaceAllString(s, `"timestamp":T`), `"UUID"`)
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func twinValue(r *runner.Runner, dev, prop string) any {
+	m := map[string]any{}
+	r.Twins().Values(dev, []string{prop}, m)
+	return m["twin_"+prop]
+}
+
+// TestDevicesTwinProtocolInterop speaks KubeEdge's twin protocol to the
+// runner's broker with Debian's mosquitto clients and checks the exact JSON.
+func TestDevicesTwinProtocolInterop(t *testing.T) {
+	needMosquitto(t)
+	dir := t.TempDir()
+	r := startRunner(t, "", writeFile(t, dir, "devices.yaml", sensorDevices))
+
+	now := time.Now().UnixMilli()
+	steps := []struct {
+		name   string
+		topic  string
+		msg    string
+		listen []string
+		want   []string
+	}{
+		{
+			name:   "update -> result + delta",
+			topic:  sensorUpdate,
+			msg:    fmt.Sprintf(`{"event_id":"it-1","timestamp":%d,"twin":{"temperature":{"actual":{"value":"25"},"metadata":{"type":"int"}}}}`, now),
+			listen: []string{sensorResult, sensorDelta},
+			want: []string{
+				sensorResult + ` {"event_id":"it-1","timestamp":T,"twin":{"temperature":{"actual":{"value":"25","metadata":{"timestamp":T}},"optional":false,"metadata":{"type":"int"},"actual_version":{"cloud":0,"edge":1}}}}`,
+				sensorDelta + ` {"event_id":"UUID","timestamp":T,"twin":{"location":{"expected":{"value":"hall-3","metadata":{"timestamp":T}},"optional":false,"metadata":{"type":"string"}},"temperature":{"expected":{"value":"22","metadata":{"timestamp":T}},"actual":{"value":"25","metadata":{"timestamp":T}},"optional":false,"metadata":{"type":"int"}}},"delta":{"location":"hall-3","temperature":"22"}}`,
+			},
+		},
+		{
+			name:   "get -> get/result",
+			topic:  sensorGet,
+			msg:    `{"event_id":"it-2"}`,
+			listen: []string{sensorGetResult},
+			want: []string{
+				sensorGetResult + ` {"event_id":"it-2","timestamp":T,"twin":{"location":{"expected":{"value":"hall-3","metadata":{"timestamp":T}},"optional":false,"metadata":{"type":"string"}},"temperature":{"expected":{"value":"22","metadata":{"timestamp":T}},"actual":{"value":"25","metadata":{"timestamp":T}},"optional":false,"metadata":{"type":"int"}}}}`,
+			},
+		},
+		{
+			name:   "an app sets the desired value from the edge -> result",
+			topic:  sensorUpdate,
+			msg:    fmt.Sprintf(`{"event_id":"it-3","timestamp":%d,"twin":{"temperature":{"expected":{"value":"25"}},"location":{"actual":{"value":"hall-3"}}}}`, now+1),
+			listen: []string{sensorResult},
+			want: []string{
+				sensorResult + ` {"event_id":"it-3","timestamp":T,"twin":{"location":{"actual":{"value":"hall-3","metadata":{"timestamp":T}},"optional":false,"metadata":{"type":"string"},"actual_version":{"cloud":0,"edge":1}},"temperature":{"expected":{"value":"25","metadata":{"timestamp":T}},"optional":false,"metadata":{"type":"int"},"expected_version":{"cloud":1,"edge":1}}}}`,
+			},
+		},
+		{
+			name:   "a device of another node is not served here",
+			topic:  "$hw/events/device/default/sensor-2/twin/get",
+			msg:    `{"event_id":"it-4"}`,
+			listen: []string{"$hw/events/device/default/sensor-2/twin/get/result"},
+			want: []string{
+				`$hw/events/device/default/sensor-2/twin/get/result {"event_id":"it-4","timestamp":T,"code":404,"reason":"Device default/sensor-2 not found while getting twin; declare it with a Device resource bound to this node"}`,
+			},
+		},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			wait := mosquittoSub(t, r, len(st.want), st.listen...)
+			mosquittoPub(t, r, st.topic, st.msg)
+			got := wait()
+			if len(got) != len(st.want) {
+				t.Fatalf("got %d messages %q, want %d", len(got), got, len(st.want))
+			}
+			slices.Sort(got)
+			want := slices.Clone(st.want)
+			slices.Sort(want)
+			for i := range got {
+				if g := normalize(got[i]); g != want[i] {
+					t.Errorf("message %d\n got %s\nwant %s", i, g, want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestDevicesTwinSurvivesRestart checks that reported values persist in
+// <DataDir>/twins across a restart, and that a replayed older report
+// cannot revert them afterwards.
+func TestDevicesTwinSurvivesRestart(t *testing.T) {
+	needMosquitto(t)
+	dir, data := t.TempDir(), t.TempDir()
+	files := []string{writeFile(t, dir, "devices.yaml", sensorDevices)}
+	now := time.Now().UnixMilli()
+
+	r1 := startRunner(t, data, files...)
+	mosquittoPub(t, r1, sensorUpdate, fmt.Sprintf(`{"event_id":"a","timestamp":%d,"twin":{"temperature":{"actual":{"value":"25"}},"note":{"actual":{"value":{"free":"json"}}}}}`, now))
+	waitFor(t, "the reported temperature", func() bool { return twinValue(r1, "default/sensor-1", "temperature") == int64(25) })
+	if err := r1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	r2 := startRunner(t, data, files...)
+	if got := twinValue(r2, "default/sensor-1", "temperature"); got != int64(25) {
+		t.Fatalf("after restart twin_temperature = %#v, want 25", got)
+	}
+	if got := fmt.Sprint(twinValue(r2, "default/sensor-1", "note")); got != "map[free:json]" {
+		t.Fatalf("after restart the undeclared twin note = %s, want map[free:json]", got)
+	}
+	// A report older than the stored one (a replay after a reconnect) is
+	// refused and the twin keeps its value.
+	wait := mosquittoSub(t, r2, 1, sensorResult)
+	mosquittoPub(t, r2, sensorUpdate, fmt.Sprintf(`{"event_id":"old","timestamp":%d,"twin":{"temperature":{"actual":{"value":"19"}}}}`, now-60_000))
+	got := wait()
+	if len(got) != 1 || !strings.Contains(got[0], `"event_id":"old"`) || !strings.Contains(got[0], `"code":409`) {
+		t.Fatalf("replayed update result = %q, want a 409", got)
+	}
+	if v := twinValue(r2, "default/sensor-1", "temperature"); v != int64(25) {
+		t.Fatalf("after a replayed old report twin_temperature = %#v, want 25", v)
+	}
+}
+
+// TestDevicesTwinStream runs a pipeline on the internal twin stream and
+// checks the JSON of a change.
+func TestDevicesTwinStream(t *testing.T) {
+	dir := t.TempDir()
+	r := startRunner(t, t.TempDir(), writeFile(t, dir, "devices.yaml", sensorDevices))
+	const spec = `apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: twin-changes, namespace: default}
+spec:
+  source: {stream: {name: twin}}
+  key: device_id
+  steps:
+    - filter: "property == 'temperature' && source == 'edge'"
+  sinks:
+    - mqtt: {topic: "out/{{key}}", qos: 0}
+`
+	var mu sync.Mutex
+	var got []string
+	unsub, err := r.Broker().Subscribe("out/#", func(topic string, payload []byte) {
+		mu.Lock()
+		got = append(got, topic+" "+string(payload))
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	plans, err := pipeline.Load("twin.yaml", []byte(spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Apply(context.Background(), plans[0], []byte(spec)); err != nil {
+		t.Fatal(err)
+	}
+	msg := fmt.Sprintf(`{"event_id":"s","timestamp":%d,"twin":{"temperature":{"actual":{"value":"31"}}}}`, time.Now().UnixMilli())
+	if err := r.Broker().Publish(sensorUpdate, []byte(msg), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the twin change on the pipeline's sink", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) > 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	want := `out/default/sensor-1 {"actual":31,"device":"default/sensor-1","device_id":"default/sensor-1","expected":22,"name":"sensor-1","namespace":"default","property":"temperature","source":"edge","timestamp":T,"type":"int","undeclared":false,"version":2}`
+	if len(got) != 1 || normalize(got[0]) != want {
+		t.Fatalf("got %q\nwant [%s]", got, want)
+	}
+}
+
+// TestLoadDeviceFiles checks errors name the file and line, and that
+// devices are split by node.
+func TestLoadDeviceFiles(t *testing.T) {
+	dir := t.TempDir()
+	good := writeFile(t, dir, "good.yaml", sensorDevices)
+	models, _, _ := strings.Cut(sensorDevices, "---\n")
+	onlyModels := writeFile(t, dir, "models.yaml", models)
+	onlyDevices := writeFile(t, dir, "devs.yaml", strings.TrimPrefix(sensorDevices, models+"---\n"))
+	badModel := writeFile(t, dir, "bad.yaml", strings.Replace(sensorDevices, "deviceModelRef: {name: sensor-model}", "deviceModelRef: {name: sensor-modle}", 1))
+	badDesired := writeFile(t, dir, "desired.yaml", strings.Replace(sensorDevices, `value: "22"`, `value: "warm"`, 1))
+
+	tests := []struct {
+		name    string
+		files   []string
+		devices int
+		mine    int
+		wantErr string
+	}{
+		{name: "one file", files: []string{good}, devices: 2, mine: 1},
+		{name: "models and devices in separate files", files: []string{onlyDevices, onlyModels}, devices: 2, mine: 1},
+		{name: "missing file", files: []string{filepath.Join(dir, "nope.yaml")}, wantErr: "nope.yaml: open"},
+		{name: "unknown model", files: []string{badModel}, wantErr: `bad.yaml:13: spec.deviceModelRef.name: unknown model "sensor-modle" in namespace default; known models: sensor-model`},
+		{name: "bad desired value", files: []string{badDesired}, wantErr: `desired.yaml:`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			devs, err := runner.LoadDeviceFiles(tt.files)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(devs) != tt.devices {
+				t.Fatalf("%d devices, want %d", len(devs), tt.devices)
+			}
+			if n := len(runner.NodeDevices(devs, "edge-a")); n != tt.mine {
+				t.Fatalf("%d devices on edge-a, want %d", n, tt.mine)
+			}
+		})
+	}
+	// A runner refuses to start with a broken device file.
+	r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true, DeviceFiles: []string{badModel},
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "bad.yaml:13") {
+		t.Fatalf("Start with a broken device file: err = %v, want bad.yaml:13", err)
+	}
+}
+
+// BenchmarkTwinUpdatesEndToEnd measures twin updates per second through
+// the protocol: a paho client publishes twin/update (QoS 0) to the
+// runner's broker; the twin/update/result replies are counted.
+func BenchmarkTwinUpdatesEndToEnd(b *testing.B) {
+	for _, store := range []struct{ name, dir string }{{"memstore", ""}, {"filestore", "file"}} {
+		b.Run(store.name, func(b *testing.B) {
+			dir := b.TempDir()
+			data := ""
+			if store.dir != "" {
+				data = filepath.Join(dir, "data")
+			}
+			r := startRunner(b, data, writeFile(b, dir, "devices.yaml", sensorDevices))
+			url := "tcp://" + r.Broker().Addr().String()
+			var results atomic.Int64
+			done := make(chan struct{}, 1)
+			target := int64(b.N)
+			// Results are counted inline: a QoS 0 paho subscriber may be
+			// dropped messages by the broker when it falls behind.
+			unsub, err := r.Broker().Subscribe(sensorResult, func(string, []byte) {
+				if results.Add(1) == target {
+					done <- struct{}{}
+				}
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer unsub()
+			pub := pahoConnect(b, url, "bench-pub")
+			base := time.Now().UnixMilli()
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				msg := fmt.Sprintf(`{"event_id":"b%d","timestamp":%d,"twin":{"temperature":{"actual":{"value":"%d"}}}}`, i, base+int64(i), i%100)
+				pub.Publish(sensorUpdate, 0, false, msg)
+			}
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				b.Fatalf("only %d of %d results arrived", results.Load(), b.N)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "updates/s")
+		})
+	}
+}
+
+func pahoConnect(b testing.TB, url, id string) paho.Client {
+	o := paho.NewClientOptions().AddBroker(url).SetClientID(id).SetAutoReconnect(false).SetWriteTimeout(10 * time.Second)
+	o.SetOrderMatters(true)
+	c := paho.NewClient(o)
+	if tok := c.Connect(); tok.Wait() && tok.Error() != nil {
+		b.Fatal(tok.Error())
+	}
+	b.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
