@@ -254,12 +254,15 @@ func Explain(p *pipeline.Plan) string {
 				spec = list[n.Index]
 			}
 		}
-		js, _ := json.Marshal(spec)
+		var js strings.Builder
+		enc := json.NewEncoder(&js)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(spec)
 		inputs := strings.Join(n.Inputs, ",")
 		if inputs == "" {
 			inputs = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.ID, n.Role, n.Kind, inputs, js)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.ID, n.Role, n.Kind, inputs, strings.TrimSpace(js.String()))
 		if len(n.Fields) > 0 {
 			fmt.Fprintf(tw, "\t\t\t\tfields: %s\n", strings.Join(n.Fields, ", "))
 		}

@@ -182,7 +182,15 @@ func (s *Server) routes() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	mux.Handle("GET /", dashboard.Handler())
+	dash := dashboard.Handler()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s %s: the dashboard is read with GET", r.Method, r.URL.Path))
+			return
+		}
+		dash.ServeHTTP(w, r)
+	})
 	return mux
 }
 

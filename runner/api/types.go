@@ -113,8 +113,8 @@ type BrokerStats struct {
 	BytesOut             int64 `json:"bytesOut"`
 }
 
-// Client mirrors broker.ClientInfo.
-type Client struct {
+// MQTTClient mirrors broker.ClientInfo.
+type MQTTClient struct {
 	ID              string   `json:"id"`
 	Username        string   `json:"username,omitempty"`
 	Remote          string   `json:"remote,omitempty"`
@@ -137,9 +137,9 @@ type Topic struct {
 
 // Broker is GET /api/v1/broker.
 type Broker struct {
-	Stats   BrokerStats `json:"stats"`
-	Clients []Client    `json:"clients"`
-	Topics  []Topic     `json:"topics"`
+	Stats   BrokerStats  `json:"stats"`
+	Clients []MQTTClient `json:"clients"`
+	Topics  []Topic      `json:"topics"`
 }
 
 // WAL is GET /api/v1/wal: the log's size, offsets and retention counters.
@@ -165,14 +165,14 @@ func brokerStats(s broker.Stats) BrokerStats {
 	return BrokerStats(s)
 }
 
-func clients(in []broker.ClientInfo) []Client {
-	out := make([]Client, 0, len(in))
+func clients(in []broker.ClientInfo) []MQTTClient {
+	out := make([]MQTTClient, 0, len(in))
 	for _, c := range in {
 		subs := c.Subscriptions
 		if subs == nil {
 			subs = []string{}
 		}
-		out = append(out, Client{ID: c.ID, Username: c.Username, Remote: c.Remote, Listener: c.Listener,
+		out = append(out, MQTTClient{ID: c.ID, Username: c.Username, Remote: c.Remote, Listener: c.Listener,
 			ProtocolVersion: c.ProtocolVersion, Connected: c.Connected, CleanSession: c.CleanSession,
 			Subscriptions: subs, Inflight: c.Inflight, PendingWrites: c.PendingWrites})
 	}
