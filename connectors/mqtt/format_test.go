@@ -276,13 +276,24 @@ func matchNaive(filter, topic string) bool {
 	return len(f) == len(tp)
 }
 
+// validFilter reports whether + and # are whole levels and # is last.
+func validFilter(f string) bool {
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) || strings.Contains(l, "+") && l != "+" {
+			return false
+		}
+	}
+	return true
+}
+
 // FuzzDecode checks that no payload makes Decode panic, in any format, and
 // what every successful decode promises: JSON events carry their original
 // bytes (valid JSON that decodes to the same fields), kubeedge gives one
 // event, raw keeps the payload.
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
-		`{"temperature": 21.5}`, "\v{}", `[{"a":1},{"a":2}]`, `[]`, `42`, `{"a":}`,
+		`{"temperature": 21.5}`, "\v{}", "#/", `[{"a":1},{"a":2}]`, `[]`, `42`, `{"a":}`,
 		`{"timestamp":1700000000123,"data":{"temperature":{"value":"21","metadata":{"type":"int"}}}}`,
 		`{"twin":{"p":{"actual":{"value":"42"},"expected":{"value":"50"},"metadata":{"type":"int"}}}}`,
 		`{"data":{"n":{"value":7},"b":{"value":"x","metadata":{"type":"boolean"}}}}`,
@@ -326,6 +337,9 @@ func FuzzDecode(f *testing.F) {
 		}
 		DeviceFromTopic(topic)
 		for _, filter := range []string{"#", "+/+", "a/#", topic, "$ke/events/device/+/+/data/update"} {
+			if !validFilter(filter) {
+				continue // filters are validated when a pipeline compiles
+			}
 			if got, want := MatchTopic(filter, topic), matchNaive(filter, topic); got != want {
 				t.Fatalf("MatchTopic(%q, %q) = %v, naive %v", filter, topic, got, want)
 			}
