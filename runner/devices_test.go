@@ -19,7 +19,9 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/eddy-edge/eddy/connectors/modbus"
 	"github.com/eddy-edge/eddy/pipeline"
+	"github.com/eddy-edge/eddy/pipeline/devices"
 	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/broker"
 )
@@ -463,4 +465,73 @@ func pahoConnect(b testing.TB, url, id string) paho.Client {
 	}
 	b.Cleanup(func() { c.Disconnect(100) })
 	return c
+}
+
+// TestDevicesModbusDesiredWrittenWhenDeviceComesOnline: a desired value
+// queued while the slave is down is written once it answers, and the
+// device's state changes are events on the device_state stream.
+func TestDevicesModbusDesiredWrittenWhenDeviceComesOnline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slaveAddr := ln.Addr().String()
+	ln.Close() // nothing answers there yet
+	_, port, _ := net.SplitHostPort(slaveAddr)
+	dir := t.TempDir()
+	file := writeFile(t, dir, "modbus.yaml", `apiVersion: devices.kubeedge.io/v1beta1
+kind: DeviceModel
+metadata: {name: m}
+spec:
+  properties:
+  - {name: setpoint, type: INT, accessMode: ReadWrite, minimum: "0", maximum: "500"}
+---
+apiVersion: devices.kubeedge.io/v1beta1
+kind: Device
+metadata: {name: plc-1}
+spec:
+  deviceModelRef: {name: m}
+  protocol: {protocolName: modbus, configData: {ip: 127.0.0.1, port: `+port+`, slaveID: 3}}
+  properties:
+  - name: setpoint
+    collectCycle: 100
+    desired: {value: "215"}
+    visitors: {protocolName: modbus, configData: {register: HoldingRegister, offset: 7, limit: 1}}
+`)
+	r := startRunner(t, "", file)
+	var mu sync.Mutex
+	var states []string
+	unsub, err := r.Broker().Subscribe("$hw/events/device/default/plc-1/state/update/result", func(_ string, p []byte) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range []string{"online", "offline"} {
+			if strings.Contains(string(p), `"state":"`+s+`"`) {
+				states = append(states, s)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsub()
+	waitFor(t, "the device to go offline", func() bool { mu.Lock(); defer mu.Unlock(); return slices.Contains(states, "offline") })
+
+	regs := modbus.NewRegisters()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- modbus.Serve(ctx, modbus.SlaveOptions{TCPAddr: slaveAddr, SlaveID: 3, Registers: regs})
+	}()
+	defer func() { cancel(); <-done }()
+	vis := &devices.ModbusVisitor{Register: devices.HoldingRegister, Offset: 7, Limit: 1, Scale: 1, DataType: devices.Int16}
+	waitFor(t, "the desired value in the slave's register", func() bool {
+		v, _ := regs.Get(vis, devices.TypeInt)
+		return v == int64(215)
+	})
+	waitFor(t, "the twin to report the written value", func() bool { return twinValue(r, "default/plc-1", "setpoint") == int64(215) })
+	mu.Lock()
+	defer mu.Unlock()
+	if i := slices.Index(states, "online"); i < 0 || i < slices.Index(states, "offline") {
+		t.Fatalf("state transitions %q, want offline then online", states)
+	}
 }
