@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"fmt"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/expr-lang/expr"
@@ -99,7 +101,26 @@ func NormalizeExpr(src string) string {
 	if err != nil {
 		return strings.TrimSpace(src)
 	}
+	ast.Walk(&tree.Node, floatSpelling{})
 	return tree.Node.String()
+}
+
+// floatSpelling makes float literals print as floats: expr prints 2.0 as
+// "2", which reads back as an int (2.0 and 2 differ: type(2.0) is float).
+// The node is replaced by an identifier only to control the printed text;
+// the tree is thrown away after printing.
+type floatSpelling struct{}
+
+func (floatSpelling) Visit(n *ast.Node) {
+	f, ok := (*n).(*ast.FloatNode)
+	if !ok || math.IsInf(f.Value, 0) || math.IsNaN(f.Value) {
+		return
+	}
+	s := strconv.FormatFloat(f.Value, 'g', -1, 64)
+	if !strings.ContainsAny(s, ".e") {
+		s += ".0"
+	}
+	ast.Patch(n, &ast.IdentifierNode{Value: s})
 }
 
 // ExprNames returns the identifiers an expression reads (its free variables).

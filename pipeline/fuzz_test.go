@@ -91,6 +91,8 @@ var exprSeeds = []string{
 	"all(tags, # != '')",
 	"{'a': 1}.a",
 	"x?.y",
+	"0.",
+	"a * 2.0 + 1e21 - 1.5e-7",
 	"",
 }
 

@@ -83,6 +83,7 @@ func TestHashDifferentMeaning(t *testing.T) {
 		{"filter", `temperature > -40`, `temperature > -41`},
 		{"map field name", `temp_f:`, `temp_F:`},
 		{"map expression", `temperature * 9 / 5 + 32`, `temperature * 9 / 5 + 33`},
+		{"float literal is not an int", `temperature * 9 / 5 + 32`, `temperature * 9 / 5 + 32.0`},
 		{"window size", `tumbling: 60s`, `tumbling: 61s`},
 		{"window kind", `tumbling: 60s`, `sliding: {size: 60s, every: 10s}`},
 		{"lateness", `allowedLateness: 2s`, `allowedLateness: 3s`},
