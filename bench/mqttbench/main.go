@@ -199,7 +199,7 @@ func (e *eddyProc) stop() {
 
 func client(port int, id string) (paho.Client, error) {
 	c := paho.NewClient(paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).SetClientID(id).
-		SetOrderMatters(false).SetWriteTimeout(30 * time.Second))
+		SetWriteTimeout(30 * time.Second))
 	if t := c.Connect(); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
 		return nil, fmt.Errorf("connect: %v", t.Error())
 	}
@@ -238,7 +238,9 @@ func throughput(name string, port int, pubTopic, subTopic string, qos byte, n, p
 			}
 			defer c.Disconnect(100)
 			inflight := make(chan paho.Token, 64)
+			acked := make(chan struct{})
 			go func() {
+				defer close(acked)
 				for t := range inflight {
 					t.WaitTimeout(30 * time.Second)
 				}
@@ -247,6 +249,7 @@ func throughput(name string, port int, pubTopic, subTopic string, qos byte, n, p
 				inflight <- c.Publish(pubTopic, qos, false, fmt.Sprintf(`{"n":%d}`, i))
 			}
 			close(inflight)
+			<-acked // disconnecting earlier would drop what paho still queues
 		}(p)
 	}
 	wg.Wait()
@@ -311,9 +314,13 @@ func latency(name string, port, rate int, d time.Duration) (result, error) {
 			defer c.Disconnect(100)
 			tick := time.NewTicker(per)
 			defer tick.Stop()
+			var last paho.Token
 			for i := p; i < total; i += pubs {
 				<-tick.C
-				c.Publish("bench/in", 1, false, fmt.Sprintf(`{"n":%d,"t":%d}`, i, time.Now().UnixNano()))
+				last = c.Publish("bench/in", 1, false, fmt.Sprintf(`{"n":%d,"t":%d}`, i, time.Now().UnixNano()))
+			}
+			if last != nil {
+				last.WaitTimeout(30 * time.Second)
 			}
 		}(p)
 	}

@@ -251,7 +251,7 @@ func New(opts Options) (*Broker, error) {
 	// Sessions are in memory; keep them as long as the process lives.
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
-		Logger:                 b.log.With("component", "mochi"),
+		Logger:                 slog.New(quietClientErrors{b.log.Handler()}).With("component", "mochi"),
 		InlineClient:           true,
 		SysTopicResendInterval: 10,
 	})
@@ -647,4 +647,28 @@ func (b *Broker) waitForSubscribers(ctx context.Context, self, topic string) err
 			return ErrClosed
 		}
 	}
+}
+
+// quietClientErrors demotes mochi's per-packet client errors (a client that
+// went away mid-write, a malformed packet) from WARN to DEBUG: they are the
+// client's problem, happen all the time on a shop floor, and mochi logs each
+// with a dump of the whole packet.
+type quietClientErrors struct{ slog.Handler }
+
+func (q quietClientErrors) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn && (r.Message == "error processing packet" || r.Message == "client connection closed") {
+		r.Level = slog.LevelDebug
+		if !q.Handler.Enabled(ctx, r.Level) {
+			return nil
+		}
+	}
+	return q.Handler.Handle(ctx, r)
+}
+
+func (q quietClientErrors) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return quietClientErrors{q.Handler.WithAttrs(attrs)}
+}
+
+func (q quietClientErrors) WithGroup(name string) slog.Handler {
+	return quietClientErrors{q.Handler.WithGroup(name)}
 }
