@@ -239,13 +239,16 @@ func FuzzSplitDecode(f *testing.F) {
 		"a: 1\nb: [1, 2\n",
 		"list: !!map {a: 1}\n",
 		"? [a]\n: b\n",
+		"\r000",
 	}
 	for _, s := range seeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, src string) {
 		docs, errs := strictyaml.Split("f.yaml", []byte(src))
-		lines := strings.Count(src, "\n") + 1
+		// YAML 1.1 line breaks, as yaml.v3 counts them.
+		lines := 1 + strings.Count(strings.ReplaceAll(src, "\r\n", "\n"), "\n") + strings.Count(strings.ReplaceAll(src, "\r\n", ""), "\r") +
+			strings.Count(src, "\u0085") + strings.Count(src, "\u2028") + strings.Count(src, "\u2029")
 		for _, d := range docs {
 			d.Kind()
 			var c config
