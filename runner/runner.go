@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -69,6 +70,8 @@ type Config struct {
 	// resources: their twins are served over MQTT and Modbus devices are
 	// polled (see devices.go).
 	DeviceFiles []string
+	// Pprof serves Go's profiler under /debug/pprof/ on HTTPAddr.
+	Pprof bool
 	// HTTPHandler, when set, builds the HTTP handler served on HTTPAddr
 	// (the API and dashboard); otherwise only /healthz is served.
 	HTTPHandler func(r *Runner) (http.Handler, error)
@@ -228,6 +231,14 @@ func (r *Runner) startHTTP() error {
 			return err
 		}
 	}
+	if r.cfg.Pprof {
+		outer := http.NewServeMux()
+		outer.HandleFunc("/debug/pprof/", pprof.Index)
+		outer.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		outer.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		outer.Handle("/", h)
+		h = outer
+	}
 	ln, err := net.Listen("tcp", r.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("HTTP listener on %s: %w (choose another with --http-addr)", r.cfg.HTTPAddr, err)
@@ -330,11 +341,12 @@ func (r *Runner) Close() error {
 }
 
 // walAppender logs broker messages in the WAL: QoS 1/2 durably (the
-// broker acknowledges after fsync), QoS 0 buffered.
+// broker acknowledges after fsync), QoS 0 asynchronously (queued for the
+// next group commit; at most once, like QoS 0 itself).
 type walAppender struct{ log wal.Log }
 
 func (a walAppender) Append(ctx context.Context, msg *broker.Message, durable bool) error {
-	d := wal.Buffered
+	d := wal.Async
 	if durable {
 		d = wal.Durable
 	}

@@ -46,6 +46,8 @@ type runnerSettings struct {
 	RetentionPolicy string `json:"retentionPolicy,omitempty"`
 	// TokenFile holds the API's bearer tokens.
 	TokenFile string `json:"tokenFile,omitempty"`
+	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address.
+	Pprof bool `json:"pprof,omitempty"`
 	// Pipelines are YAML files of Pipeline resources to run.
 	Pipelines []string `json:"pipelines,omitempty"`
 	// Devices are YAML files of KubeEdge Device and DeviceModel resources.
@@ -72,6 +74,7 @@ func (s *runnerSettings) config(g *globals) (runner.Config, error) {
 		CheckpointInterval: s.CheckpointInterval.Duration,
 		Retention: wal.RetentionOptions{MaxAge: s.RetentionMaxAge.Duration, MaxBytes: s.RetentionMaxBytes,
 			Policy: wal.Policy(s.RetentionPolicy)},
+		Pprof:  s.Pprof,
 		Logger: g.logger(),
 	}, nil
 }
@@ -120,6 +123,7 @@ address only; pass --auth-file (and --anonymous=false) otherwise.`,
 	f.StringVar(&anonymous, "anonymous", "auto", "allow MQTT clients without credentials: auto (only on loopback), true or false")
 	f.StringVar(&s.AuthFile, "auth-file", "", "YAML file of MQTT users (bcrypt hashes, see eddy passwd) and ACLs")
 	f.StringVar(&s.TokenFile, "token-file", "", "API bearer tokens file (default: none needed on loopback)")
+	f.BoolVar(&s.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on --http-addr")
 	f.StringVar(&s.Node, "node", "", "this node's name (default: host name)")
 	f.StringSliceVar(&s.Devices, "devices", nil, "YAML files of KubeEdge Device/DeviceModel resources")
 	f.DurationVar(&checkpoint, "checkpoint-interval", 2*time.Second, "most time between pipeline checkpoints")

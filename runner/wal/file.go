@@ -24,6 +24,9 @@ type Options struct {
 	// MaxBatch caps the records written and fsynced by one group commit.
 	// Default 1000.
 	MaxBatch int
+	// MaxAsyncQueue bounds the records Async appends may have queued;
+	// further Async appends wait for room. Default 65536.
+	MaxAsyncQueue int
 	// MaxDelay lets the committer wait up to this long for more durable
 	// appends before writing a batch smaller than MaxBatch. Default 0: no
 	// lingering; batches form naturally from the appends that arrive while
@@ -52,6 +55,9 @@ func (o *Options) defaults() {
 	o.RetentionOptions.defaults()
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 1000
+	}
+	if o.MaxAsyncQueue <= 0 {
+		o.MaxAsyncQueue = 65536
 	}
 	if o.SyncInterval <= 0 {
 		o.SyncInterval = 100 * time.Millisecond
@@ -87,6 +93,8 @@ type File struct {
 	written     uint64 // last offset written; what readers see
 	first       uint64
 	queue       []*request
+	asyncQueued int        // records of Async requests still in queue
+	asyncRoom   *sync.Cond // signalled when asyncQueued drops (uses mu)
 	closed      bool
 	failed      error // sticky write/fsync failure
 	notify      chan struct{}
@@ -175,6 +183,7 @@ func Open(ctx context.Context, dir string, opts Options) (*File, error) {
 		committerDone: make(chan struct{}),
 		retentionDone: make(chan struct{}),
 	}
+	l.asyncRoom = sync.NewCond(&l.mu)
 	l.cache.init(opts.CacheRecords, opts.CacheBytes, last+1)
 	l.setSegs(segs)
 	l.st.RecoveredEntries = uint64(rep.EntriesKept)
@@ -224,8 +233,8 @@ func (l *File) AppendWith(ctx context.Context, d Durability, recs ...*Record) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if d > Buffered {
-		return fmt.Errorf("wal: durability %d is unknown; use wal.Durable or wal.Buffered", d)
+	if d > Async {
+		return fmt.Errorf("wal: durability %d is unknown; use wal.Durable, wal.Buffered or wal.Async", d)
 	}
 	for _, r := range recs {
 		if err := r.validate(); err != nil {
@@ -233,8 +242,23 @@ func (l *File) AppendWith(ctx context.Context, d Durability, recs ...*Record) er
 		}
 	}
 	now := l.opts.Clock.Now().UnixNano()
-	req := &request{recs: recs, d: d, done: make(chan error, 1)}
+	req := &request{recs: recs, d: d}
+	if d == Async {
+		// The caller may reuse its records and payloads once we return.
+		own := make([]*Record, len(recs))
+		for i, r := range recs {
+			c := *r
+			c.Payload = append([]byte(nil), r.Payload...)
+			own[i] = &c
+		}
+		req.recs = own
+	} else {
+		req.done = make(chan error, 1)
+	}
 	l.mu.Lock()
+	for d == Async && l.asyncQueued >= l.opts.MaxAsyncQueue && !l.closed && l.failed == nil {
+		l.asyncRoom.Wait()
+	}
 	switch {
 	case l.closed:
 		l.mu.Unlock()
@@ -252,7 +276,7 @@ func (l *File) AppendWith(ctx context.Context, d Durability, recs ...*Record) er
 		l.mu.Unlock()
 		return nil
 	}
-	for _, r := range recs {
+	for _, r := range req.recs {
 		r.Offset = l.next
 		l.next++
 		if r.Time == 0 {
@@ -260,10 +284,21 @@ func (l *File) AppendWith(ctx context.Context, d Durability, recs ...*Record) er
 		}
 	}
 	l.queue = append(l.queue, req)
+	if d == Async {
+		l.asyncQueued += len(req.recs)
+	}
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
 	default:
+	}
+	if d == Async {
+		// Offsets were assigned to the copies; report them to the caller.
+		for i, r := range recs {
+			r.Offset = req.recs[i].Offset
+			r.Time = req.recs[i].Time
+		}
+		return nil
 	}
 	return <-req.done
 }
@@ -319,6 +354,7 @@ func (l *File) take(dst []*request) []*request {
 		dst = append(dst, l.queue[k])
 		k++
 	}
+	l.releaseAsync(dst[len(dst)-k:])
 	rest := copy(l.queue, l.queue[k:])
 	clear(l.queue[rest:])
 	l.queue = l.queue[:rest]
@@ -364,10 +400,26 @@ func (l *File) takeUpTo(dst []*request, room int) []*request {
 		dst = append(dst, l.queue[k])
 		k++
 	}
+	l.releaseAsync(dst[len(dst)-k:])
 	rest := copy(l.queue, l.queue[k:])
 	clear(l.queue[rest:])
 	l.queue = l.queue[:rest]
 	return dst
+}
+
+// releaseAsync frees queue room taken by async requests leaving the queue.
+// The caller holds l.mu.
+func (l *File) releaseAsync(taken []*request) {
+	freed := 0
+	for _, q := range taken {
+		if q.d == Async {
+			freed += len(q.recs)
+		}
+	}
+	if freed > 0 {
+		l.asyncQueued -= freed
+		l.asyncRoom.Broadcast()
+	}
 }
 
 // commitState is the committer's reusable scratch space.
@@ -445,9 +497,10 @@ func (l *File) commit(c *commitState, reqs []*request) {
 
 	durable := false
 	for _, q := range reqs {
-		if q.d == Buffered {
+		switch q.d {
+		case Buffered:
 			q.done <- nil
-		} else {
+		case Durable:
 			durable = true
 		}
 	}
@@ -530,14 +583,22 @@ func (l *File) fail(reqs []*request, err error) {
 	l.queue = nil
 	l.mu.Unlock()
 	for _, q := range reqs {
+		if q.done == nil {
+			continue // async: nobody waits
+		}
 		select {
 		case q.done <- err:
 		default: // buffered request already answered
 		}
 	}
 	for _, q := range queued {
-		q.done <- err
+		if q.done != nil {
+			q.done <- err
+		}
 	}
+	l.mu.Lock()
+	l.asyncRoom.Broadcast()
+	l.mu.Unlock()
 }
 
 func syncDir(dir string) error {
@@ -843,6 +904,7 @@ func (l *File) Close() error {
 		return ErrClosed
 	}
 	l.closed = true
+	l.asyncRoom.Broadcast()
 	close(l.notify)
 	l.notify = make(chan struct{})
 	close(l.stop)

@@ -57,6 +57,13 @@ const (
 	Durable Durability = iota
 	// Buffered returns after the records are written, before fsync.
 	Buffered
+	// Async returns once the records are queued (copied) for the next
+	// group commit, before they are written: the caller never waits for a
+	// syscall. A crash can lose what was queued but not yet written (a few
+	// milliseconds' worth); use it only where at-most-once is the contract
+	// (MQTT QoS 0). Async callers wait only when MaxAsyncQueue records are
+	// already queued, which bounds memory.
+	Async
 )
 
 // String returns "durable" or "buffered".
@@ -66,6 +73,8 @@ func (d Durability) String() string {
 		return "durable"
 	case Buffered:
 		return "buffered"
+	case Async:
+		return "async"
 	}
 	return fmt.Sprintf("Durability(%d)", uint8(d))
 }
