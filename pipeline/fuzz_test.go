@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/eddy-edge/eddy/pipeline"
+	"github.com/eddy-edge/eddy/pipeline/strictyaml"
 )
 
 // addYAMLSeeds adds every YAML file under the given globs to the corpus.
@@ -43,6 +45,15 @@ func FuzzLoad(f *testing.F) {
 		if err != nil {
 			if plans != nil {
 				t.Fatalf("plans and error together")
+			}
+			var es strictyaml.Errors
+			if !errors.As(err, &es) || len(es) == 0 {
+				t.Fatalf("Load error is not a non-empty strictyaml.Errors: %T %v", err, err)
+			}
+			for _, e := range es {
+				if e.File != "fuzz.yaml" || e.Msg == "" {
+					t.Fatalf("error without file or message: %q", e.Error())
+				}
 			}
 			return
 		}
