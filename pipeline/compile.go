@@ -75,6 +75,9 @@ func Load(file string, src []byte) ([]*Plan, error) {
 	docs, errs := strictyaml.Split(file, src)
 	var plans []*Plan
 	for _, doc := range docs {
+		if api, kind := doc.Kind(); kind != Kind && !strings.HasPrefix(api, "eddy.dev/") && api != "" {
+			continue // another tool's resource (e.g. a KubeEdge Device) in the same file
+		}
 		p, derrs := Decode(doc)
 		errs = append(errs, derrs...)
 		// Compile even a partly decoded document, so that one run reports

@@ -50,9 +50,11 @@ type Spec struct {
 	NodeSelector *LabelSelector `json:"nodeSelector,omitempty"`
 	// Source is where events come from.
 	Source Source `json:"source"`
-	// EventTime is an expression giving each event's time: a number of unix
-	// milliseconds (or seconds, if below 1e11) or an RFC 3339 string.
-	// Absent means the time the broker accepted the message.
+	// EventTime is an expression giving each event's time: a unix timestamp
+	// (seconds below 1e11, milliseconds below 1e14, microseconds below 1e17,
+	// else nanoseconds) or an RFC 3339 string. Absent means the time the
+	// broker accepted the message. If it fails on an event, the arrival time
+	// is used and the error is counted on the source.
 	EventTime string `json:"eventTime,omitempty"`
 	// Key is an expression giving each event's partition key (windows,
 	// alerts, dedupe and throttle are per key). Absent means the MQTT topic.
@@ -67,7 +69,8 @@ type Spec struct {
 	Late []Sink `json:"late,omitempty"`
 	// IdleTimeout is how long the source may be silent before the watermark
 	// starts to follow the processing clock, so that idle keys' windows
-	// still close. Default: the largest window size plus allowed lateness.
+	// still close. Default: the largest window size (or session gap) plus
+	// allowed lateness; 30s for a pipeline without windows.
 	IdleTimeout *Duration `json:"idleTimeout,omitempty"`
 }
 
