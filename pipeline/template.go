@@ -269,6 +269,16 @@ func appendFloat(dst []byte, f float64, bits int) []byte {
 	}
 	a := math.Abs(f)
 	if a == 0 || (a >= 1e-4 && a < 1e21) {
+		if bits == 64 && f != math.Trunc(f) {
+			// 15 significant digits hide binary noise such as
+			// 34.175000000000004 in human-facing text.
+			n := len(dst)
+			dst = strconv.AppendFloat(dst, f, 'g', 15, 64)
+			if !strings.ContainsRune(string(dst[n:]), 'e') {
+				return dst
+			}
+			dst = dst[:n]
+		}
 		return strconv.AppendFloat(dst, f, 'f', -1, bits)
 	}
 	return strconv.AppendFloat(dst, f, 'g', -1, bits)

@@ -243,3 +243,14 @@ func BenchmarkRender(b *testing.B) {
 		buf = tp.Append(buf[:0], ev)
 	}
 }
+
+func TestFloatNoiseIsHidden(t *testing.T) {
+	tp, err := ParseTemplate("{{a}} {{b}} {{c}} {{d}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &Event{Fields: map[string]any{"a": 34.175000000000004, "b": 0.1 + 0.2, "c": 1795326100000.0, "d": 2.5}}
+	if got, want := tp.Render(ev), "34.175 0.3 1795326100000 2.5"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
