@@ -70,6 +70,9 @@ type Config struct {
 	// resources: their twins are served over MQTT and Modbus devices are
 	// polled (see devices.go).
 	DeviceFiles []string
+	// ReadOnly makes the API refuse pipeline changes (controller-managed
+	// edges).
+	ReadOnly bool
 	// Pprof serves Go's profiler under /debug/pprof/ on HTTPAddr.
 	Pprof bool
 	// HTTPHandler, when set, builds the HTTP handler served on HTTPAddr

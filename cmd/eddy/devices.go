@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 
 	"github.com/eddy-edge/eddy/runner"
@@ -31,10 +30,4 @@ func setDevices(cfg *runner.Config, files []string) error {
 	}
 	cfg.DeviceFiles = append([]string(nil), files...)
 	return nil
-}
-
-// setupHTTP installs the API and dashboard handler.
-func setupHTTP(cfg *runner.Config, s *runnerSettings, g *globals) {
-	cfg.HTTPHandler = func(r *runner.Runner) (http.Handler, error) { return nil, fmt.Errorf("no API") }
-	cfg.HTTPHandler = nil
 }

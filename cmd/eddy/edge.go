@@ -28,6 +28,7 @@ Config keys (all optional except what your setup needs):
 			if err != nil {
 				return err
 			}
+			s.edge = true
 			if !s.AllowAnonymous && s.AuthFile == "" {
 				return fmt.Errorf("%s: set authFile (MQTT users and ACLs) or allowAnonymous: true", path)
 			}

@@ -52,6 +52,9 @@ type runnerSettings struct {
 	Pipelines []string `json:"pipelines,omitempty"`
 	// Devices are YAML files of KubeEdge Device and DeviceModel resources.
 	Devices []string `json:"devices,omitempty"`
+
+	// edge is set by `eddy edge`: the API always requires a token.
+	edge bool
 }
 
 func (s *runnerSettings) config(g *globals) (runner.Config, error) {
@@ -161,7 +164,9 @@ func runRunner(ctx context.Context, g *globals, s *runnerSettings) error {
 		}
 		return exitError{}
 	}
-	setupHTTP(&cfg, s, g)
+	if err := setupHTTP(&cfg, s, g); err != nil {
+		return err
+	}
 	if err := setDevices(&cfg, s.Devices); err != nil {
 		return err
 	}

@@ -1043,3 +1043,21 @@ func (m *Manager) maxValueBytes() int {
 	}
 	return DefaultMaxValueBytes
 }
+
+// Devices returns a copy of every device with its twins, sorted by id
+// (for the API and dashboard).
+func (m *Manager) Devices() []*DeviceRecord {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]*DeviceRecord, 0, len(m.devices))
+	for _, d := range m.devices {
+		r := d.record()
+		r.Twins = make(map[string]*TwinRecord, len(d.twins))
+		for k, t := range d.twins {
+			r.Twins[k] = t.record()
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}

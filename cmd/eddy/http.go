@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+
+	"github.com/eddy-edge/eddy/runner"
+	"github.com/eddy-edge/eddy/runner/api"
+)
+
+// setupHTTP installs the REST API, dashboard and /metrics. `eddy run` on a
+// loopback address serves without a token (and says so); `eddy edge` and
+// any other address require one, from --token-file or generated under the
+// data dir at first start and printed once.
+func setupHTTP(cfg *runner.Config, s *runnerSettings, g *globals) error {
+	if s.HTTPAddr == "-" {
+		return nil
+	}
+	requireAuth := s.edge || !isLoopback(s.HTTPAddr)
+	tokenFile := s.TokenFile
+	if tokenFile == "" && requireAuth {
+		if s.DataDir == "" {
+			return fmt.Errorf("the API on %s needs tokens: pass --token-file (or a --data-dir to keep generated ones)", s.HTTPAddr)
+		}
+		tokenFile = filepath.Join(s.DataDir, "api-tokens.yaml")
+	}
+	var tokens api.Tokens
+	if tokenFile != "" {
+		var created bool
+		var err error
+		tokens, created, err = api.EnsureTokens(tokenFile)
+		if err != nil {
+			return err
+		}
+		if created {
+			fmt.Fprintf(g.stderr, "API tokens generated in %s:\n  admin:     %s\n  read-only: %s\n",
+				tokenFile, first(tokens.Admin), first(tokens.ReadOnly))
+		}
+	}
+	logger := g.logger()
+	if !requireAuth {
+		logger.Warn("the API and dashboard accept requests without a token on this loopback address; use --http-addr on another address or eddy edge to require one",
+			"addr", s.HTTPAddr)
+	}
+	cfg.HTTPHandler = func(r *runner.Runner) (http.Handler, error) {
+		srv, err := api.New(api.Options{Backend: r, Tokens: tokens, RequireAuth: requireAuth,
+			Logger: logger.With("component", "api"), Clock: cfg.Clock})
+		if err != nil {
+			return nil, err
+		}
+		return srv.Handler(), nil
+	}
+	return nil
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
