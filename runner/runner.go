@@ -62,7 +62,7 @@ type Config struct {
 	// CheckpointInterval is the most time between pipeline checkpoints.
 	// Default 2s.
 	CheckpointInterval time.Duration
-	// Logger receives structured logs. Default: slog.Default().
+	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
 	// Clock is the time source. Default: the real clock.
 	Clock clock.Clock
@@ -107,7 +107,7 @@ func New(cfg Config) (*Runner, error) {
 		cfg.HTTPAddr = "127.0.0.1:8080"
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}

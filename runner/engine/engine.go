@@ -57,7 +57,7 @@ type Options struct {
 	Twins TwinLookup
 	// Clock drives ticks and checkpoints. Default: the real clock.
 	Clock clock.Clock
-	// Logger receives structured logs. Default: slog.Default().
+	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
 	// TickInterval is how often idle pipelines wake to advance their
 	// event clock. Default 1s.
@@ -109,7 +109,7 @@ func New(opts Options) (*Engine, error) {
 		opts.Clock = clock.Real{}
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.TickInterval <= 0 {
 		opts.TickInterval = time.Second
