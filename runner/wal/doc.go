@@ -35,6 +35,19 @@
 // power loss later removes; after recovery its Read then reports an
 // [AheadError] so the cursor can be reset.
 //
+// # Completion callbacks
+//
+// AppendWith makes its caller wait for the commit, which limits one caller
+// to one commit at a time. [Log].AppendNotify instead copies the records,
+// queues them and returns; the committer calls the caller's done function
+// once the records are as durable as the requested mode promises (after
+// the fsync for Durable), or with the error that failed them. Callbacks run
+// in offset order on the committer goroutine, so they must only hand the
+// result off. A write or fsync failure fails every queued callback. Close
+// commits everything queued, so every accepted callback runs before Close
+// returns. The broker uses this to acknowledge MQTT QoS 1/2 publishes after
+// the group commit without blocking the client's read loop.
+//
 // # Corruption policy
 //
 // tidwall/wal stores entries as uvarint length + data with no checksum. Each

@@ -24,8 +24,9 @@ type Options struct {
 	// MaxBatch caps the records written and fsynced by one group commit.
 	// Default 1000.
 	MaxBatch int
-	// MaxAsyncQueue bounds the records Async appends may have queued;
-	// further Async appends wait for room. Default 65536.
+	// MaxAsyncQueue bounds the records Async appends and AppendNotify
+	// calls may have queued; further such appends wait for room.
+	// Default 65536.
 	MaxAsyncQueue int
 	// MaxDelay lets the committer wait up to this long for more durable
 	// appends before writing a batch smaller than MaxBatch. Default 0: no
@@ -93,7 +94,7 @@ type File struct {
 	written     uint64 // last offset written; what readers see
 	first       uint64
 	queue       []*request
-	asyncQueued int        // records of Async requests still in queue
+	asyncQueued int        // copied records (Async, AppendNotify) still in queue
 	asyncRoom   *sync.Cond // signalled when asyncQueued drops (uses mu)
 	closed      bool
 	failed      error // sticky write/fsync failure
@@ -120,7 +121,9 @@ var _ Log = (*File)(nil)
 type request struct {
 	recs []*Record
 	d    Durability
-	done chan error
+	done chan error  // AppendWith Durable/Buffered: the waiting caller
+	cb   func(error) // AppendNotify: called by the committer
+	own  bool        // recs are copies counted in asyncQueued
 }
 
 // Open opens (or creates) the log in dir, repairs its tail (see
@@ -230,6 +233,26 @@ func (l *File) Append(ctx context.Context, recs ...*Record) error {
 // AppendWith implements Log. The records (and their payloads) must not be
 // modified until it returns; afterwards the log keeps no reference to them.
 func (l *File) AppendWith(ctx context.Context, d Durability, recs ...*Record) error {
+	return l.enqueue(ctx, d, nil, recs)
+}
+
+// AppendNotify implements Log. The records are copied before it returns, so
+// the caller may reuse them and their payloads at once; their Offset and
+// Time are set on return. done runs on the committer goroutine: it must
+// hand off and return quickly (it delays every later commit while it runs)
+// and must not call back into the log. Like Async appends, AppendNotify
+// waits only while MaxAsyncQueue copied records are already queued.
+func (l *File) AppendNotify(ctx context.Context, d Durability, done func(error), recs ...*Record) error {
+	if done == nil {
+		return errors.New("wal: AppendNotify needs a done callback; use AppendWith to wait for the commit instead")
+	}
+	return l.enqueue(ctx, d, done, recs)
+}
+
+// enqueue queues recs for the committer. Without cb, Durable and Buffered
+// callers wait for their commit; Async callers and callers with cb do not,
+// and their records are copied.
+func (l *File) enqueue(ctx context.Context, d Durability, cb func(error), recs []*Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -242,8 +265,8 @@ func (l *File) AppendWith(ctx context.Context, d Durability, recs ...*Record) er
 		}
 	}
 	now := l.opts.Clock.Now().UnixNano()
-	req := &request{recs: recs, d: d}
-	if d == Async {
+	req := &request{recs: recs, d: d, cb: cb, own: d == Async || cb != nil}
+	if req.own {
 		// The caller may reuse its records and payloads once we return.
 		own := make([]*Record, len(recs))
 		for i, r := range recs {
@@ -256,7 +279,7 @@ func (l *File) AppendWith(ctx context.Context, d Durability, recs ...*Record) er
 		req.done = make(chan error, 1)
 	}
 	l.mu.Lock()
-	for d == Async && l.asyncQueued >= l.opts.MaxAsyncQueue && !l.closed && l.failed == nil {
+	for req.own && l.asyncQueued >= l.opts.MaxAsyncQueue && !l.closed && l.failed == nil {
 		l.asyncRoom.Wait()
 	}
 	switch {
@@ -274,6 +297,9 @@ func (l *File) AppendWith(ctx context.Context, d Durability, recs ...*Record) er
 		return err
 	case len(recs) == 0:
 		l.mu.Unlock()
+		if cb != nil {
+			cb(nil)
+		}
 		return nil
 	}
 	for _, r := range req.recs {
@@ -284,7 +310,7 @@ func (l *File) AppendWith(ctx context.Context, d Durability, recs ...*Record) er
 		}
 	}
 	l.queue = append(l.queue, req)
-	if d == Async {
+	if req.own {
 		l.asyncQueued += len(req.recs)
 	}
 	l.mu.Unlock()
@@ -292,7 +318,7 @@ func (l *File) AppendWith(ctx context.Context, d Durability, recs ...*Record) er
 	case l.wake <- struct{}{}:
 	default:
 	}
-	if d == Async {
+	if req.own {
 		// Offsets were assigned to the copies; report them to the caller.
 		for i, r := range recs {
 			r.Offset = req.recs[i].Offset
@@ -412,7 +438,7 @@ func (l *File) takeUpTo(dst []*request, room int) []*request {
 func (l *File) releaseAsync(taken []*request) {
 	freed := 0
 	for _, q := range taken {
-		if q.d == Async {
+		if q.own {
 			freed += len(q.recs)
 		}
 	}
@@ -497,22 +523,28 @@ func (l *File) commit(c *commitState, reqs []*request) {
 
 	durable := false
 	for _, q := range reqs {
-		switch q.d {
-		case Buffered:
-			q.done <- nil
-		case Durable:
+		switch {
+		case q.d == Durable:
 			durable = true
+		case q.d == Buffered && q.done != nil:
+			q.done <- nil
 		}
 	}
-	if !durable {
-		return
+	if durable {
+		if err := l.sync(c); err != nil {
+			l.fail(reqs, err)
+			return
+		}
 	}
-	if err := l.sync(c); err != nil {
-		l.fail(reqs, err)
-		return
-	}
+	// Wake durable waiters, and run AppendNotify callbacks in offset order
+	// once the whole batch is as durable as its most demanding request
+	// (a Buffered callback that shares a batch with a Durable request runs
+	// after the fsync, so that callbacks never overtake each other).
 	for _, q := range reqs {
-		if q.d == Durable {
+		switch {
+		case q.cb != nil:
+			q.cb(nil)
+		case q.d == Durable:
 			q.done <- nil
 		}
 	}
@@ -583,16 +615,22 @@ func (l *File) fail(reqs []*request, err error) {
 	l.queue = nil
 	l.mu.Unlock()
 	for _, q := range reqs {
-		if q.done == nil {
-			continue // async: nobody waits
-		}
-		select {
-		case q.done <- err:
-		default: // buffered request already answered
+		switch {
+		case q.cb != nil:
+			q.cb(err) // callbacks only run after a successful commit
+		case q.done == nil: // async: nobody waits
+		default:
+			select {
+			case q.done <- err:
+			default: // buffered request already answered
+			}
 		}
 	}
 	for _, q := range queued {
-		if q.done != nil {
+		switch {
+		case q.cb != nil:
+			q.cb(err)
+		case q.done != nil:
 			q.done <- err
 		}
 	}

@@ -20,6 +20,18 @@ type Log interface {
 	Append(ctx context.Context, recs ...*Record) error
 	// AppendWith is Append with an explicit durability for this call.
 	AppendWith(ctx context.Context, d Durability, recs ...*Record) error
+	// AppendNotify queues recs (copied: the caller may reuse them at once)
+	// and returns without waiting for the commit; done is called exactly
+	// once, with nil when the records are as durable as d promises or with
+	// the error that failed them. Offsets are assigned in call order and
+	// done callbacks run in offset order, possibly before AppendNotify
+	// returns. done must be quick (hand the result off; it may run on the
+	// log's committer, holding up later commits) and must not append to
+	// the log. When AppendNotify itself returns an error the records were
+	// not queued and done is never called. This is how a caller keeps many
+	// appends in flight without a goroutine per append (the broker uses it
+	// to acknowledge MQTT publishes after the group commit).
+	AppendNotify(ctx context.Context, d Durability, done func(error), recs ...*Record) error
 	// Read copies records with Offset >= from into buf and returns how many.
 	// It blocks until at least one record is available or ctx is done.
 	// from 0 means 1. If records from `from` on were removed by retention it

@@ -30,6 +30,8 @@ type Memory struct {
 
 	stop chan struct{}
 	done chan struct{}
+
+	cbMu sync.Mutex // orders AppendNotify callbacks by offset
 }
 
 var _ Log = (*Memory)(nil)
@@ -116,6 +118,22 @@ func (m *Memory) AppendWith(ctx context.Context, _ Durability, recs ...*Record) 
 	if m.opts.MaxBytes > 0 && m.bytes > m.opts.MaxBytes {
 		m.retainLocked(now)
 	}
+	return nil
+}
+
+// AppendNotify implements Log. Memory commits at once, so done runs on the
+// caller's goroutine before AppendNotify returns; calls are serialized so
+// that callbacks run in offset order.
+func (m *Memory) AppendNotify(ctx context.Context, d Durability, done func(error), recs ...*Record) error {
+	if done == nil {
+		return errors.New("wal: AppendNotify needs a done callback; use AppendWith to wait for the commit instead")
+	}
+	m.cbMu.Lock()
+	defer m.cbMu.Unlock()
+	if err := m.AppendWith(ctx, d, recs...); err != nil {
+		return err
+	}
+	done(nil)
 	return nil
 }
 
