@@ -52,6 +52,7 @@ type Program struct {
 	// Source is the expression as written.
 	Source string
 	prog   *vm.Program
+	fast   fastCond // nil unless the expression has a shape fastpath.go handles
 }
 
 // CompileExpr compiles an expression against a schema. The error says what
@@ -73,7 +74,7 @@ func CompileExpr(src string, schema Schema) (*Program, error) {
 	if err != nil {
 		return nil, exprError(err)
 	}
-	return &Program{Source: src, prog: p}, nil
+	return &Program{Source: src, prog: p, fast: compileFast(src)}, nil
 }
 
 // Run evaluates the program on env with the given VM.
@@ -83,6 +84,11 @@ func (p *Program) Run(m *vm.VM, env map[string]any) (any, error) {
 
 // RunBool evaluates a condition. A result that is not a bool is an error.
 func (p *Program) RunBool(m *vm.VM, env map[string]any) (bool, error) {
+	if p.fast != nil {
+		if b, ok := p.fast(env); ok {
+			return b, nil
+		}
+	}
 	v, err := m.Run(p.prog, env)
 	if err != nil {
 		return false, err
