@@ -344,15 +344,29 @@ func (r *Runner) Close() error {
 }
 
 // walAppender logs broker messages in the WAL: QoS 1/2 durably (the
-// broker acknowledges after fsync), QoS 0 asynchronously (queued for the
-// next group commit; at most once, like QoS 0 itself).
+// broker acknowledges after fsync; network clients' publishes through
+// AppendNotify, so that a client's read loop does not wait for each fsync),
+// QoS 0 asynchronously (queued for the next group commit; at most once,
+// like QoS 0 itself).
 type walAppender struct{ log wal.Log }
+
+var _ broker.NotifyAppender = walAppender{}
 
 func (a walAppender) Append(ctx context.Context, msg *broker.Message, durable bool) error {
 	d := wal.Async
 	if durable {
 		d = wal.Durable
 	}
-	return a.log.AppendWith(ctx, d, &wal.Record{Time: msg.Time.UnixNano(), Topic: msg.Topic, Payload: msg.Payload,
-		QoS: msg.QoS, Retain: msg.Retain, Client: msg.Client})
+	return a.log.AppendWith(ctx, d, walRecord(msg))
+}
+
+// AppendNotify implements broker.NotifyAppender: the WAL copies the record
+// and calls done from its committer after the fsync, in offset order.
+func (a walAppender) AppendNotify(ctx context.Context, msg *broker.Message, done func(error)) error {
+	return a.log.AppendNotify(ctx, wal.Durable, done, walRecord(msg))
+}
+
+func walRecord(msg *broker.Message) *wal.Record {
+	return &wal.Record{Time: msg.Time.UnixNano(), Topic: msg.Topic, Payload: msg.Payload,
+		QoS: msg.QoS, Retain: msg.Retain, Client: msg.Client}
 }

@@ -77,7 +77,10 @@ type Options struct {
 	// (see AuthFile). It is read once by New.
 	AuthFile string
 	// Log receives every accepted publish before it is acknowledged. nil
-	// means nothing is logged (a plain broker).
+	// means nothing is logged (a plain broker). When it also implements
+	// NotifyAppender, network clients' QoS 1/2 publishes are acknowledged
+	// asynchronously after their append is durable, so that one client
+	// can have many publishes in one group commit (see the package doc).
 	Log Appender
 	// LogInline makes Broker.Publish log its messages too, so that one
 	// pipeline's output can be another pipeline's input.
@@ -182,6 +185,13 @@ type Broker struct {
 
 	notify notifier
 
+	// Asynchronous acknowledgements (ack.go).
+	nlog       NotifyAppender // Options.Log, when it can notify
+	maxPending int            // per-client publishes in flight
+	qmu        sync.Mutex
+	queues     map[*mqtt.Client]*ackQueue
+	pending    atomic.Int64
+
 	logged, logFailures, deniedPub, deniedSub, authFail atomic.Int64
 	bpWaits, bpTimeouts                                 atomic.Int64
 }
@@ -220,7 +230,10 @@ func New(opts Options) (*Broker, error) {
 	if !opts.AllowAnonymous && opts.AuthFile == "" {
 		return nil, errors.New("broker: no client could connect: set AllowAnonymous, or AuthFile to a users file (see broker.AuthFile)")
 	}
-	b := &Broker{opts: opts, log: opts.Logger, clk: opts.Clock, inlineSubs: map[int]string{}}
+	b := &Broker{opts: opts, log: opts.Logger, clk: opts.Clock, inlineSubs: map[int]string{}, queues: map[*mqtt.Client]*ackQueue{}}
+	if nl, ok := opts.Log.(NotifyAppender); ok {
+		b.nlog = nl
+	}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -245,6 +258,7 @@ func New(opts Options) (*Broker, error) {
 	caps.MaximumClientWritesPending = int32(opts.MaxPendingWrites)
 	caps.MaximumInflight = uint16(opts.MaxInflight)
 	caps.MaximumPacketSize = opts.MaxPacketSize
+	b.maxPending = int(caps.ReceiveMaximum)
 	if opts.MaxClients > 0 {
 		caps.MaximumClients = opts.MaxClients
 	}
@@ -466,6 +480,12 @@ func (b *Broker) Stats() Stats {
 		BytesOut:             atomic.LoadInt64(&in.BytesSent),
 	}
 }
+
+// PendingAcks is the number of network QoS 1/2 publishes whose log append
+// is in flight: received, not yet acknowledged nor delivered (always 0
+// unless Options.Log is a NotifyAppender). It is not in Stats because
+// Stats is converted field for field by the API package.
+func (b *Broker) PendingAcks() int64 { return b.pending.Load() }
 
 // Clients lists the sessions the broker knows, connected or not, sorted by
 // id (the inline client is not listed).

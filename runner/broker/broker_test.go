@@ -60,9 +60,10 @@ func TestStartErrors(t *testing.T) {
 	}
 }
 
-func TestPahoQoSRoundTrip(t *testing.T) {
-	log := &memLog{}
-	b := startBroker(t, Options{AllowAnonymous: true, Log: log})
+func TestPahoQoSRoundTrip(t *testing.T) { forEachAppender(t, testPahoQoSRoundTrip) }
+
+func testPahoQoSRoundTrip(t *testing.T, app Appender, log *memLog) {
+	b := startBroker(t, Options{AllowAnonymous: true, Log: app})
 	for _, qos := range []byte{0, 1, 2} {
 		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
 			topic := fmt.Sprintf("rt/%d", qos)
@@ -362,9 +363,10 @@ func TestAuthAndACL(t *testing.T) {
 	})
 }
 
-func TestRefusedWhenLogFails(t *testing.T) {
-	log := &memLog{}
-	b := startBroker(t, Options{AllowAnonymous: true, Log: log})
+func TestRefusedWhenLogFails(t *testing.T) { forEachAppender(t, testRefusedWhenLogFails) }
+
+func testRefusedWhenLogFails(t *testing.T, app Appender, log *memLog) {
+	b := startBroker(t, Options{AllowAnonymous: true, Log: app})
 	host, port, _ := net.SplitHostPort(b.Addr().String())
 	in := newInbox()
 	spy := connect(t, brokerURL(b), nil)
@@ -390,7 +392,7 @@ func TestRefusedWhenLogFails(t *testing.T) {
 		}
 	}
 	// Inline publish reports the failure.
-	bl := startBroker(t, Options{AllowAnonymous: true, Log: log, LogInline: true})
+	bl := startBroker(t, Options{AllowAnonymous: true, Log: app, LogInline: true})
 	if err := bl.Publish("fail/inline", []byte("no"), 1, false); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("inline publish err = %v", err)
 	}

@@ -154,3 +154,78 @@ func mosquitto(t *testing.T, name string) string {
 	}
 	return p
 }
+
+// notifyLog is a memLog that is also a NotifyAppender, so that the broker
+// acknowledges QoS 1/2 asynchronously. With late set, a failure is reported
+// through the callback instead of by AppendNotify; while gated, callbacks
+// are held until release.
+type notifyLog struct {
+	*memLog
+	late bool
+
+	mu    sync.Mutex
+	gated bool
+	held  []func(error)
+}
+
+func (n *notifyLog) AppendNotify(ctx context.Context, msg *Message, done func(error)) error {
+	if n.fail.Load() {
+		if n.late {
+			done(errors.New("disk full"))
+			return nil
+		}
+		return errors.New("disk full")
+	}
+	if err := n.memLog.Append(ctx, msg, true); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	if n.gated {
+		n.held = append(n.held, done)
+		n.mu.Unlock()
+		return nil
+	}
+	n.mu.Unlock()
+	done(nil)
+	return nil
+}
+
+// hold makes later appends wait for release before they count as durable.
+func (n *notifyLog) hold() {
+	n.mu.Lock()
+	n.gated = true
+	n.mu.Unlock()
+}
+
+// release completes the held appends in order and stops holding.
+func (n *notifyLog) release() {
+	n.mu.Lock()
+	held := n.held
+	n.held, n.gated = nil, false
+	n.mu.Unlock()
+	for _, done := range held {
+		done(nil)
+	}
+}
+
+// appenderKinds are the Appenders the durability tests run against: a
+// blocking one (the broker acknowledges from OnPublish) and notifying ones
+// (the broker acknowledges asynchronously after the callback).
+var appenderKinds = []struct {
+	name string
+	new  func() (Appender, *memLog)
+}{
+	{"sync", func() (Appender, *memLog) { m := &memLog{}; return m, m }},
+	{"notify", func() (Appender, *memLog) { m := &memLog{}; return &notifyLog{memLog: m}, m }},
+	{"notify-late-failure", func() (Appender, *memLog) { m := &memLog{}; return &notifyLog{memLog: m, late: true}, m }},
+}
+
+// forEachAppender runs f once per appender kind.
+func forEachAppender(t *testing.T, f func(t *testing.T, app Appender, log *memLog)) {
+	for _, k := range appenderKinds {
+		t.Run(k.name, func(t *testing.T) {
+			app, log := k.new()
+			f(t, app, log)
+		})
+	}
+}

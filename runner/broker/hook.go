@@ -90,11 +90,17 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 }
 
 // OnPublish runs on the publisher's goroutine before mochi acknowledges or
-// delivers the message: wait for congested subscribers, then log.
+// delivers the message: wait for congested subscribers, then log. With a
+// NotifyAppender, QoS 1/2 publishes are only queued here and come back
+// through mochi once durable (publishAsync); that second pass is let
+// through untouched.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	b := h.b
 	if cl.Net.Inline {
-		return pk, nil // Broker.Publish did both already
+		return pk, nil // Broker.Publish or the ack dispatcher did both already
+	}
+	if b.nlog != nil && pk.FixedHeader.Qos > 0 && b.isInjected(cl, &pk) {
+		return pk, nil
 	}
 	if err := b.waitForSubscribers(b.ctx, cl.ID, pk.TopicName); err != nil {
 		code := packets.ErrQuotaExceeded
@@ -106,6 +112,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	if b.opts.Log == nil {
 		return pk, nil
+	}
+	if b.nlog != nil && pk.FixedHeader.Qos > 0 {
+		return h.publishAsync(cl, pk)
 	}
 	msg := Message{
 		Topic:   pk.TopicName,

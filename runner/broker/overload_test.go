@@ -104,10 +104,13 @@ func TestOverloadNoAckedMessageLost(t *testing.T) {
 	if testing.Short() {
 		t.Skip("overload test takes a few seconds")
 	}
-	log := &memLog{}
+	forEachAppender(t, testOverloadNoAckedMessageLost)
+}
+
+func testOverloadNoAckedMessageLost(t *testing.T, app Appender, log *memLog) {
 	b := startBroker(t, Options{
 		AllowAnonymous:      true,
-		Log:                 log,
+		Log:                 app,
 		MaxPendingWrites:    overloadPending,
 		MaxInflight:         overloadInflight,
 		HighWater:           16,
@@ -167,8 +170,11 @@ func TestOverloadControlPlainMochiLoses(t *testing.T) {
 // publishers wait BackpressureTimeout, after which the publish is refused
 // (not logged, not delivered) instead of acknowledged and dropped.
 func TestBackpressureTimeoutRefuses(t *testing.T) {
-	log := &memLog{}
-	b := startBroker(t, Options{AllowAnonymous: true, Log: log, HighWater: 4, BackpressureTimeout: 300 * time.Millisecond})
+	forEachAppender(t, testBackpressureTimeoutRefuses)
+}
+
+func testBackpressureTimeoutRefuses(t *testing.T, app Appender, log *memLog) {
+	b := startBroker(t, Options{AllowAnonymous: true, Log: app, HighWater: 4, BackpressureTimeout: 300 * time.Millisecond})
 	// A raw MQTT 3.1.1 client that subscribes at QoS 1 and then never
 	// reads or acknowledges anything.
 	conn, err := net.Dial("tcp", b.Addr().String())
