@@ -6,7 +6,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/eddy-edge/eddy/internal/mqtttest"
 )
 
 var eddyBin string
@@ -37,20 +38,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// needTool skips when a Debian tool is missing, except in CI where the
-// Makefile installs it and its absence is a failure.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI (make deps installs it)", name)
-		}
-		t.Skipf("%s not installed (run make deps)", name)
-	}
-	return p
 }
 
 func freePort(t *testing.T) int {
@@ -108,13 +95,8 @@ func startEddy(t *testing.T, dataDir string, mqttPort int, args ...string) *eddy
 			t.Logf("eddy logs:\n%s", p.logs.String())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(p.logs.String(), "pipeline running") {
-		if time.Now().After(deadline) || p.cmd.ProcessState != nil {
-			t.Fatalf("eddy did not start:\n%s", p.logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// The cleanup above prints the logs if eddy does not start.
+	mqtttest.WaitFor(t, "eddy to log \"pipeline running\"", func() bool { return strings.Contains(p.logs.String(), "pipeline running") })
 	return p
 }
 
@@ -127,90 +109,6 @@ func (p *eddyProc) stop(sig syscall.Signal) {
 	case <-done:
 	case <-time.After(20 * time.Second):
 		p.t.Fatalf("eddy did not exit after %v:\n%s", sig, p.logs.String())
-	}
-}
-
-// mosquittoSub starts mosquitto_sub on topic and returns a function that
-// waits for count messages (topic and payload per line). It waits until
-// the subscription is live by publishing probe messages to a topic the
-// filter matches until one comes back; probes are not counted.
-func mosquittoSub(t *testing.T, port int, topic string, count int) func() []string {
-	t.Helper()
-	bin := needTool(t, "mosquitto_sub")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	cmd := exec.CommandContext(ctx, bin, "-p", fmt.Sprint(port), "-t", topic, "-v", "-q", "1")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); cmd.Wait() })
-	probe := strings.NewReplacer("#", "probe", "+", "probe").Replace(topic)
-	lines := make(chan string, 1024)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	c := pahoClient(t, port, "probe")
-	deadline := time.Now().Add(20 * time.Second)
-probing:
-	for {
-		c.Publish(probe, 0, false, "probe").Wait()
-		select {
-		case l := <-lines:
-			if strings.HasPrefix(l, probe+" ") {
-				break probing
-			}
-			t.Fatalf("unexpected message before the subscription was confirmed: %q", l)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto_sub on %s never received a probe", topic)
-		}
-	}
-	c.Disconnect(0)
-	return func() []string {
-		var got []string
-		timeout := time.After(30 * time.Second)
-		for len(got) < count {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("mosquitto_sub exited after %d of %d messages: %q", len(got), count, got)
-				}
-				if !strings.HasPrefix(l, probe+" ") {
-					got = append(got, l)
-				}
-			case <-timeout:
-				t.Fatalf("timed out after %d of %d messages: %q", len(got), count, got)
-			}
-		}
-		return got
-	}
-}
-
-func pahoClient(t *testing.T, port int, id string) paho.Client {
-	t.Helper()
-	c := paho.NewClient(paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).SetClientID(id))
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
-	return c
-}
-
-func mosquittoPub(t *testing.T, port int, topic string, qos int, msgs ...string) {
-	t.Helper()
-	bin := needTool(t, "mosquitto_pub")
-	for _, m := range msgs {
-		out, err := exec.Command(bin, "-p", fmt.Sprint(port), "-t", topic, "-q", fmt.Sprint(qos), "-m", m).CombinedOutput()
-		if err != nil {
-			t.Fatalf("mosquitto_pub: %v\n%s", err, out)
-		}
 	}
 }
 
@@ -241,14 +139,14 @@ spec:
 `)
 	port := freePort(t)
 	p := startEddy(t, filepath.Join(dir, "data"), port, spec)
-	wait := mosquittoSub(t, port, "hot/#", 2)
-	mosquittoPub(t, port, "factory/d1/data", 1,
+	sub := mqtttest.StartSub(t, fmt.Sprint(port), mqtttest.SubOptions{Topics: []string{"hot/#"}, QoS: 1, ProbeTopic: "hot/probe"})
+	mqtttest.Pub(t, fmt.Sprint(port), "factory/d1/data", 1,
 		`{"device":"d1","temperature":25}`,
 		`{"device":"d1","temperature":31}`,
 		`{"device":"d2"}`,
 		`not json`,
 		`{"device":"d2","temperature":40}`)
-	got := wait()
+	got := sub.Lines(2)
 	want := []string{`hot/d1 {"device":"d1","temp_f":87.8}`, `hot/d2 {"device":"d2","temp_f":104}`}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("mosquitto_sub got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -282,7 +180,7 @@ spec:
 `)
 	port := freePort(t)
 	startEddy(t, filepath.Join(dir, "data"), port, spec)
-	wait := mosquittoSub(t, port, "alerts/#", 2)
+	sub := mqtttest.StartSub(t, fmt.Sprint(port), mqtttest.SubOptions{Topics: []string{"alerts/#"}, QoS: 1, ProbeTopic: "alerts/probe"})
 	const t0 = 1_700_000_000_000
 	var msgs []string
 	for s := 0; s < 50; s++ {
@@ -292,13 +190,9 @@ spec:
 		}
 		msgs = append(msgs, fmt.Sprintf(`{"device":"m1","ts":%d,"temperature":%g}`, t0+s*1000, temp))
 	}
-	// mosquitto_pub -l sends each stdin line as a message, on one connection.
-	pub := exec.Command(needTool(t, "mosquitto_pub"), "-p", fmt.Sprint(port), "-t", "factory/m1/data", "-q", "1", "-l")
-	pub.Stdin = strings.NewReader(strings.Join(msgs, "\n") + "\n")
-	if out, err := pub.CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_pub: %v\n%s", err, out)
-	}
-	got := wait()
+	// All on one connection, in order.
+	mqtttest.PubLines(t, fmt.Sprint(port), "factory/m1/data", 1, msgs...)
+	got := sub.Lines(2)
 	// Windows [0,10) [10,20) [20,30) average 32; [30,40) averages 20.
 	// Pending at the first window's end (t0+10s), firing once it held 10 s
 	// (window [10,20) ending t0+20s), resolved at window [30,40).
@@ -410,26 +304,21 @@ spec:
 
 	// Restart on the same data dir: the pipeline replays from its checkpoint.
 	p2 := startEddy(t, data, port, "--checkpoint-interval", "100ms", spec)
-	deadline := time.Now().Add(20 * time.Second)
-	var seen map[int]int
-	for {
-		seen = readNumbers(t, out)
+	mqtttest.WaitForErr(t, "every acknowledged message in the output", func() error {
+		seen := readNumbers(t, out)
 		missing := 0
 		for i, a := range acked {
 			if a && seen[i] == 0 {
 				missing++
 			}
 		}
-		if missing == 0 {
-			break
+		if missing > 0 {
+			return fmt.Errorf("%d of %d acknowledged messages never reached the output", missing, nAcked)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d acknowledged messages never reached the output", missing, nAcked)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	p2.stop(syscall.SIGTERM)
-	seen = readNumbers(t, out)
+	seen := readNumbers(t, out)
 	dups := 0
 	for _, c := range seen {
 		if c > 1 {
