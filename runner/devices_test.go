@@ -1,13 +1,11 @@
 package runner_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -20,6 +18,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/eddy-edge/eddy/connectors/modbus"
+	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/pipeline/devices"
 	"github.com/eddy-edge/eddy/runner"
@@ -95,77 +94,20 @@ func brokerPort(r *runner.Runner) string {
 	return port
 }
 
-func needMosquitto(t testing.TB) {
-	t.Helper()
-	for _, tool := range []string{"mosquitto_sub", "mosquitto_pub"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install -y mosquitto-clients)", tool)
-		}
-	}
-}
-
 var subSeq atomic.Int64
 
-// mosquittoSub runs mosquitto_sub for n messages on topics and returns once
-// the broker holds its subscriptions; wait returns "topic payload" lines.
-func mosquittoSub(t *testing.T, r *runner.Runner, n int, topics ...string) (wait func() []string) {
+// subscribe starts mosquitto_sub on topics and returns once the runner's
+// broker lists exactly those subscriptions for it.
+func subscribe(t *testing.T, r *runner.Runner, topics ...string) *mqtttest.Sub {
 	t.Helper()
 	id := fmt.Sprintf("it-sub-%d", subSeq.Add(1))
-	args := []string{"-h", "127.0.0.1", "-p", brokerPort(r), "-i", id, "-v", "-C", fmt.Sprint(n), "-W", "20"}
-	for _, tp := range topics {
-		args = append(args, "-t", tp)
-	}
-	cmd := exec.Command("mosquitto_sub", args...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan []string, 1)
-	go func() {
-		var got []string
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			got = append(got, sc.Text())
-		}
-		lines <- got
-	}()
 	want := slices.Clone(topics)
 	slices.Sort(want)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		ok := slices.ContainsFunc(r.Broker().Clients(), func(c broker.ClientInfo) bool {
+	return mqtttest.StartSub(t, brokerPort(r), mqtttest.SubOptions{Topics: topics, ID: id, Ready: func() bool {
+		return slices.ContainsFunc(r.Broker().Clients(), func(c broker.ClientInfo) bool {
 			return c.ID == id && c.Connected && slices.Equal(c.Subscriptions, want)
 		})
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("mosquitto_sub did not subscribe within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return func() []string {
-		var got []string
-		select {
-		case got = <-lines:
-		case <-time.After(25 * time.Second):
-			cmd.Process.Kill()
-			t.Fatal("mosquitto_sub did not finish")
-		}
-		_ = cmd.Wait()
-		return got
-	}
-}
-
-func mosquittoPub(t *testing.T, r *runner.Runner, topic, msg string) {
-	t.Helper()
-	if out, err := exec.Command("mosquitto_pub", "-h", "127.0.0.1", "-p", brokerPort(r), "-q", "1", "-t", topic, "-m", msg).CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_pub: %v: %s", err, out)
-	}
+	}})
 }
 
 var (
@@ -177,17 +119,6 @@ func normalize(s string) string {
 	return uuidRE.ReplaceAllString(tsRE.ReplaceAllString(s, `"timestamp":T`), `"UUID"`)
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func twinValue(r *runner.Runner, dev, prop string) any {
 	m := map[string]any{}
 	r.Twins().Values(dev, []string{prop}, m)
@@ -197,7 +128,7 @@ func twinValue(r *runner.Runner, dev, prop string) any {
 // TestDevicesTwinProtocolInterop speaks KubeEdge's twin protocol to the
 // runner's broker with Debian's mosquitto clients and checks the exact JSON.
 func TestDevicesTwinProtocolInterop(t *testing.T) {
-	needMosquitto(t)
+	mqtttest.RequireClients(t)
 	dir := t.TempDir()
 	r := startRunner(t, "", writeFile(t, dir, "devices.yaml", sensorDevices))
 
@@ -249,12 +180,9 @@ func TestDevicesTwinProtocolInterop(t *testing.T) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			wait := mosquittoSub(t, r, len(st.want), st.listen...)
-			mosquittoPub(t, r, st.topic, st.msg)
-			got := wait()
-			if len(got) != len(st.want) {
-				t.Fatalf("got %d messages %q, want %d", len(got), got, len(st.want))
-			}
+			sub := subscribe(t, r, st.listen...)
+			mqtttest.Pub(t, brokerPort(r), st.topic, 1, st.msg)
+			got := sub.Lines(len(st.want))
 			slices.Sort(got)
 			want := slices.Clone(st.want)
 			slices.Sort(want)
@@ -271,14 +199,14 @@ func TestDevicesTwinProtocolInterop(t *testing.T) {
 // <DataDir>/twins across a restart, and that a replayed older report
 // cannot revert them afterwards.
 func TestDevicesTwinSurvivesRestart(t *testing.T) {
-	needMosquitto(t)
+	mqtttest.RequireClients(t)
 	dir, data := t.TempDir(), t.TempDir()
 	files := []string{writeFile(t, dir, "devices.yaml", sensorDevices)}
 	now := time.Now().UnixMilli()
 
 	r1 := startRunner(t, data, files...)
-	mosquittoPub(t, r1, sensorUpdate, fmt.Sprintf(`{"event_id":"a","timestamp":%d,"twin":{"temperature":{"actual":{"value":"25"}},"note":{"actual":{"value":{"free":"json"}}}}}`, now))
-	waitFor(t, "the reported temperature", func() bool { return twinValue(r1, "default/sensor-1", "temperature") == int64(25) })
+	mqtttest.Pub(t, brokerPort(r1), sensorUpdate, 1, fmt.Sprintf(`{"event_id":"a","timestamp":%d,"twin":{"temperature":{"actual":{"value":"25"}},"note":{"actual":{"value":{"free":"json"}}}}}`, now))
+	mqtttest.WaitFor(t, "the reported temperature", func() bool { return twinValue(r1, "default/sensor-1", "temperature") == int64(25) })
 	if err := r1.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -292,10 +220,9 @@ func TestDevicesTwinSurvivesRestart(t *testing.T) {
 	}
 	// A report older than the stored one (a replay after a reconnect) is
 	// refused and the twin keeps its value.
-	wait := mosquittoSub(t, r2, 1, sensorResult)
-	mosquittoPub(t, r2, sensorUpdate, fmt.Sprintf(`{"event_id":"old","timestamp":%d,"twin":{"temperature":{"actual":{"value":"19"}}}}`, now-60_000))
-	got := wait()
-	if len(got) != 1 || !strings.Contains(got[0], `"event_id":"old"`) || !strings.Contains(got[0], `"code":409`) {
+	sub := subscribe(t, r2, sensorResult)
+	mqtttest.Pub(t, brokerPort(r2), sensorUpdate, 1, fmt.Sprintf(`{"event_id":"old","timestamp":%d,"twin":{"temperature":{"actual":{"value":"19"}}}}`, now-60_000))
+	if got := sub.Next(); !strings.Contains(got, `"event_id":"old"`) || !strings.Contains(got, `"code":409`) {
 		t.Fatalf("replayed update result = %q, want a 409", got)
 	}
 	if v := twinValue(r2, "default/sensor-1", "temperature"); v != int64(25) {
@@ -341,7 +268,7 @@ spec:
 	if err := r.Broker().Publish(sensorUpdate, []byte(msg), 0, false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the twin change on the pipeline's sink", func() bool {
+	mqtttest.WaitFor(t, "the twin change on the pipeline's sink", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) > 0
@@ -514,7 +441,7 @@ spec:
 		t.Fatal(err)
 	}
 	defer unsub()
-	waitFor(t, "the device to go offline", func() bool { mu.Lock(); defer mu.Unlock(); return slices.Contains(states, "offline") })
+	mqtttest.WaitFor(t, "the device to go offline", func() bool { mu.Lock(); defer mu.Unlock(); return slices.Contains(states, "offline") })
 
 	regs := modbus.NewRegisters()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -524,11 +451,11 @@ spec:
 	}()
 	defer func() { cancel(); <-done }()
 	vis := &devices.ModbusVisitor{Register: devices.HoldingRegister, Offset: 7, Limit: 1, Scale: 1, DataType: devices.Int16}
-	waitFor(t, "the desired value in the slave's register", func() bool {
+	mqtttest.WaitFor(t, "the desired value in the slave's register", func() bool {
 		v, _ := regs.Get(vis, devices.TypeInt)
 		return v == int64(215)
 	})
-	waitFor(t, "the twin to report the written value", func() bool { return twinValue(r, "default/plc-1", "setpoint") == int64(215) })
+	mqtttest.WaitFor(t, "the twin to report the written value", func() bool { return twinValue(r, "default/plc-1", "setpoint") == int64(215) })
 	mu.Lock()
 	defer mu.Unlock()
 	if i := slices.Index(states, "online"); i < 0 || i < slices.Index(states, "offline") {
