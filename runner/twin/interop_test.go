@@ -1,20 +1,18 @@
 package twin
 
 import (
-	"bufio"
 	"context"
-	"fmt"
 	"log/slog"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/eddy-edge/eddy/internal/mqtttest"
 )
 
 // interopBroker starts an in-process mochi broker on 127.0.0.1:0 with the
@@ -57,69 +55,18 @@ func interopBroker(t *testing.T) (*mqtt.Server, string) {
 	return srv, port
 }
 
-// mosquittoSub runs mosquitto_sub for n messages on topics and returns once
-// the broker holds its subscriptions; wait returns "topic payload" lines.
-func mosquittoSub(t *testing.T, srv *mqtt.Server, port string, n int, topics ...string) (wait func() []string) {
+// subscribe starts mosquitto_sub on topics and returns once the broker
+// has a subscriber for each (mosquitto_sub's own output cannot tell).
+func subscribe(t *testing.T, srv *mqtt.Server, port string, topics ...string) *mqtttest.Sub {
 	t.Helper()
-	args := []string{"-h", "127.0.0.1", "-p", port, "-v", "-C", fmt.Sprint(n), "-W", "10"}
-	for _, tp := range topics {
-		args = append(args, "-t", tp)
-	}
-	cmd := exec.Command("mosquitto_sub", args...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan []string, 1)
-	go func() {
-		var got []string
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			if l := sc.Text(); strings.HasPrefix(l, "$") {
-				got = append(got, l)
-			}
-		}
-		lines <- got
-	}()
-	// Poll the broker (mosquitto_sub's own output is block-buffered).
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		ready := true
+	return mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: topics, Ready: func() bool {
 		for _, tp := range topics {
 			if len(srv.Topics.Subscribers(tp).Subscriptions) == 0 {
-				ready = false
+				return false
 			}
 		}
-		if ready {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("mosquitto_sub did not subscribe within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return func() []string {
-		var got []string
-		select {
-		case got = <-lines:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			t.Fatal("mosquitto_sub did not finish")
-		}
-		_ = cmd.Wait()
-		return got
-	}
-}
-
-func mosquittoPub(t *testing.T, port, topic, msg string) {
-	t.Helper()
-	if out, err := exec.Command("mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-t", topic, "-m", msg).CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_pub: %v: %s", err, out)
-	}
+		return true
+	}})
 }
 
 var tsRE = regexp.MustCompile(`"timestamp":\d+`)
@@ -129,11 +76,7 @@ func normalizeWire(s string) string { return tsRE.ReplaceAllString(normalize(s),
 // TestInteropMosquitto talks to the Manager through a real mochi broker with
 // Debian's mosquitto clients, and checks the exact JSON on the wire.
 func TestInteropMosquitto(t *testing.T) {
-	for _, tool := range []string{"mosquitto_sub", "mosquitto_pub"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install -y mosquitto-clients)", tool)
-		}
-	}
+	mqtttest.RequireClients(t)
 	srv, port := interopBroker(t)
 
 	steps := []struct {
@@ -174,12 +117,9 @@ func TestInteropMosquitto(t *testing.T) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			wait := mosquittoSub(t, srv, port, len(st.want), st.listen...)
-			mosquittoPub(t, port, st.topic, st.msg)
-			got := wait()
-			if len(got) != len(st.want) {
-				t.Fatalf("got %d messages %q, want %d", len(got), got, len(st.want))
-			}
+			sub := subscribe(t, srv, port, st.listen...)
+			mqtttest.Pub(t, port, st.topic, 0, st.msg)
+			got := sub.Lines(len(st.want))
 			for i := range got {
 				got[i] = regexp.MustCompile(`timestamp \d+ ms`).ReplaceAllString(normalizeWire(got[i]), "timestamp T ms")
 				got[i] = regexp.MustCompile(`value's \d+ ms`).ReplaceAllString(got[i], "value's T ms")
