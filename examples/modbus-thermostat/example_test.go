@@ -5,14 +5,12 @@
 package thermostat_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -22,16 +20,14 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/connectors/modbus"
+	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/pipeline/devices"
 	"github.com/eddy-edge/eddy/runner"
+	"github.com/eddy-edge/eddy/runner/broker"
 )
 
 func TestModbusThermostatExample(t *testing.T) {
-	for _, tool := range []string{"mosquitto_sub", "mosquitto_pub"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install -y mosquitto-clients)", tool)
-		}
-	}
+	mqtttest.RequireClients(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -99,32 +95,12 @@ func TestModbusThermostatExample(t *testing.T) {
 	_, port, _ := net.SplitHostPort(r.Broker().Addr().String())
 
 	// Alerts as an outside consumer sees them, and inline for pacing.
-	sub := exec.Command("mosquitto_sub", "-h", "127.0.0.1", "-p", port, "-i", "alerts", "-q", "1", "-v", "-C", "3", "-W", "30", "-t", "alerts/#")
-	out, err := sub.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Process.Kill()
-	lines := make(chan []string, 1)
-	go func() {
-		var got []string
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			got = append(got, sc.Text())
-		}
-		lines <- got
-	}()
-	waitFor(t, "mosquitto_sub to subscribe", func() bool {
-		for _, c := range r.Broker().Clients() {
-			if c.ID == "alerts" && slices.Contains(c.Subscriptions, "alerts/#") {
-				return true
-			}
-		}
-		return false
-	})
+	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"alerts/#"}, ID: "alerts", QoS: 1,
+		Ready: func() bool {
+			return slices.ContainsFunc(r.Broker().Clients(), func(c broker.ClientInfo) bool {
+				return c.ID == "alerts" && slices.Contains(c.Subscriptions, "alerts/#")
+			})
+		}})
 	var mu sync.Mutex
 	var states []string
 	unsub, err := r.Broker().Subscribe("alerts/#", func(_ string, payload []byte) {
@@ -146,30 +122,19 @@ func TestModbusThermostatExample(t *testing.T) {
 	}
 
 	// 1. 35 °C is above the twin's limit of 30: the alert fires.
-	waitFor(t, "the first alert", seen(1))
+	mqtttest.WaitFor(t, "the first alert", seen(1))
 	// 2. It cools to 25 °C: the alert resolves.
 	set("temperature", 25.0)
-	waitFor(t, "the resolved alert", seen(2))
+	mqtttest.WaitFor(t, "the resolved alert", seen(2))
 	// 3. An app lowers the limit to 20 through the twin protocol; the runner
 	// writes it to the thermostat's register, reads it back into the twin,
 	// and 25 °C is now above the limit: the alert fires again.
 	msg := fmt.Sprintf(`{"event_id":"set-limit","timestamp":%d,"twin":{"limit":{"expected":{"value":"20"}}}}`, time.Now().UnixMilli())
-	if b, err := exec.Command("mosquitto_pub", "-h", "127.0.0.1", "-p", port, "-q", "1",
-		"-t", "$hw/events/device/default/thermostat-1/twin/update", "-m", msg).CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_pub: %v: %s", err, b)
-	}
-	waitFor(t, "the new limit in the thermostat's register", func() bool { return get("limit") == int64(20) })
-	waitFor(t, "the second alert", seen(3))
+	mqtttest.Pub(t, port, "$hw/events/device/default/thermostat-1/twin/update", 1, msg)
+	mqtttest.WaitFor(t, "the new limit in the thermostat's register", func() bool { return get("limit") == int64(20) })
+	mqtttest.WaitFor(t, "the second alert", seen(3))
 
-	var got []string
-	select {
-	case got = <-lines:
-	case <-time.After(30 * time.Second):
-		t.Fatal("mosquitto_sub did not receive 3 alerts")
-	}
-	if len(got) != 3 {
-		t.Fatalf("mosquitto_sub got %d alerts, want 3: %q", len(got), got)
-	}
+	got := sub.Lines(3)
 	want := []map[string]any{
 		{"state": "firing", "message": "default/thermostat-1: temperature 35 C is above its limit 30 C",
 			"values": map[string]any{"temperature": 35.0, "twin_limit": 30.0}},
@@ -221,15 +186,5 @@ func TestModbusThermostatExample(t *testing.T) {
 	}
 	if len(ids) == 3 && (ids[0] != ids[1] || ids[1] == ids[2]) {
 		t.Errorf("alert ids %q: the resolve must share the first episode's id and the new episode get a new one", ids)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
