@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/runner/twin"
 )
 
@@ -410,7 +411,7 @@ func (ts *testServer) waitStats(t *testing.T, id string, sourceIn func(int64) bo
 	Head  uint64
 }) {
 	t.Helper()
-	waitFor(t, "pipeline "+id+" to read its input", func() bool {
+	mqtttest.WaitFor(t, "pipeline "+id+" to read its input", func() bool {
 		s, ok := ts.Pipeline(id)
 		if !ok || !sourceIn(s.Source.In) || s.Lag != 0 {
 			return false
@@ -485,7 +486,7 @@ func TestDevices(t *testing.T) {
 		`{"event_id":"e1","timestamp":1700000000000,"twin":{"setpoint":{"actual":{"value":"19"},"metadata":{"type":"int"}}}}`)
 	c := ts.client(readToken)
 	var devs []*twin.DeviceRecord
-	waitFor(t, "the reported twin value", func() bool {
+	mqtttest.WaitFor(t, "the reported twin value", func() bool {
 		devs, err = c.Devices(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -524,7 +525,7 @@ func TestTapStream(t *testing.T) {
 		})
 	}()
 	// The tap is attached when the server has taken a stream slot.
-	waitFor(t, "the tap to attach", func() bool { return len(ts.srv.streams) == 1 })
+	mqtttest.WaitFor(t, "the tap to attach", func() bool { return len(ts.srv.streams) == 1 })
 	ts.publish(t, "factory/m1/data", `{"device":"m1","temperature":20}`, `{"device":"m1","temperature":45}`)
 	select {
 	case e := <-got:
@@ -539,14 +540,14 @@ func TestTapStream(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the stream slot to be released", func() bool { return len(ts.srv.streams) == 0 })
+	mqtttest.WaitFor(t, "the stream slot to be released", func() bool { return len(ts.srv.streams) == 0 })
 }
 
 func TestAlertStream(t *testing.T) {
 	ts := newTestServer(t, Options{RequireAuth: true, AlertPoll: 20 * time.Millisecond})
 	ts.apply(t, thermoYAML)
 	ts.publish(t, "factory/m1/data", `{"device":"m1","temperature":50}`)
-	waitFor(t, "the first alert", func() bool { return len(ts.Alerts()) == 1 })
+	mqtttest.WaitFor(t, "the first alert", func() bool { return len(ts.Alerts()) == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	got := make(chan Event, 16)
@@ -581,7 +582,7 @@ func TestStreamLimit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go ts.client(readToken).AlertStream(ctx, func(Event) error { return nil })
-	waitFor(t, "the first stream", func() bool { return len(ts.srv.streams) == 1 })
+	mqtttest.WaitFor(t, "the first stream", func() bool { return len(ts.srv.streams) == 1 })
 	resp, b := ts.do(t, call{"GET", "/api/v1/alerts/stream", readToken, ""})
 	if resp.StatusCode != 503 || errorCode(t, b) != "too_many_streams" {
 		t.Fatalf("second stream: %d %s", resp.StatusCode, b)

@@ -182,18 +182,6 @@ func (b *realBackend) publish(t testing.TB, topic string, payloads ...string) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 const (
 	adminToken = "admin-token-0123456789"
 	readToken  = "read-token-0123456789ab"

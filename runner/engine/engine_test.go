@@ -13,6 +13,7 @@ import (
 
 	"github.com/eddy-edge/eddy/clock"
 	"github.com/eddy-edge/eddy/connectors/mqtt"
+	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner/checkpoint"
 	"github.com/eddy-edge/eddy/runner/wal"
@@ -107,18 +108,6 @@ func (h *harness) waitCursor(id string) Status {
 	}
 }
 
-// waitFor polls until cond holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 const filterYAML = `
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
@@ -140,7 +129,7 @@ func TestFilterMapSelect(t *testing.T) {
 	h.publish("factory/a/data", `{"device":"a","temperature":25}`, `{"device":"a","temperature":35,"x":1}`)
 	h.publish("other/topic", `{"device":"z","temperature":99}`)
 	h.publish("factory/b/data", `{"device":"b"}`, `{not json`, `[{"device":"c","temperature":40},{"device":"d","temperature":1}]`)
-	waitFor(t, "two outputs", func() bool { return len(h.pub.get()) == 2 })
+	mqtttest.WaitFor(t, "two outputs", func() bool { return len(h.pub.get()) == 2 })
 	st := h.waitCursor("default/hot")
 	want := []string{`hot/a {"device":"a","temp_f":95}`, `hot/c {"device":"c","temp_f":104}`}
 	if got := h.pub.get(); !slices.Equal(got, want) {
@@ -175,7 +164,7 @@ spec:
   sinks: [{mqtt: {topic: "out"}}]
 `)
 	h.publish("in", `{"v": 2,   "z": "kept as sent"}`)
-	waitFor(t, "output", func() bool { return len(h.pub.get()) == 1 })
+	mqtttest.WaitFor(t, "output", func() bool { return len(h.pub.get()) == 1 })
 	if got, want := h.pub.get()[0], `out {"v": 2,   "z": "kept as sent"}`; got != want {
 		t.Fatalf("got %q, want the original bytes %q", got, want)
 	}
@@ -234,7 +223,7 @@ func TestOverheatFiresAndResolves(t *testing.T) {
 		}
 		h.publish("factory/d1/data", reading("d1", t0+s*1000, temp))
 	}
-	waitFor(t, "firing and resolved", func() bool { return len(h.pub.get()) >= 2 })
+	mqtttest.WaitFor(t, "firing and resolved", func() bool { return len(h.pub.get()) >= 2 })
 	h.waitCursor("default/overheat")
 	alerts := decodeAlerts(t, h.pub.get())
 	if len(alerts) != 2 {
@@ -259,12 +248,12 @@ func TestCheckpointResumeNoLossNoRepeat(t *testing.T) {
 	h := newHarness(t)
 	h.apply(filterYAML)
 	h.publish("factory/a/data", `{"device":"a","temperature":31}`)
-	waitFor(t, "first output", func() bool { return len(h.pub.get()) == 1 })
+	mqtttest.WaitFor(t, "first output", func() bool { return len(h.pub.get()) == 1 })
 	h.eng.Close() // checkpoints
 	h.publish("factory/a/data", `{"device":"a","temperature":32}`)
 	h.start()
 	h.apply(filterYAML)
-	waitFor(t, "second output", func() bool { return len(h.pub.get()) == 2 })
+	mqtttest.WaitFor(t, "second output", func() bool { return len(h.pub.get()) == 2 })
 	h.waitCursor("default/hot")
 	want := []string{`hot/a {"device":"a","temp_f":87.8}`, `hot/a {"device":"a","temp_f":89.6}`}
 	if got := h.pub.get(); !slices.Equal(got, want) {
@@ -287,7 +276,7 @@ func TestWindowStateSurvivesRestart(t *testing.T) {
 	for s := int64(25); s < 45; s++ {
 		h.publish("factory/d1/data", reading("d1", t0+s*1000, 35))
 	}
-	waitFor(t, "firing alert", func() bool { return len(h.pub.get()) >= 1 })
+	mqtttest.WaitFor(t, "firing alert", func() bool { return len(h.pub.get()) >= 1 })
 	h.waitCursor("default/overheat")
 	alerts := decodeAlerts(t, h.pub.get())
 	if len(alerts) != 1 || alerts[0]["state"] != "firing" {
@@ -316,7 +305,7 @@ func TestIdleKeysCloseOnProcessingTime(t *testing.T) {
 		h.clock.Advance(time.Second)
 		time.Sleep(5 * time.Millisecond)
 	}
-	waitFor(t, "alert from the idle window", func() bool { return len(h.pub.get()) == 1 })
+	mqtttest.WaitFor(t, "alert from the idle window", func() bool { return len(h.pub.get()) == 1 })
 }
 
 func TestHotReplaceLeavesOtherPipelines(t *testing.T) {
@@ -393,7 +382,7 @@ spec:
 		reading("a", t0+9500, 1),  // late: its window closed
 		reading("a", t0+10500, 1), // within lateness for [10,20)
 	)
-	waitFor(t, "window and late outputs", func() bool { return len(h.pub.get()) == 2 })
+	mqtttest.WaitFor(t, "window and late outputs", func() bool { return len(h.pub.get()) == 2 })
 	st := h.waitCursor("default/late")
 	got := h.pub.get()
 	want := []string{
@@ -422,7 +411,7 @@ spec:
 `)
 	h.publish(StreamTopic("twin"), `{"device":"default/t1","property":"limit","actual":30}`, `{"device":"default/t1","property":"x","actual":1}`)
 	h.publish("factory/t1/data", `{"device":"default/t1","property":"limit"}`)
-	waitFor(t, "stream output", func() bool { return len(h.pub.get()) == 1 })
+	mqtttest.WaitFor(t, "stream output", func() bool { return len(h.pub.get()) == 1 })
 	h.waitCursor("default/twins")
 	if got := h.pub.get(); got[0] != `twin/default/t1 {"device":"default/t1","property":"limit","actual":30}` {
 		t.Fatalf("got %q", got)
