@@ -33,8 +33,15 @@ func main() {
 	pubs := flag.Int("publishers", 16, "concurrent publishers")
 	rate := flag.Int("rate", 10000, "messages per second for the latency run")
 	latencyFor := flag.Duration("latency-duration", 5*time.Second, "length of the latency run")
+	cases := flag.String("cases", "raw,qos0,qos1", "comma-separated runs: raw (plain broker, QoS 0 and 1), qos0, qos1 (eddy, with the latency run)")
+	pprof := flag.Bool("pprof", false, "start eddy with --pprof and print its HTTP address (to take a profile during a run)")
 	flag.Parse()
-	if err := run(*eddy, *n, *pubs, *rate, *latencyFor); err != nil {
+	want := map[string]bool{}
+	for _, c := range strings.Split(*cases, ",") {
+		want[strings.TrimSpace(c)] = true
+	}
+	eddyPprof = *pprof
+	if err := run(*eddy, *n, *pubs, *rate, *latencyFor, want); err != nil {
 		fmt.Fprintln(os.Stderr, "mqttbench:", err)
 		os.Exit(1)
 	}
@@ -50,10 +57,16 @@ type result struct {
 
 func (r result) rate() float64 { return float64(r.received) / r.dur.Seconds() }
 
-func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration) error {
+// eddyPprof makes startEddy pass --pprof (set from the -pprof flag).
+var eddyPprof bool
+
+func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration, want map[string]bool) error {
 	var rows []result
 	// Raw broker, in this process, no WAL.
 	for _, qos := range []byte{0, 1} {
+		if !want["raw"] {
+			break
+		}
 		b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", AllowAnonymous: true, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return err
@@ -72,6 +85,9 @@ func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration) error {
 	// Eddy: ingest -> WAL -> filter -> MQTT out.
 	var idleRSS, peakRSS int64
 	for _, qos := range []byte{0, 1} {
+		if !want[fmt.Sprintf("qos%d", qos)] {
+			continue
+		}
 		e, err := startEddy(eddyBin)
 		if err != nil {
 			return err
@@ -110,7 +126,7 @@ func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration) error {
 	}
 	fmt.Printf("\n| memory | MiB |\n|---|---:|\n| eddy idle RSS (broker, WAL, 1 pipeline, HTTP) | %.1f |\n| eddy peak RSS (VmHWM) | %.1f |\n",
 		float64(idleRSS)/1024, float64(peakRSS)/1024)
-	if len(rows) >= 4 {
+	if len(rows) >= 4 && want["raw"] && want["qos0"] {
 		fmt.Printf("\nEddy QoS 0 / raw QoS 0 = %.2f\n", rows[2].rate()/rows[0].rate())
 	}
 	return nil
@@ -153,8 +169,14 @@ spec:
     - mqtt: {topic: "out/bench"}
 `), 0o644)
 	e := &eddyProc{port: freePort(), dir: dir}
-	e.cmd = exec.Command(bin, "run", "--log-level", "warn", "--data-dir", filepath.Join(dir, "data"),
-		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", e.port), "--http-addr", fmt.Sprintf("127.0.0.1:%d", freePort()), spec)
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	args := []string{"run", "--log-level", "warn", "--data-dir", filepath.Join(dir, "data"),
+		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", e.port), "--http-addr", httpAddr}
+	if eddyPprof {
+		args = append(args, "--pprof")
+		fmt.Fprintf(os.Stderr, "mqttbench: eddy profiler at http://%s/debug/pprof/\n", httpAddr)
+	}
+	e.cmd = exec.Command(bin, append(args, spec)...)
 	e.cmd.Stderr = os.Stderr
 	if err := e.cmd.Start(); err != nil {
 		return nil, err
@@ -209,7 +231,7 @@ func client(port int, id string) (paho.Client, error) {
 // throughput publishes n messages from pubs publishers (at most 64 in
 // flight each) and counts what one subscriber on subTopic receives.
 func throughput(name string, port int, pubTopic, subTopic string, qos byte, n, pubs int) (result, error) {
-	var got atomic.Int64
+	var got, lastAt atomic.Int64
 	done := make(chan struct{})
 	sub, err := client(port, "bench-sub")
 	if err != nil {
@@ -218,6 +240,7 @@ func throughput(name string, port int, pubTopic, subTopic string, qos byte, n, p
 	defer sub.Disconnect(0)
 	var once sync.Once
 	if t := sub.Subscribe(subTopic, qos, func(_ paho.Client, m paho.Message) {
+		lastAt.Store(time.Now().UnixNano())
 		if got.Add(1) == int64(n) {
 			once.Do(func() { close(done) })
 		}
@@ -272,7 +295,13 @@ func throughput(name string, port int, pubTopic, subTopic string, qos byte, n, p
 			last = cur
 		}
 	}
-	return result{name: name, sent: n, received: int(got.Load()), dur: time.Since(start)}, nil
+	// The run ends with the last message received, not with the quiet
+	// period above.
+	end := time.Unix(0, lastAt.Load())
+	if lastAt.Load() == 0 {
+		end = time.Now()
+	}
+	return result{name: name, sent: n, received: int(got.Load()), dur: end.Sub(start)}, nil
 }
 
 // latency publishes at a fixed rate for d and measures publish-to-output
