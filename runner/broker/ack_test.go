@@ -38,10 +38,10 @@ func walRec(msg *Message) *wal.Record {
 
 // walSync hides AppendNotify, so the broker blocks in OnPublish (the old
 // behaviour, kept for Appenders that cannot notify).
-type walSync struct{ walNotify }
+type walSync struct{ w walNotify }
 
 func (a walSync) Append(ctx context.Context, msg *Message, durable bool) error {
-	return a.walNotify.Append(ctx, msg, durable)
+	return a.w.Append(ctx, msg, durable)
 }
 
 func openWAL(t testing.TB) *wal.File {

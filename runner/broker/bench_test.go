@@ -24,13 +24,18 @@ func BenchmarkPubSub(b *testing.B) {
 	for _, qos := range []byte{0, 1} {
 		for _, lg := range []struct {
 			name string
-			log  func() Appender
+			log  func(testing.TB) Appender
 		}{
-			{"nop", func() Appender { return nopLog{} }},
-			{"mem", func() Appender { return &memLog{} }},
+			{"nop", func(testing.TB) Appender { return nopLog{} }},
+			{"mem", func(testing.TB) Appender { return &memLog{} }},
+			// A real WAL in a temp dir: fsync per group commit. "sync"
+			// blocks the client's read loop until each fsync; "notify"
+			// acknowledges after the group commit (AppendNotify).
+			{"wal-sync", func(tb testing.TB) Appender { return walSync{w: walNotify{openWAL(tb)}} }},
+			{"wal-notify", func(tb testing.TB) Appender { return walNotify{openWAL(tb)} }},
 		} {
 			b.Run(fmt.Sprintf("qos%d/%s", qos, lg.name), func(b *testing.B) {
-				br := startBroker(b, Options{AllowAnonymous: true, Log: lg.log()})
+				br := startBroker(b, Options{AllowAnonymous: true, Log: lg.log(b)})
 				var got atomic.Int64
 				done := make(chan struct{})
 				sub := connect(b, brokerURL(br), func(o *paho.ClientOptions) { o.SetClientID("bench-sub") })
