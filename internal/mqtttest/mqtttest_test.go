@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -280,5 +282,27 @@ func TestPubFails(t *testing.T) {
 				t.Fatalf("fatal = %q, want a mosquitto_pub failure naming the port", fatal)
 			}
 		})
+	}
+}
+
+// TestOnlyTestsImportIt keeps the package doc's promise: no non-test
+// package of the module imports mqtttest, so it never ships in a binary.
+func TestOnlyTestsImportIt(t *testing.T) {
+	const self = "github.com/eddy-edge/eddy/internal/mqtttest"
+	// -e: another package's error must not hide the answer for the rest.
+	out, err := exec.Command("go", "list", "-e", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "github.com/eddy-edge/eddy/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	listed := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, imports, _ := strings.Cut(line, " ")
+		listed++
+		if slices.Contains(strings.Fields(imports), self) {
+			t.Errorf("%s imports %s outside its tests; it is test support only (import it from _test.go files)", pkg, self)
+		}
+	}
+	if listed < 10 {
+		t.Fatalf("go list listed only %d packages:\n%s", listed, out)
 	}
 }
