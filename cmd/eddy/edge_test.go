@@ -74,13 +74,7 @@ spec:
 			t.Logf("eddy edge logs:\n%s", logs.String())
 		}
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(logs.String(), "pipeline running") {
-		if time.Now().After(deadline) {
-			t.Fatalf("eddy edge did not start:\n%s", logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	mqtttest.WaitFor(t, "eddy edge to start", func() bool { return strings.Contains(logs.String(), "pipeline running") })
 	if !strings.Contains(logs.String(), "API tokens generated in") {
 		t.Errorf("first start did not print the generated API tokens")
 	}

@@ -1,6 +1,8 @@
 package modbus
 
 import (
+	"github.com/eddy-edge/eddy/internal/mqtttest"
+
 	"context"
 	"net"
 	"os"
@@ -191,9 +193,7 @@ func TestTCPWithMbserver(t *testing.T) {
 // TestRTUOverPty runs the mapper against mbserver's RTU slave on a real
 // serial pty pair made by socat.
 func TestRTUOverPty(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Skip("socat not installed (apt-get install -y socat)")
-	}
+	mqtttest.Tool(t, "socat") // skips locally without it, fails in CI
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	cmd := exec.Command("socat", "pty,raw,echo=0,link="+a, "pty,raw,echo=0,link="+b)
