@@ -1,8 +1,6 @@
 package modbus
 
 import (
-	"github.com/eddy-edge/eddy/internal/mqtttest"
-
 	"context"
 	"net"
 	"os"
@@ -13,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/clock"
+	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/pipeline/devices"
 	"github.com/goburrow/serial"
 	"github.com/tbrandon/mbserver"
