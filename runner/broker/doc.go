@@ -40,6 +40,46 @@
 // publishers: mochi keeps up to MaxInflight QoS>0 messages for them and drops
 // (and counts, Stats.Dropped) the rest; every one of them is in the log.
 //
+// # Asynchronous acknowledgements
+//
+// mochi handles one client's packets one after another, and acknowledges
+// a publish when the publish hook returns. If the hook waited for the
+// fsync, a client would get one message per fsync however many it
+// pipelines. When Options.Log is a [NotifyAppender] (the runner's WAL is),
+// a network client's QoS 1/2 publish instead takes two passes through
+// mochi's publish hook:
+//
+//  1. On the client's read loop: ACL (mochi), backpressure wait, then the
+//     publish is queued for the client, its append started with
+//     AppendNotify, and the hook returns ErrRejectPacket, so mochi neither
+//     acknowledges nor delivers it. The read loop moves on to the next
+//     packet; the WAL puts many of them into one group commit.
+//  2. When the append is durable, a dispatcher goroutine (at most one per
+//     client, running only while that client has finished appends, so a
+//     slow client holds up no one else) takes the client's finished
+//     publishes in the order they were read, waits again for congested
+//     subscribers, and re-injects each with Server.InjectPacket. The hook
+//     recognises the re-injected packet (by its payload buffer, which the
+//     broker owns) and lets it through: mochi writes the PUBACK or PUBREC
+//     (in order; QoS 2 continues with PUBREL/PUBCOMP as usual) and delivers
+//     it to subscribers.
+//
+// The topic alias of an MQTT 5 publish is resolved in the first pass and
+// removed from the re-injected packet, so the second pass never rebinds
+// the client's aliases. A failed append is refused in order with the
+// client's other publishes (MQTT 5: PUBACK/PUBREC 0x83; MQTT 3.1.1:
+// disconnect) and never delivered. A publish whose append finishes after
+// its client disconnected is in the log, so it was accepted: it is
+// delivered (as if published by that client id) but nobody is
+// acknowledged, and the client's resend after reconnecting is a duplicate
+// (at least once). A publish refused by the second backpressure wait is
+// in the log already, and the client's resend is a duplicate there too.
+// A client may have as many publishes in flight as the receive maximum the
+// broker announces (1024); an MQTT 3.1.1 client that sends more is held
+// (its read loop waits) until earlier ones are done. QoS 0 publishes and
+// Broker.Publish are unchanged (logged from the hook, QoS 0 without
+// waiting). mochi's received-message counters count each publish once.
+//
 // Will messages bypass mochi's publish hook; they are logged (not durably
 // ordered before delivery, as nobody waits for their acknowledgement) when
 // they are sent.
