@@ -92,7 +92,7 @@ func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration, want map[s
 		if err != nil {
 			return err
 		}
-		if qos == 0 {
+		if idleRSS == 0 {
 			idleRSS = e.rss("VmRSS")
 		}
 		label := "eddy ingest->filter->MQTT out, QoS 0"
