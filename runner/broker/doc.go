@@ -78,7 +78,10 @@
 // broker announces (1024); an MQTT 3.1.1 client that sends more is held
 // (its read loop waits) until earlier ones are done. QoS 0 publishes and
 // Broker.Publish are unchanged (logged from the hook, QoS 0 without
-// waiting). mochi's received-message counters count each publish once.
+// waiting), so a client's QoS 0 publish can reach subscribers before its
+// earlier QoS 1 publish (MQTT orders a client's messages per topic and
+// QoS); the log keeps the order in which they were read. mochi's
+// received-message counters count each publish once.
 //
 // Will messages bypass mochi's publish hook; they are logged (not durably
 // ordered before delivery, as nobody waits for their acknowledgement) when
