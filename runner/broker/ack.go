@@ -29,6 +29,7 @@ type NotifyAppender interface {
 // pendingPub is a QoS 1/2 publish whose log append is in flight.
 type pendingPub struct {
 	pk   packets.Packet // topic alias resolved and cleared; Payload has cap >= 1
+	msg  Message        // what is appended (kept here to save an allocation)
 	done bool           // the append finished (guarded by Broker.qmu)
 	err  error          // its error, when done
 }
@@ -90,7 +91,7 @@ func (h *hook) publishAsync(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		b.log.Warn("mqtt publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "reason", err)
 		return h.refuse(cl, pk, packets.ErrServerShuttingDown)
 	}
-	msg := Message{
+	p.msg = Message{
 		Topic:   pk.TopicName,
 		Payload: pk.Payload,
 		QoS:     pk.FixedHeader.Qos,
@@ -98,7 +99,7 @@ func (h *hook) publishAsync(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		Client:  cl.ID,
 		Time:    b.clk.Now(),
 	}
-	if err := b.nlog.AppendNotify(b.ctx, &msg, func(err error) { b.complete(q, p, err) }); err != nil {
+	if err := b.nlog.AppendNotify(b.ctx, &p.msg, func(err error) { b.complete(q, p, err) }); err != nil {
 		b.complete(q, p, err) // refused in order by the dispatcher
 	}
 	return pk, packets.ErrRejectPacket
