@@ -100,9 +100,13 @@ func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration, want map[s
 			label = "eddy ingest->filter->MQTT out, QoS 1 durable (fsync before PUBACK)"
 		}
 		r, err := throughput(label, e.port, "bench/in", "out/bench", qos, n, pubs)
-		if err == nil && qos == 1 {
+		if err == nil {
 			var lr result
-			lr, err = latency(fmt.Sprintf("eddy latency at %d msg/s, QoS 1 durable", rate), e.port, rate, latencyFor)
+			name := fmt.Sprintf("eddy latency at %d msg/s, QoS 0", rate)
+			if qos == 1 {
+				name = fmt.Sprintf("eddy latency at %d msg/s, QoS 1 durable", rate)
+			}
+			lr, err = latency(name, e.port, qos, rate, latencyFor)
 			rows = append(rows, lr)
 		}
 		peakRSS = max(peakRSS, e.rss("VmHWM"))
@@ -306,7 +310,7 @@ func throughput(name string, port int, pubTopic, subTopic string, qos byte, n, p
 
 // latency publishes at a fixed rate for d and measures publish-to-output
 // time from a send timestamp carried in the payload.
-func latency(name string, port, rate int, d time.Duration) (result, error) {
+func latency(name string, port int, qos byte, rate int, d time.Duration) (result, error) {
 	sub, err := client(port, "lat-sub")
 	if err != nil {
 		return result{}, err
@@ -314,7 +318,7 @@ func latency(name string, port, rate int, d time.Duration) (result, error) {
 	defer sub.Disconnect(0)
 	var mu sync.Mutex
 	var lats []time.Duration
-	if t := sub.Subscribe("out/bench", 1, func(_ paho.Client, m paho.Message) {
+	if t := sub.Subscribe("out/bench", qos, func(_ paho.Client, m paho.Message) {
 		p := string(m.Payload())
 		i := strings.Index(p, `"t":`)
 		if i < 0 {
@@ -346,7 +350,7 @@ func latency(name string, port, rate int, d time.Duration) (result, error) {
 			var last paho.Token
 			for i := p; i < total; i += pubs {
 				<-tick.C
-				last = c.Publish("bench/in", 1, false, fmt.Sprintf(`{"n":%d,"t":%d}`, i, time.Now().UnixNano()))
+				last = c.Publish("bench/in", qos, false, fmt.Sprintf(`{"n":%d,"t":%d}`, i, time.Now().UnixNano()))
 			}
 			if last != nil {
 				last.WaitTimeout(30 * time.Second)

@@ -194,6 +194,11 @@ type Broker struct {
 
 	logged, logFailures, deniedPub, deniedSub, authFail atomic.Int64
 	bpWaits, bpTimeouts                                 atomic.Int64
+
+	// Congestion fast path (see mayBeCongested).
+	fastPath  bool         // limits leave enough headroom for it
+	hotScanAt atomic.Int64 // unix ns of the last scan of all clients
+	anyWarm   atomic.Bool  // some client was at or over HighWater/2 then
 }
 
 // ErrClosed is returned by operations on a closed broker.
@@ -252,6 +257,7 @@ func New(opts Options) (*Broker, error) {
 		return nil, err
 	}
 	b.pendFn = pend
+	b.fastPath = opts.HighWater >= 256 && opts.MaxPendingWrites >= 4*opts.HighWater && opts.MaxInflight >= 4*opts.HighWater
 	b.notify.init()
 
 	caps := mqtt.NewDefaultServerCapabilities()
@@ -638,10 +644,39 @@ func (b *Broker) congested(self, topic string) bool {
 	return false
 }
 
+// hotScanEvery is how often mayBeCongested refreshes its view of all
+// clients. In that time a client can gain at most a few hundred messages at
+// the broker's top rate, less than the HighWater/2 margin below HighWater,
+// and far less than the room between HighWater and the hard limits. The
+// fast path is only used when the limits leave that much room (the
+// defaults do): HighWater >= 256 and both hard limits >= 4*HighWater.
+const hotScanEvery = 2 * time.Millisecond
+
+// mayBeCongested is the cheap answer to "could any subscriber be
+// congested?": at most every hotScanEvery it scans every client's queue and
+// in-flight counts and remembers whether any was at half the high-water
+// mark or more. When none was, a publish skips the per-topic subscriber
+// lookup, which otherwise costs as much as mochi's own delivery.
+func (b *Broker) mayBeCongested() bool {
+	now := b.clk.Now().UnixNano()
+	last := b.hotScanAt.Load()
+	if now-last >= int64(hotScanEvery) && b.hotScanAt.CompareAndSwap(last, now) {
+		warm, half := false, b.opts.HighWater/2
+		for _, cl := range b.srv.Clients.GetAll() {
+			if !cl.Closed() && (cl.State.Inflight.Len() >= half || b.pendFn(cl) >= half) {
+				warm = true
+				break
+			}
+		}
+		b.anyWarm.Store(warm)
+	}
+	return b.anyWarm.Load()
+}
+
 // waitForSubscribers blocks while congested(self, topic), up to
 // BackpressureTimeout.
 func (b *Broker) waitForSubscribers(ctx context.Context, self, topic string) error {
-	if !b.congested(self, topic) {
+	if (b.fastPath && !b.mayBeCongested()) || !b.congested(self, topic) {
 		return nil
 	}
 	b.bpWaits.Add(1)

@@ -213,3 +213,38 @@ func testBackpressureTimeoutRefuses(t *testing.T, app Appender, log *memLog) {
 func connectPublisher(t *testing.T, b *Broker) paho.Client {
 	return connect(t, brokerURL(b), func(o *paho.ClientOptions) { o.SetClientID("pub-bp") })
 }
+
+// With the default limits a publish skips the per-topic congestion lookup
+// while no client is near the high-water mark; a subscriber that stops
+// acknowledging turns the exact check back on within hotScanEvery.
+func TestCongestionFastPath(t *testing.T) {
+	b := startBroker(t, Options{AllowAnonymous: true, Log: &memLog{}})
+	if !b.fastPath {
+		t.Fatal("the default limits should enable the fast path")
+	}
+	if small := startBroker(t, Options{AllowAnonymous: true, HighWater: 16, MaxPendingWrites: 64}); small.fastPath {
+		t.Fatal("tight limits must disable the fast path")
+	}
+	if b.mayBeCongested() {
+		t.Fatal("no clients, yet congested")
+	}
+	conn, err := net.Dial("tcp", b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	id, filter := "stuck", "stuck/#"
+	connect := append([]byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, byte(len(id))}, id...)
+	sub := append(append([]byte{0, 1, 0, byte(len(filter))}, filter...), 1)
+	if _, err := conn.Write(append(append([]byte{0x10, byte(len(connect))}, connect...), append([]byte{0x82, byte(len(sub))}, sub...)...)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "raw client to subscribe", func() bool { return b.Stats().Subscriptions == 1 })
+	// Half the high-water mark of unacknowledged QoS 1 deliveries.
+	for i := range b.opts.HighWater / 2 {
+		if err := b.Publish("stuck/x", []byte(fmt.Sprint(i)), 1, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "the fast path to see the warm client", b.mayBeCongested)
+}
