@@ -16,6 +16,7 @@ import (
 
 	"github.com/eddy-edge/eddy/runner/api"
 	"github.com/eddy-edge/eddy/runner/engine"
+	"github.com/eddy-edge/eddy/runner/twin"
 )
 
 // clientFlags are the flags of the commands that talk to a runner's API.
@@ -112,47 +113,43 @@ func getCommand() *cobra.Command {
 			w := cmd.OutOrStdout()
 			switch strings.TrimSuffix(args[0], "s") {
 			case "pipeline":
-				list, err := c.Pipelines(ctx)
-				if err != nil {
-					return err
-				}
-				if ok, err := printStructured(w, f.output, list); ok {
-					return err
-				}
-				return writePipelines(w, list)
+				return show(w, f.output, func() ([]engine.Status, error) { return c.Pipelines(ctx) }, writePipelines)
 			case "alert":
-				al, err := c.Alerts(ctx)
-				if err != nil {
-					return err
-				}
-				if ok, err := printStructured(w, f.output, al); ok {
-					return err
-				}
-				return writeAlerts(w, al)
+				return show(w, f.output, func() (api.AlertList, error) { return c.Alerts(ctx) }, writeAlerts)
 			case "device":
-				devs, err := c.Devices(ctx)
-				if err != nil {
-					return err
-				}
-				if ok, err := printStructured(w, f.output, devs); ok {
-					return err
-				}
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "DEVICE\tSTATE\tTWINS\tLAST ONLINE")
-				for _, d := range devs {
-					state := d.State
-					if state == "" {
-						state = "unknown"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", d.ID, state, len(d.Twins), dash(d.LastOnline))
-				}
-				return tw.Flush()
+				return show(w, f.output, func() ([]*twin.DeviceRecord, error) { return c.Devices(ctx) }, writeDevices)
 			}
 			return fmt.Errorf("eddy get %s: unknown resource; use pipelines, alerts or devices", args[0])
 		},
 	}
 	f.register(cmd, true)
 	return cmd
+}
+
+// show fetches a resource and prints it as the table writer lays it out,
+// or as JSON/YAML when -o asks for it.
+func show[T any](w io.Writer, output string, fetch func() (T, error), table func(io.Writer, T) error) error {
+	v, err := fetch()
+	if err != nil {
+		return err
+	}
+	if ok, err := printStructured(w, output, v); ok {
+		return err
+	}
+	return table(w, v)
+}
+
+func writeDevices(w io.Writer, devs []*twin.DeviceRecord) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tSTATE\tTWINS\tLAST ONLINE")
+	for _, d := range devs {
+		state := d.State
+		if state == "" {
+			state = "unknown"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", d.ID, state, len(d.Twins), dash(d.LastOnline))
+	}
+	return tw.Flush()
 }
 
 func dash(s string) string {

@@ -152,7 +152,7 @@ func Parse(name, src string) (Spec, error) {
 	}
 	f, ok := FuncByName(fn)
 	if !ok { // pipeline and this package disagree: a bug, reported rather than panicking
-		return Spec{}, fmt.Errorf("aggregate %s: function %q is not implemented by this runner", name, fn)
+		return Spec{}, fmt.Errorf("aggregate %s: function %q is known to the compiler but not to operators/aggregate; the two lists must match", name, fn)
 	}
 	s := Spec{Name: name, Func: f}
 	if arg == "" {
