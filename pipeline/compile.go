@@ -479,7 +479,7 @@ func (c *compiler) step(path, kind string, st *Step, schema Schema, afterWindow 
 			c.template(path+".alert.message", a.Message, schema)
 		}
 		return Schema{"alert_id": "", "state": "", "severity": "", "message": "", "key": "",
-			"values": AnyValue(), "started_at": "", "ts": "", "resolved_at": "", "pipeline": "", "rule": ""}
+			"values": AnyValue(), "started_at": "", "ts": "", "resolved_at": "", "pipeline": "", "rule": "", "reason": ""}
 	case "dedupe":
 		if st.Dedupe.Key != "" {
 			c.exprCheck(path+".dedupe.key", st.Dedupe.Key, schema)

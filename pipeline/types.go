@@ -196,6 +196,12 @@ type AlertSpec struct {
 	Severity string `json:"severity,omitempty"`
 	// Message is a template; {{field}} is replaced by the event's field.
 	Message string `json:"message,omitempty"`
+	// StaleAfter resolves a firing alert (and forgets a pending one) whose
+	// key has had no event for this long in event time, as Prometheus does
+	// when a series disappears. Resolved notifications carry reason:
+	// condition (the condition became false) or stale. Default 5m; 0 keeps
+	// the alerts of silent keys forever.
+	StaleAfter *Duration `json:"staleAfter,omitempty"`
 }
 
 // DedupeSpec configures the dedupe step.

@@ -173,15 +173,23 @@ type Operator struct {
 	vm       vm.VM
 	buf      []byte
 
+	staleNs  int64 // 0: never
+	sweptAt  int64 // event time of the last staleness sweep
+
 	mu    sync.Mutex
 	keys  map[string]*keyState
 	stats Stats
 }
 
+// DefaultStaleAfter is how long a key may be silent before its alert is
+// resolved as stale (Prometheus' default lookback).
+const DefaultStaleAfter = 5 * time.Minute
+
 var (
-	_ operators.Operator = (*Operator)(nil)
-	_ operators.Stateful = (*Operator)(nil)
-	_ operators.Sized    = (*Operator)(nil)
+	_ operators.Operator   = (*Operator)(nil)
+	_ operators.TimeDriven = (*Operator)(nil)
+	_ operators.Stateful   = (*Operator)(nil)
+	_ operators.Sized      = (*Operator)(nil)
 )
 
 // New compiles the condition and message of an alert step.
@@ -223,6 +231,13 @@ func New(cfg Config) (*Operator, error) {
 		}
 		o.coolNs = int64(s.Cooldown.Duration)
 	}
+	o.staleNs = int64(DefaultStaleAfter)
+	if s.StaleAfter != nil {
+		if s.StaleAfter.Duration < 0 {
+			return nil, fmt.Errorf("alert.staleAfter: %s is negative; use 0 to never resolve silent keys or e.g. staleAfter: 5m", s.StaleAfter)
+		}
+		o.staleNs = int64(s.StaleAfter.Duration)
+	}
 	if s.Message != "" {
 		t, err := pipeline.ParseTemplate(s.Message)
 		if err != nil {
@@ -241,7 +256,7 @@ func OutputSchema() pipeline.Schema {
 	return pipeline.Schema{
 		"alert_id": "", "state": "", "severity": "", "message": "", "key": "",
 		"values": map[string]any{}, "started_at": "", "ts": "", "resolved_at": "",
-		"rule": "", "pipeline": "",
+		"rule": "", "pipeline": "", "reason": "",
 	}
 }
 
@@ -317,6 +332,39 @@ func (o *Operator) Process(ev *pipeline.Event, out operators.Emitter) error {
 	return nil
 }
 
+// Advance resolves the firing alerts of keys that have been silent for
+// StaleAfter of event time (resolved with reason "stale", from the last
+// values seen) and forgets their pending ones. It sweeps the keys at most
+// every StaleAfter/8 of event time, so its cost per batch is nil.
+func (o *Operator) Advance(eventTime int64, out operators.Emitter) {
+	if o.staleNs == 0 || eventTime-o.sweptAt < o.staleNs/8 {
+		return
+	}
+	o.sweptAt = eventTime
+	var notes []*pipeline.Event
+	o.mu.Lock()
+	for key, st := range o.keys {
+		if eventTime-st.lastSeen < o.staleNs {
+			continue
+		}
+		delete(o.keys, key)
+		if st.phase != phaseFiring {
+			continue
+		}
+		o.stats.Resolved++
+		last := &pipeline.Event{Time: eventTime, Key: key, Fields: st.values}
+		note := o.notify(st, last, StateResolved)
+		note.Fields["reason"] = "stale"
+		notes = append(notes, note)
+		o.log.Debug("alert resolved as stale", "rule", o.rule, "key", key, "alert_id", st.id)
+	}
+	o.mu.Unlock()
+	sort.Slice(notes, func(i, j int) bool { return notes[i].Key < notes[j].Key })
+	for _, n := range notes {
+		out.Emit(n)
+	}
+}
+
 // fire moves st to firing on ev and returns the notification.
 func (o *Operator) fire(st *keyState, ev *pipeline.Event) *pipeline.Event {
 	st.phase = phaseFiring
@@ -351,6 +399,7 @@ func (o *Operator) notify(st *keyState, ev *pipeline.Event, state string) *pipel
 	}
 	if state == StateResolved {
 		fields["resolved_at"] = ts
+		fields["reason"] = "condition" // Advance sets "stale"
 	}
 	st.lastSent = ev.Time
 	st.message = msg

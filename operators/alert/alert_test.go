@@ -546,3 +546,50 @@ func BenchmarkProcessSteadyNoChange(b *testing.B) {
 		i++
 	}
 }
+
+// A key that goes silent while firing is resolved as stale after
+// StaleAfter of event time (Prometheus resolves alerts whose series
+// vanished); a pending one is forgotten; staleAfter: 0 keeps them.
+func TestStaleKeysResolve(t *testing.T) {
+	const sec = int64(time.Second)
+	mk := func(stale *pipeline.Duration) *Operator {
+		o, err := New(Config{Pipeline: "p", Spec: pipeline.AlertSpec{When: "v > 1", StaleAfter: stale}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	var got []*pipeline.Event
+	out := operators.EmitFunc(func(ev *pipeline.Event) { got = append(got, ev) })
+	o := mk(pipeline.DurationPtr(time.Minute))
+	o.Process(&pipeline.Event{Time: 10 * sec, Key: "hot", Fields: map[string]any{"v": 5}}, out)
+	o.Process(&pipeline.Event{Time: 10 * sec, Key: "other", Fields: map[string]any{"v": 0}}, out)
+	if len(got) != 1 || got[0].Fields["state"] != "firing" {
+		t.Fatalf("got %v, want one firing", got)
+	}
+	id := got[0].Fields["alert_id"]
+	o.Advance(60*sec, out) // 50 s silent: not yet
+	if len(got) != 1 {
+		t.Fatalf("resolved too early: %v", got[1].Fields)
+	}
+	o.Advance(71*sec, out)
+	if len(got) != 2 {
+		t.Fatalf("no stale resolve after 61 s of silence")
+	}
+	r := got[1].Fields
+	if r["state"] != "resolved" || r["reason"] != "stale" || r["alert_id"] != id || r["resolved_at"] != "1970-01-01T00:01:11.000Z" {
+		t.Errorf("stale resolve %v", r)
+	}
+	if o.StateSize() != 0 {
+		t.Errorf("state size %d after the stale resolve", o.StateSize())
+	}
+
+	// Disabled: nothing resolves.
+	got = nil
+	o = mk(pipeline.DurationPtr(0))
+	o.Process(&pipeline.Event{Time: 10 * sec, Key: "hot", Fields: map[string]any{"v": 5}}, out)
+	o.Advance(10_000*sec, out)
+	if len(got) != 1 || o.StateSize() != 1 {
+		t.Errorf("staleAfter: 0 resolved a silent key: %v", got)
+	}
+}
