@@ -173,8 +173,8 @@ type Operator struct {
 	vm       vm.VM
 	buf      []byte
 
-	staleNs  int64 // 0: never
-	sweptAt  int64 // event time of the last staleness sweep
+	staleNs int64 // 0: never
+	sweptAt int64 // event time of the last staleness sweep
 
 	mu    sync.Mutex
 	keys  map[string]*keyState
