@@ -147,6 +147,9 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 		AuthFile:       r.cfg.AuthFile,
 		Log:            walAppender{r.log},
 		LogInline:      true,
+		// Sink output is logged only when a pipeline reads its topic:
+		// everything else can be derived again by replaying the log.
+		LogInlineTopic: func(topic string) bool { return r.engine != nil && r.engine.Reads(topic) },
 		Logger:         r.logger.With("component", "broker"),
 		Clock:          r.cfg.Clock,
 	})

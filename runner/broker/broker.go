@@ -85,6 +85,10 @@ type Options struct {
 	// LogInline makes Broker.Publish log its messages too, so that one
 	// pipeline's output can be another pipeline's input.
 	LogInline bool
+	// LogInlineTopic, when set, narrows LogInline to the topics for which it
+	// returns true (the runner logs only what some pipeline reads; the rest
+	// can be derived again from the log by replaying the pipeline).
+	LogInlineTopic func(topic string) bool
 	// Logger receives the broker's and mochi's logs; nil discards them.
 	Logger *slog.Logger
 	// Clock stamps messages and times backpressure waits; nil is clock.Real.
@@ -406,7 +410,7 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) er
 	if err := b.waitForSubscribers(b.ctx, mqtt.InlineClientId, topic); err != nil {
 		return fmt.Errorf("broker: publish to %q: %w", topic, err)
 	}
-	if b.opts.LogInline && b.opts.Log != nil {
+	if b.opts.LogInline && b.opts.Log != nil && (b.opts.LogInlineTopic == nil || b.opts.LogInlineTopic(topic)) {
 		msg := Message{Topic: topic, Payload: payload, QoS: qos, Retain: retain, Client: mqtt.InlineClientId, Time: b.clk.Now()}
 		if err := b.opts.Log.Append(b.ctx, &msg, qos > 0); err != nil {
 			b.logFailures.Add(1)

@@ -515,3 +515,23 @@ func selfSigned(t *testing.T) tls.Certificate {
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
+
+// LogInlineTopic narrows which of the runner's own publishes are logged.
+func TestLogInlineTopic(t *testing.T) {
+	log := &memLog{}
+	b := startBroker(t, Options{AllowAnonymous: true, Log: log, LogInline: true,
+		LogInlineTopic: func(topic string) bool { return strings.HasPrefix(topic, "read/") }})
+	for _, topic := range []string{"read/a", "unread/b", "read/c"} {
+		if err := b.Publish(topic, []byte("x"), 0, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, _ := log.snapshot()
+	var got []string
+	for _, m := range msgs {
+		got = append(got, m.Topic)
+	}
+	if strings.Join(got, ",") != "read/a,read/c" {
+		t.Fatalf("logged %v, want only the topics LogInlineTopic accepts", got)
+	}
+}

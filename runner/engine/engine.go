@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddy-edge/eddy/clock"
@@ -82,9 +83,10 @@ type Engine struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu    sync.Mutex
-	runs  map[string]*run
-	alert *ring[AlertRecord]
+	mu      sync.Mutex
+	runs    map[string]*run
+	alert   *ring[AlertRecord]
+	filters atomic.Pointer[[]string] // source topic filters of all pipelines
 }
 
 // AlertRecord is an alert event with the pipeline that raised it.
@@ -148,6 +150,7 @@ func (e *Engine) Apply(ctx context.Context, plan *pipeline.Plan) error {
 		if old != nil {
 			e.mu.Lock()
 			delete(e.runs, plan.ID())
+			e.refreshFilters()
 			e.mu.Unlock()
 		}
 		return err
@@ -157,8 +160,34 @@ func (e *Engine) Apply(ctx context.Context, plan *pipeline.Plan) error {
 	}
 	e.mu.Lock()
 	e.runs[plan.ID()] = r
+	e.refreshFilters()
 	e.mu.Unlock()
 	return nil
+}
+
+// refreshFilters publishes the source filters of all pipelines for Reads.
+// The caller holds e.mu.
+func (e *Engine) refreshFilters() {
+	fs := make([]string, 0, len(e.runs))
+	for _, r := range e.runs {
+		fs = append(fs, r.topicFilter)
+	}
+	e.filters.Store(&fs)
+}
+
+// Reads reports whether some pipeline's source reads topic. It takes no
+// lock (one atomic load), so the broker can ask it on every publish.
+func (e *Engine) Reads(topic string) bool {
+	fs := e.filters.Load()
+	if fs == nil {
+		return false
+	}
+	for _, f := range *fs {
+		if mqtt.MatchTopic(f, topic) {
+			return true
+		}
+	}
+	return false
 }
 
 // Remove stops a pipeline and deletes its checkpoint.
@@ -166,6 +195,7 @@ func (e *Engine) Remove(ctx context.Context, id string) error {
 	e.mu.Lock()
 	r := e.runs[id]
 	delete(e.runs, id)
+	e.refreshFilters()
 	e.mu.Unlock()
 	if r == nil {
 		return fmt.Errorf("no pipeline %q", id)

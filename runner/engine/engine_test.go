@@ -417,3 +417,20 @@ spec:
 		t.Fatalf("got %q", got)
 	}
 }
+
+func TestReadsFollowsPipelines(t *testing.T) {
+	h := newHarness(t)
+	if h.eng.Reads("factory/a/data") {
+		t.Fatal("no pipelines, yet Reads is true")
+	}
+	h.apply(filterYAML)
+	if !h.eng.Reads("factory/a/data") || h.eng.Reads("hot/a") {
+		t.Fatal("Reads does not match the pipeline's source filter factory/+/data")
+	}
+	if err := h.eng.Remove(context.Background(), "default/hot"); err != nil {
+		t.Fatal(err)
+	}
+	if h.eng.Reads("factory/a/data") {
+		t.Fatal("Reads still true after the pipeline was removed")
+	}
+}
