@@ -72,6 +72,12 @@ type Options struct {
 	DefaultIdleTimeout time.Duration
 	// OnAlert is called (on the pipeline goroutine) for every alert event.
 	OnAlert func(plan *pipeline.Plan, ev *pipeline.Event)
+	// MaxFutureSkew bounds how far ahead of the processing clock an event
+	// time may be. A later timestamp (a device with a wrong clock) would
+	// move the watermark and make every later event late, so such an event
+	// is counted as a source error and stamped with its arrival time.
+	// Default 1h; negative disables the check.
+	MaxFutureSkew time.Duration
 	// StartAtEnd makes a pipeline without a checkpoint start at the end of
 	// the log (only new records) instead of the beginning.
 	StartAtEnd bool
@@ -121,6 +127,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 256
+	}
+	if opts.MaxFutureSkew == 0 {
+		opts.MaxFutureSkew = time.Hour
 	}
 	if opts.DefaultIdleTimeout <= 0 {
 		opts.DefaultIdleTimeout = 30 * time.Second

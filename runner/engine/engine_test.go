@@ -434,3 +434,20 @@ func TestReadsFollowsPipelines(t *testing.T) {
 		t.Fatal("Reads still true after the pipeline was removed")
 	}
 }
+
+// A timestamp far in the future would close every window at once and make
+// all later events late; it is counted and replaced by the arrival time.
+func TestFutureEventTimeIsRejected(t *testing.T) {
+	h := newHarness(t) // processing clock: 2023-11-14T22:13:20Z = t0
+	h.apply(overheatYAML)
+	h.publish("factory/d1/data",
+		reading("d1", t0+2*3600*1000, 35), // two hours ahead: rejected
+		reading("d1", t0+1000, 35))
+	st := h.waitCursor("default/overheat")
+	if st.Source.Errors != 1 || !strings.Contains(st.Source.LastError, "ahead of this runner's clock") {
+		t.Fatalf("source errors %d, last %q; want the future timestamp reported", st.Source.Errors, st.Source.LastError)
+	}
+	if st.Late != 0 {
+		t.Fatalf("%d late events: the future timestamp moved the watermark", st.Late)
+	}
+}
