@@ -33,7 +33,10 @@
 // after BackpressureTimeout; on timeout the publish is refused (QoS 0:
 // dropped; QoS 1/2 over MQTT 5: PUBACK/PUBREC 0x97 "quota exceeded"; MQTT
 // 3.1.1: the publisher is disconnected without an acknowledgement so it
-// resends), so it is neither logged nor delivered. The margin between
+// resends), so it is neither logged nor delivered — except that a QoS 1/2
+// publish refused by the dispatcher's second check (see below) is already
+// durable in the log; it is still neither acknowledged nor delivered, and the
+// client's resend is a duplicate in the log. The margin between
 // HighWater and the hard limits absorbs publishers that pass the check at the
 // same moment (one per connected client). A publisher is never made to wait
 // for itself. Subscribers that are offline (persistent sessions) do not slow
