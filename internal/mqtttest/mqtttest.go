@@ -17,12 +17,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eddy-edge/eddy/internal/testtools"
 )
 
 // Deadlines shared by every helper. They bound how long a broken test
@@ -42,19 +43,11 @@ const (
 )
 
 // Tool returns the path of the command-line tool name. When it is not
-// installed the test is skipped with a hint to run `make deps`, except
-// when the environment variable CI is set: there the Makefile installs
-// the tool and its absence fails the test.
+// installed the test fails under EDDY_REQUIRE_TOOLS (make test, CI) and is
+// skipped otherwise; see internal/testtools.
 func Tool(t testing.TB, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI but not installed: %v (make deps installs it)", name, err)
-		}
-		t.Skipf("%s not installed (run make deps)", name)
-	}
-	return p
+	return testtools.Tool(t, name, "make deps installs it")
 }
 
 // RequireClients is Tool for both mosquitto_sub and mosquitto_pub; call it

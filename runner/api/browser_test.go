@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/eddy-edge/eddy/internal/testtools"
 	"github.com/eddy-edge/eddy/runner/twin"
 )
 
@@ -27,10 +28,7 @@ func chromium(t *testing.T) string {
 			return p
 		}
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("CI is set but no chromium is installed: apt-get install -y chromium")
-	}
-	t.Skip("chromium not installed (apt-get install -y chromium); the browser test runs in CI")
+	testtools.Missing(t, "chromium", "apt-get install -y chromium, or make deps")
 	return ""
 }
 

@@ -4,14 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eddy-edge/eddy/internal/testtools"
 )
 
 // memLog is an in-memory Appender that records what it is given.
@@ -145,14 +144,7 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 // test when it is absent outside CI.
 func mosquitto(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: apt-get install -y mosquitto-clients", name)
-		}
-		t.Skipf("%s not installed (apt-get install -y mosquitto-clients)", name)
-	}
-	return p
+	return testtools.Tool(t, name, "apt-get install -y mosquitto-clients, or make deps")
 }
 
 // notifyLog is a memLog that is also a NotifyAppender, so that the broker
