@@ -1,0 +1,137 @@
+package wal
+
+// This file holds File's read path: the tail cache, segment reads and
+// skipping of corrupt records.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	twal "github.com/tidwall/wal"
+)
+
+// Read implements Log. Records that keep up are served from the tail
+// cache; older ones are read from the segment files.
+func (l *File) Read(ctx context.Context, from uint64, buf []Record) (int, error) {
+	if from == 0 {
+		from = 1
+	}
+	if len(buf) == 0 {
+		return 0, nil
+	}
+	for {
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return 0, ErrClosed
+		}
+		switch {
+		case from < l.first:
+			err := &GapError{From: from, First: l.first}
+			l.mu.Unlock()
+			return 0, err
+		case from > l.written+1:
+			err := &AheadError{From: from, Last: l.written}
+			l.mu.Unlock()
+			return 0, err
+		case from <= l.written:
+			if n := l.cache.copyFrom(from, l.written, buf); n > 0 {
+				l.st.CacheReads += uint64(n)
+				l.mu.Unlock()
+				return n, nil
+			}
+			hi := l.written
+			if l.cache.n > 0 && l.cache.first > from {
+				hi = min(hi, l.cache.first-1)
+			}
+			l.mu.Unlock()
+			n, next, err := l.readDisk(from, hi, buf)
+			if n > 0 || err != nil {
+				return n, err
+			}
+			from = next
+			continue
+		}
+		ch := l.notify
+		l.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// readDisk reads offsets from..hi from the segment files, skipping corrupt
+// records. It returns the records read and the offset to continue from.
+func (l *File) readDisk(from, hi uint64, buf []Record) (n int, next uint64, err error) {
+	i := from
+	for ; i <= hi && n < len(buf); i++ {
+		data, rerr := l.tw.Read(i)
+		switch {
+		case rerr == nil:
+		case errors.Is(rerr, twal.ErrNotFound):
+			if first := l.First(); i < first {
+				if n > 0 {
+					return n, i, nil
+				}
+				return 0, i, &GapError{From: i, First: first}
+			}
+			return n, i, fmt.Errorf("wal: offset %d missing from %s: %w", i, l.dir, rerr)
+		case errors.Is(rerr, twal.ErrCorrupt):
+			if _, ferr := l.tw.FirstIndex(); ferr != nil {
+				return n, i, fmt.Errorf("wal: log %s is unusable after a failed truncation: %w; restart the runner", l.dir, ferr)
+			}
+			end := l.segmentEnd(i)
+			l.corrupt(i, end-i, "segment framing unreadable; skipping the rest of the segment")
+			i = end - 1
+			continue
+		case errors.Is(rerr, twal.ErrClosed):
+			return n, i, ErrClosed
+		default:
+			return n, i, fmt.Errorf("wal: reading offset %d from %s: %w", i, l.dir, rerr)
+		}
+		var r Record
+		derr := decodeFrame(data, &r)
+		if derr == nil && r.Offset != i {
+			derr = fmt.Errorf("%w: stored offset %d, expected %d", errFrame, r.Offset, i)
+		}
+		if derr != nil {
+			l.corrupt(i, 1, derr.Error())
+			continue
+		}
+		buf[n] = r
+		n++
+	}
+	l.mu.Lock()
+	l.st.DiskReads += uint64(n)
+	l.mu.Unlock()
+	return n, i, nil
+}
+
+// segmentEnd returns the first offset after the segment holding off.
+func (l *File) segmentEnd(off uint64) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := sort.Search(len(l.segs), func(k int) bool { return l.segs[k].start > off })
+	if k < len(l.segs) {
+		return l.segs[k].start
+	}
+	return l.written + 1
+}
+
+// corrupt counts and logs (once per offset) records that are skipped.
+func (l *File) corrupt(off, count uint64, why string) {
+	l.mu.Lock()
+	_, seen := l.corruptSeen[off]
+	if !seen {
+		l.corruptSeen[off] = struct{}{}
+		l.st.CorruptSkipped += count
+	}
+	l.mu.Unlock()
+	if !seen {
+		l.log.Error("wal: skipping corrupt records; they will not be delivered", "offset", off, "count", count, "reason", why)
+	}
+}
