@@ -20,8 +20,6 @@ package runner
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,14 +33,11 @@ import (
 
 	"github.com/eddy-edge/eddy/connectors/modbus"
 	"github.com/eddy-edge/eddy/pipeline/devices"
+	"github.com/eddy-edge/eddy/pipeline/devices/kubeedge"
 	"github.com/eddy-edge/eddy/runner/engine"
 	"github.com/eddy-edge/eddy/runner/twin"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
-
-// DeltaFilter is the broker subscription through which twin deltas reach
-// the in-runner Modbus mapper (KubeEdge's .../twin/update/delta).
-const DeltaFilter = "$hw/events/device/+/+/twin/update/delta"
 
 // writeTimeout bounds one Modbus write of a desired value.
 const writeTimeout = 5 * time.Second
@@ -219,9 +214,9 @@ func (r *Runner) startDevices(ctx context.Context) error {
 			OnReading: d.onReading,
 			OnState:   d.onState,
 		})
-		unsub, err := r.broker.Subscribe(DeltaFilter, d.onDelta)
+		unsub, err := r.broker.Subscribe(kubeedge.DeltaFilter, d.onDelta)
 		if err != nil {
-			return fmt.Errorf("subscribing the Modbus mapper to %s: %w", DeltaFilter, err)
+			return fmt.Errorf("subscribing the Modbus mapper to %s: %w", kubeedge.DeltaFilter, err)
 		}
 		d.unsubs = append(d.unsubs, unsub)
 		d.wg.Add(1)
@@ -290,10 +285,8 @@ func (d *deviceRuntime) onTwinEvent(stream, device string, fields map[string]any
 // of devices polled by this runner is skipped: their readings already
 // reached the twin as twin/update actual values.
 func (d *deviceRuntime) onTwinMessage(topic string, payload []byte) {
-	if rest, ok := strings.CutPrefix(topic, twin.DataPrefix); ok {
-		if d.polled[strings.TrimSuffix(rest, twin.SuffixDataUpdate)] {
-			return
-		}
+	if t, ok := kubeedge.ParseTopic(topic); ok && t.Kind == kubeedge.DataUpdate && d.polled[t.ID] {
+		return
 	}
 	d.handle(topic, payload)
 }
@@ -313,48 +306,6 @@ func (d *deviceRuntime) handle(topic string, payload []byte) {
 // kubeEdgeType is the lower-case type name KubeEdge puts in metadata.
 func kubeEdgeType(t devices.PropertyType) string { return strings.ToLower(string(t)) }
 
-// Wire shapes of the KubeEdge mapper's messages (data/update, twin/update).
-
-type mapperValue struct {
-	Value    string     `json:"value"`
-	Metadata mapperMeta `json:"metadata"`
-}
-
-type mapperMeta struct {
-	Type      string `json:"type"`
-	Timestamp int64  `json:"timestamp"`
-}
-
-type mapperData struct {
-	EventID   string                 `json:"event_id"`
-	Timestamp int64                  `json:"timestamp"`
-	Data      map[string]mapperValue `json:"data"`
-}
-
-type twinActual struct {
-	Value    string      `json:"value"`
-	Metadata twinValueTS `json:"metadata"`
-}
-
-type twinValueTS struct {
-	Timestamp int64 `json:"timestamp"`
-}
-
-type twinTypeMet struct {
-	Type string `json:"type"`
-}
-
-type twinReport struct {
-	Actual   twinActual  `json:"actual"`
-	Metadata twinTypeMet `json:"metadata"`
-}
-
-type twinUpdate struct {
-	EventID   string                `json:"event_id"`
-	Timestamp int64                 `json:"timestamp"`
-	Twin      map[string]twinReport `json:"twin"`
-}
-
 // onReading reports a Modbus reading: as the twin's actual value on every
 // reading, and on the mapper data topic at most once per reportCycle.
 func (d *deviceRuntime) onReading(rd modbus.Reading) {
@@ -369,16 +320,23 @@ func (d *deviceRuntime) onReading(rd modbus.Reading) {
 	ms := rd.Time.UnixMilli()
 	text := rd.Text()
 	typ := kubeEdgeType(rd.Type)
-	upd, _ := json.Marshal(twinUpdate{EventID: newEventID(), Timestamp: ms, Twin: map[string]twinReport{
-		rd.Property: {Actual: twinActual{Value: text, Metadata: twinValueTS{Timestamp: ms}}, Metadata: twinTypeMet{Type: typ}},
-	}})
-	d.handle(twin.DevicePrefix+rd.DeviceID+twin.SuffixTwinUpdate, upd)
+	upd, _ := json.Marshal(kubeedge.TwinUpdateMsg{
+		BaseMessage: kubeedge.BaseMessage{EventID: kubeedge.NewEventID(), Timestamp: ms},
+		Twin: map[string]*kubeedge.MsgTwin{rd.Property: {
+			Actual:   &kubeedge.TwinValue{Value: kubeedge.StringValue(text), Metadata: &kubeedge.ValueMetadata{Timestamp: ms}},
+			Metadata: &kubeedge.TypeMetadata{Type: typ},
+		}},
+	})
+	d.handle(kubeedge.DeviceTopic(rd.DeviceID, kubeedge.TwinUpdate), upd)
 
 	if d.reportDue(rd.DeviceID, p, rd.Time) {
-		data, _ := json.Marshal(mapperData{EventID: newEventID(), Timestamp: ms, Data: map[string]mapperValue{
-			rd.Property: {Value: text, Metadata: mapperMeta{Type: typ, Timestamp: ms}},
-		}})
-		topic := twin.DataPrefix + rd.DeviceID + twin.SuffixDataUpdate
+		data, _ := json.Marshal(kubeedge.DataUpdateMsg{
+			BaseMessage: kubeedge.BaseMessage{EventID: kubeedge.NewEventID(), Timestamp: ms},
+			Data: map[string]*kubeedge.DataValue{rd.Property: {
+				Value: kubeedge.StringValue(text), Metadata: kubeedge.DataMetadata{Type: typ, Timestamp: ms},
+			}},
+		})
+		topic := kubeedge.DeviceTopic(rd.DeviceID, kubeedge.DataUpdate)
 		if err := d.r.broker.Publish(topic, data, 0, false); err != nil {
 			d.log.Debug("mapper data not published", "topic", topic, "err", err)
 		}
@@ -419,17 +377,20 @@ func (d *deviceRuntime) reportDue(id string, p *devices.Property, t time.Time) b
 // onState reports a device going online or offline as a KubeEdge
 // state/update, and retries pending writes when it comes back.
 func (d *deviceRuntime) onState(id string, online bool, err error) {
-	state := "offline"
+	state := kubeedge.StateOffline
 	if online {
-		state = "online"
+		state = kubeedge.StateOnline
 	}
 	if err != nil {
 		d.log.Warn("device offline", "device", id, "err", err)
 	} else {
 		d.log.Info("device online", "device", id)
 	}
-	b, _ := json.Marshal(map[string]any{"event_id": newEventID(), "timestamp": d.r.cfg.Clock.Now().UnixMilli(), "state": state})
-	d.handle(twin.DevicePrefix+id+twin.SuffixStateUpdate, b)
+	b, _ := json.Marshal(kubeedge.StateUpdateMsg{
+		BaseMessage: kubeedge.BaseMessage{EventID: kubeedge.NewEventID(), Timestamp: d.r.cfg.Clock.Now().UnixMilli()},
+		State:       state,
+	})
+	d.handle(kubeedge.DeviceTopic(id, kubeedge.StateUpdate), b)
 	d.wmu.Lock()
 	d.online[id] = online
 	retry := online && len(d.pending[id]) > 0
@@ -443,14 +404,16 @@ func (d *deviceRuntime) onState(id string, online bool, err error) {
 // device. It runs on the twin manager's publishing path, so it only
 // records and wakes the writer.
 func (d *deviceRuntime) onDelta(topic string, payload []byte) {
-	id := strings.TrimSuffix(strings.TrimPrefix(topic, twin.DevicePrefix), twin.SuffixUpdateDelta)
+	t, ok := kubeedge.ParseTopic(topic)
+	if !ok || t.Kind != kubeedge.TwinUpdateDelta {
+		return
+	}
+	id := t.ID
 	dev := d.byID[id]
 	if dev == nil || !d.polled[id] {
 		return
 	}
-	var msg struct {
-		Delta map[string]json.RawMessage `json:"delta"`
-	}
+	var msg kubeedge.TwinDeltaMsg
 	if err := json.Unmarshal(payload, &msg); err != nil {
 		d.log.Debug("twin delta not understood", "topic", topic, "err", err)
 		return
@@ -548,15 +511,4 @@ func (d *deviceRuntime) writeLoop() {
 			d.wmu.Unlock()
 		}
 	}
-}
-
-// newEventID returns a random RFC 4122 version 4 UUID, as KubeEdge's
-// message builders do.
-func newEventID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }

@@ -7,9 +7,12 @@ package mqtt
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/eddy-edge/eddy/pipeline/devices/kubeedge"
 )
 
 // Format names a payload format.
@@ -103,84 +106,25 @@ func asSyntax(err error, target **json.SyntaxError) bool {
 }
 
 // kubeEdgeMessage covers both the mapper's data/update message and the
-// twin/update message.
+// twin/update message (their shapes are in pipeline/devices/kubeedge).
 type kubeEdgeMessage struct {
-	EventID   string                     `json:"event_id"`
-	Timestamp int64                      `json:"timestamp"`
-	Data      map[string]kubeEdgeValue   `json:"data"`
-	Twin      map[string]kubeEdgeTwinMsg `json:"twin"`
-}
-
-type kubeEdgeValue struct {
-	Value    json.RawMessage `json:"value"`
-	Metadata struct {
-		Type      string `json:"type"`
-		Timestamp any    `json:"timestamp"`
-	} `json:"metadata"`
-}
-
-type kubeEdgeTwinMsg struct {
-	Actual   *kubeEdgeValue `json:"actual"`
-	Expected *kubeEdgeValue `json:"expected"`
-	Metadata struct {
-		Type string `json:"type"`
-	} `json:"metadata"`
+	kubeedge.BaseMessage
+	Data map[string]*kubeedge.DataValue `json:"data"`
+	Twin map[string]*kubeedge.MsgTwin   `json:"twin"`
 }
 
 // DeviceFromTopic extracts namespace and name from a KubeEdge device topic
-// ($ke/events/device/{ns}/{name}/... or $hw/events/device/{ns}/{name}/...).
-// Old-style topics with a bare device id give namespace "default". The
-// device id is what comes before a known suffix (data/update, twin/update,
-// state/update, ...), so devices named "data", "twin" or "state" work too.
-func DeviceFromTopic(topic string) (ns, name string, ok bool) {
-	parts := strings.Split(topic, "/")
-	if len(parts) < 4 || (parts[0] != "$ke" && parts[0] != "$hw") || parts[1] != "events" || parts[2] != "device" {
-		return "", "", false
-	}
-	rest := parts[3:]
-	for _, suf := range deviceSuffixes {
-		if len(rest) <= len(suf) || !equalLevels(rest[len(rest)-len(suf):], suf) {
-			continue
-		}
-		switch id := rest[:len(rest)-len(suf)]; len(id) {
-		case 1:
-			return "default", id[0], true
-		case 2:
-			return id[0], id[1], true
-		}
-	}
-	// Unknown suffix: {ns}/{name}/{suffix...} when the second level is not
-	// a suffix word, else {name}/{suffix...}.
-	if len(rest) >= 3 && !isSuffix(rest[1]) {
-		return rest[0], rest[1], true
-	}
-	return "default", rest[0], true
-}
-
-// deviceSuffixes are the topic suffixes of KubeEdge's device topics
-// (edge/pkg/devicetwin/dtcommon), longest first.
-var deviceSuffixes = [][]string{
-	{"twin", "update", "result"}, {"twin", "update", "delta"}, {"twin", "update", "document"},
-	{"twin", "get", "result"}, {"state", "update", "result"},
-	{"data", "update"}, {"twin", "update"}, {"twin", "get"}, {"twin", "cloud_updated"}, {"twin", "edge_updated"},
-	{"state", "update"}, {"state", "get"},
-	{"updated"},
-}
-
-func equalLevels(a, b []string) bool {
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func isSuffix(s string) bool { return s == "data" || s == "twin" || s == "state" }
+// ($ke/events/device/{ns}/{name}/... or $hw/events/device/{ns}/{name}/...);
+// see kubeedge.DeviceOf.
+func DeviceFromTopic(topic string) (ns, name string, ok bool) { return kubeedge.DeviceOf(topic) }
 
 func decodeKubeEdge(topic string, payload []byte, emit func(Decoded)) error {
 	var msg kubeEdgeMessage
 	if err := json.Unmarshal(payload, &msg); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return fmt.Errorf("payload is not a KubeEdge data/update or twin/update message: %s is a JSON %s at byte %d; want e.g. {\"data\": {\"temperature\": {\"value\": \"21\", \"metadata\": {\"type\": \"int\"}}}}", te.Field, te.Value, te.Offset)
+		}
 		return fmt.Errorf("payload is not a KubeEdge data/update or twin/update message: %v", jsonErr(err))
 	}
 	if msg.Data == nil && msg.Twin == nil {
@@ -196,6 +140,10 @@ func decodeKubeEdge(topic string, payload []byte, emit func(Decoded)) error {
 		fields["timestamp"] = msg.Timestamp
 	}
 	for prop, v := range msg.Data {
+		if v == nil {
+			fields[prop] = nil
+			continue
+		}
 		val, err := convert(v.Value, v.Metadata.Type)
 		if err != nil {
 			return fmt.Errorf("data.%s: %v", prop, err)
@@ -203,6 +151,9 @@ func decodeKubeEdge(topic string, payload []byte, emit func(Decoded)) error {
 		fields[prop] = val
 	}
 	for prop, t := range msg.Twin {
+		if t == nil {
+			continue // a deletion: no value
+		}
 		src := t.Actual
 		if src == nil {
 			src = t.Expected
@@ -210,9 +161,9 @@ func decodeKubeEdge(topic string, payload []byte, emit func(Decoded)) error {
 		if src == nil {
 			continue
 		}
-		typ := t.Metadata.Type
-		if typ == "" {
-			typ = src.Metadata.Type
+		var typ string
+		if t.Metadata != nil {
+			typ = t.Metadata.Type
 		}
 		val, err := convert(src.Value, typ)
 		if err != nil {

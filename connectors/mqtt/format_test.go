@@ -148,7 +148,8 @@ func TestDecodeKubeEdge(t *testing.T) {
 		{name: "neither data nor twin", topic: "x", payload: `{"timestamp":1}`,
 			err: `KubeEdge message has neither "data" nor "twin"; want {"timestamp": ..., "data": {"temperature": {"value": "21", "metadata": {"type": "int"}}}}`},
 		{name: "not JSON", topic: "x", payload: `{"data":`, err: `payload is not a KubeEdge data/update or twin/update message: unexpected end of JSON input at byte 8`},
-		{name: "wrong shape", topic: "x", payload: `{"data":[1]}`, err: `payload is not a KubeEdge data/update or twin/update message: json: cannot unmarshal array into Go struct field kubeEdgeMessage.data of type map[string]mqtt.kubeEdgeValue`},
+		{name: "wrong shape", topic: "x", payload: `{"data":[1]}`, err: `payload is not a KubeEdge data/update or twin/update message: data is a JSON array at byte 9; want e.g. {"data": {"temperature": {"value": "21", "metadata": {"type": "int"}}}}`},
+		{name: "wrong value shape", topic: "x", payload: `{"twin":{"t":{"actual":"21"}}}`, err: `payload is not a KubeEdge data/update or twin/update message: twin.actual is a JSON string at byte 27; want e.g. {"data": {"temperature": {"value": "21", "metadata": {"type": "int"}}}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

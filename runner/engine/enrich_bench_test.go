@@ -9,6 +9,7 @@ import (
 
 	"github.com/eddy-edge/eddy/clock"
 	"github.com/eddy-edge/eddy/pipeline"
+	"github.com/eddy-edge/eddy/pipeline/devices/kubeedge"
 	"github.com/eddy-edge/eddy/runner/twin"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
@@ -35,7 +36,7 @@ func enrichTwins(b *testing.B, keys int) (*twin.Manager, []string) {
 	}
 	for i, id := range ids {
 		msg := fmt.Sprintf(`{"timestamp":1700000000000,"twin":{"location":{"actual":{"value":"hall-%d"}}}}`, i%7)
-		if err := m.HandleMessage(ctx, twin.DevicePrefix+id+twin.SuffixTwinUpdate, []byte(msg)); err != nil {
+		if err := m.HandleMessage(ctx, kubeedge.DeviceTopic(id, kubeedge.TwinUpdate), []byte(msg)); err != nil {
 			b.Fatal(err)
 		}
 	}

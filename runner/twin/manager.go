@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/clock"
+	"github.com/eddy-edge/eddy/pipeline/devices/kubeedge"
 )
 
 // Internal stream names passed to Options.OnEvent.
@@ -30,7 +31,7 @@ const (
 )
 
 // LastOnlineLayout is the format of last_online, as in KubeEdge.
-const LastOnlineLayout = "2006-01-02 15:04:05"
+const LastOnlineLayout = kubeedge.LastOnlineLayout
 
 // DefaultSnapshotEvery is how many log records trigger a compaction.
 const DefaultSnapshotEvery = 10000
@@ -236,18 +237,18 @@ func (d *device) record() *DeviceRecord {
 
 // wire renders a twin in KubeEdge's JSON. exp/act select the value sides;
 // versions adds expected_version/actual_version for the selected sides.
-func (t *twinState) wire(exp, act, versions bool) *wireTwin {
+func (t *twinState) wire(exp, act, versions bool) *kubeedge.MsgTwin {
 	opt := t.optional
-	w := &wireTwin{Optional: &opt, Metadata: &wireTypeMeta{Type: t.typ}, Undeclared: !t.declared}
+	w := &kubeedge.MsgTwin{Optional: &opt, Metadata: &kubeedge.TypeMetadata{Type: t.typ}, Undeclared: !t.declared}
 	if exp && t.expected.set() {
-		w.Expected = &wireValue{Value: t.expected.raw, Metadata: &wireValueMeta{Timestamp: t.expTS}}
+		w.Expected = &kubeedge.TwinValue{Value: t.expected.raw, Metadata: &kubeedge.ValueMetadata{Timestamp: t.expTS}}
 		if versions {
 			v := t.expVer
 			w.ExpectedVersion = &v
 		}
 	}
 	if act && t.actual.set() {
-		w.Actual = &wireValue{Value: t.actual.raw, Metadata: &wireValueMeta{Timestamp: t.actTS}}
+		w.Actual = &kubeedge.TwinValue{Value: t.actual.raw, Metadata: &kubeedge.ValueMetadata{Timestamp: t.actTS}}
 		if versions {
 			v := t.actVer
 			w.ActualVersion = &v
@@ -414,12 +415,14 @@ func (t *twinState) put(dst map[string]any) {
 // ErrUnknownTopic for foreign topics, and other errors when persisting or
 // publishing failed. Replies to its own topics (results, deltas) are ignored.
 func (m *Manager) HandleMessage(ctx context.Context, topic string, payload []byte) error {
-	kind, id, ok := parseTopic(topic)
+	t, ok := kubeedge.ParseTopic(topic)
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownTopic, topic)
 	}
-	if kind == topicIgnore {
-		return nil
+	switch t.Kind {
+	case kubeedge.TwinUpdate, kubeedge.TwinGet, kubeedge.StateUpdate, kubeedge.MembershipGet, kubeedge.DataUpdate:
+	default:
+		return nil // results, deltas and documents (our own replies) and what edgecore ignores too
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -430,17 +433,17 @@ func (m *Manager) HandleMessage(ctx context.Context, topic string, payload []byt
 		return ErrClosed
 	}
 	now := m.clk.Now()
-	switch kind {
-	case topicTwinUpdate:
-		return m.handleUpdate(id, payload, now)
-	case topicTwinGet:
-		return m.handleGet(id, payload, now)
-	case topicStateUpdate:
-		return m.handleState(id, payload, now)
-	case topicMemGet:
-		return m.handleMemGet(id, payload, now)
-	case topicDataUpdate:
-		return m.handleData(id, payload, now)
+	switch t.Kind {
+	case kubeedge.TwinUpdate:
+		return m.handleUpdate(t.ID, payload, now)
+	case kubeedge.TwinGet:
+		return m.handleGet(t.ID, payload, now)
+	case kubeedge.StateUpdate:
+		return m.handleState(t.ID, payload, now)
+	case kubeedge.MembershipGet:
+		return m.handleMemGet(t.Node, payload, now)
+	case kubeedge.DataUpdate:
+		return m.handleData(t.ID, payload, now)
 	}
 	return nil
 }
@@ -449,7 +452,7 @@ func (m *Manager) HandleMessage(ctx context.Context, topic string, payload []byt
 func (m *Manager) reject(topic, eventID string, code int, reason string, now time.Time) error {
 	m.rejected.Add(1)
 	p := &pending{}
-	p.publish(topic, wireResult{EventID: eventID, Timestamp: m.nowMS(now), Code: code, Reason: reason})
+	p.publish(topic, kubeedge.ResultMsg{BaseMessage: kubeedge.BaseMessage{EventID: eventID, Timestamp: m.nowMS(now)}, Code: code, Reason: reason})
 	if err := m.flush(p, now); err != nil {
 		return err
 	}
@@ -465,7 +468,7 @@ type change struct {
 }
 
 // applyUpdate computes the changes an update would make. It mutates nothing.
-func (m *Manager) applyUpdate(d *device, twins map[string]*inTwin, msgTS int64, now time.Time, source string) ([]change, int, string) {
+func (m *Manager) applyUpdate(d *device, twins map[string]*kubeedge.MsgTwin, msgTS int64, now time.Time, source string) ([]change, int, string) {
 	keys := make([]string, 0, len(twins))
 	for k := range twins {
 		keys = append(keys, k)
@@ -475,8 +478,8 @@ func (m *Manager) applyUpdate(d *device, twins map[string]*inTwin, msgTS int64, 
 	var out []change
 	for _, k := range keys {
 		in := twins[k]
-		if !validKey(k) {
-			return nil, CodeBadRequest, fmt.Sprintf("property name %s is invalid: use 1-128 characters from a-z A-Z 0-9 - _ . , : / @ #", quoteShort(k))
+		if !kubeedge.ValidKey(k) {
+			return nil, kubeedge.CodeBadRequest, fmt.Sprintf("property name %s is invalid: use "+kubeedge.KeyRule, quoteShort(k))
 		}
 		old := d.twins[k]
 		if in == nil {
@@ -484,7 +487,7 @@ func (m *Manager) applyUpdate(d *device, twins map[string]*inTwin, msgTS int64, 
 				continue
 			}
 			if old.declared {
-				return nil, CodeBadRequest, fmt.Sprintf("property %s of device %s is declared by its device model and cannot be deleted from the edge; remove it from the Device spec instead", k, d.id)
+				return nil, kubeedge.CodeBadRequest, fmt.Sprintf("property %s of device %s is declared by its device model and cannot be deleted from the edge; remove it from the Device spec instead", k, d.id)
 			}
 			out = append(out, change{prop: k, old: old, source: source})
 			continue
@@ -505,14 +508,14 @@ func (m *Manager) applyUpdate(d *device, twins map[string]*inTwin, msgTS int64, 
 		if in.Expected != nil {
 			v, err := parseValue(in.Expected.Value, t.typ, m.maxValue)
 			if err != nil {
-				return nil, CodeBadRequest, fmt.Sprintf("twin.%s.expected: %v", k, err)
+				return nil, kubeedge.CodeBadRequest, fmt.Sprintf("twin.%s.expected: %v", k, err)
 			}
 			src := msgTS
 			if in.Expected.Metadata != nil && in.Expected.Metadata.Timestamp > 0 {
 				src = in.Expected.Metadata.Timestamp
 			}
 			if reason := stale(d.id, k, "expected", in.ExpectedVersion, t.expVer, src, t.expSrc); reason != "" {
-				return nil, CodeConflict, reason
+				return nil, kubeedge.CodeConflict, reason
 			}
 			t.expected, t.expTS, t.expSrc = v, nowMS, max(src, t.expSrc)
 			if source == "cloud" {
@@ -525,14 +528,14 @@ func (m *Manager) applyUpdate(d *device, twins map[string]*inTwin, msgTS int64, 
 		if in.Actual != nil {
 			v, err := parseValue(in.Actual.Value, t.typ, m.maxValue)
 			if err != nil {
-				return nil, CodeBadRequest, fmt.Sprintf("twin.%s.actual: %v", k, err)
+				return nil, kubeedge.CodeBadRequest, fmt.Sprintf("twin.%s.actual: %v", k, err)
 			}
 			src := msgTS
 			if in.Actual.Metadata != nil && in.Actual.Metadata.Timestamp > 0 {
 				src = in.Actual.Metadata.Timestamp
 			}
 			if reason := stale(d.id, k, "actual", in.ActualVersion, t.actVer, src, t.actSrc); reason != "" {
-				return nil, CodeConflict, reason
+				return nil, kubeedge.CodeConflict, reason
 			}
 			t.actual, t.actTS, t.actSrc = v, nowMS, max(src, t.actSrc)
 			t.actVer.Edge++
@@ -560,7 +563,7 @@ func (m *Manager) applyUpdate(d *device, twins map[string]*inTwin, msgTS int64, 
 
 // stale explains why an incoming value is older than the stored one ("" if not).
 func stale(dev, prop, side string, inVer *Version, cur Version, src, curSrc int64) string {
-	if inVer != nil && inVer.olderThan(cur) {
+	if inVer != nil && inVer.OlderThan(cur) {
 		return fmt.Sprintf("twin.%s.%s of device %s not applied: %s_version {cloud:%d, edge:%d} is older than the stored {cloud:%d, edge:%d}; this is a replayed or out-of-order update (send the version from the latest twin/update/result, or leave it out)",
 			prop, side, dev, side, inVer.Cloud, inVer.Edge, cur.Cloud, cur.Edge)
 	}
@@ -612,9 +615,9 @@ func (m *Manager) commit(d *device, changes []change, p *pending, now time.Time)
 // twin/update/delta for d. mu not needed (wmu held).
 func (m *Manager) queueDocAndDelta(d *device, changes []change, eventID string, now time.Time, p *pending) {
 	nowMS := m.nowMS(now)
-	doc := wireDocument{EventID: eventID, Timestamp: nowMS, Twin: make(map[string]*wireDoc, len(changes))}
+	doc := kubeedge.TwinDocumentMsg{BaseMessage: kubeedge.BaseMessage{EventID: eventID, Timestamp: nowMS}, Twin: make(map[string]*kubeedge.TwinDoc, len(changes))}
 	for _, c := range changes {
-		wd := &wireDoc{}
+		wd := &kubeedge.TwinDoc{}
 		if c.old != nil {
 			wd.Last = c.old.wire(true, true, false)
 		}
@@ -624,19 +627,19 @@ func (m *Manager) queueDocAndDelta(d *device, changes []change, eventID string, 
 		doc.Twin[c.prop] = wd
 	}
 	if len(doc.Twin) > 0 {
-		p.publish(DevicePrefix+d.id+SuffixUpdateDoc, doc)
+		p.publish(kubeedge.DeviceTopic(d.id, kubeedge.TwinUpdateDocument), doc)
 	}
 	if delta, ok := m.delta(d, now); ok {
-		p.publish(DevicePrefix+d.id+SuffixUpdateDelta, delta)
+		p.publish(kubeedge.DeviceTopic(d.id, kubeedge.TwinUpdateDelta), delta)
 	}
 }
 
 // delta is KubeEdge's BuildDeviceTwinDelta: every twin with a non-empty
 // expected value is listed; delta[k] = expected where the string forms of
 // expected and actual differ.
-func (m *Manager) delta(d *device, now time.Time) (wireDelta, bool) {
-	w := wireDelta{EventID: newEventID(), Timestamp: m.nowMS(now),
-		Twin: map[string]*wireTwin{}, Delta: map[string]json.RawMessage{}}
+func (m *Manager) delta(d *device, now time.Time) (kubeedge.TwinDeltaMsg, bool) {
+	w := kubeedge.TwinDeltaMsg{BaseMessage: kubeedge.BaseMessage{EventID: kubeedge.NewEventID(), Timestamp: m.nowMS(now)},
+		Twin: map[string]*kubeedge.MsgTwin{}, Delta: map[string]json.RawMessage{}}
 	for k, t := range d.twins {
 		if !t.expected.set() || t.expected.str == "" {
 			continue
@@ -650,17 +653,17 @@ func (m *Manager) delta(d *device, now time.Time) (wireDelta, bool) {
 }
 
 func (m *Manager) handleUpdate(id string, payload []byte, now time.Time) error {
-	resTopic := DevicePrefix + id + SuffixUpdateResult
-	var in inUpdate
+	resTopic := kubeedge.DeviceTopic(id, kubeedge.TwinUpdateResult)
+	var in kubeedge.TwinUpdateMsg
 	if err := json.Unmarshal(payload, &in); err != nil {
-		return m.reject(resTopic, "", CodeBadRequest, fmt.Sprintf("twin/update payload for device %s is not valid JSON: %v", id, err), now)
+		return m.reject(resTopic, "", kubeedge.CodeBadRequest, fmt.Sprintf("twin/update payload for device %s is not valid JSON: %v", id, err), now)
 	}
 	if in.Twin == nil {
-		return m.reject(resTopic, in.EventID, CodeBadRequest, fmt.Sprintf("twin/update for device %s has no \"twin\" object; send {\"twin\":{\"<prop>\":{\"actual\":{\"value\":...}}}}", id), now)
+		return m.reject(resTopic, in.EventID, kubeedge.CodeBadRequest, fmt.Sprintf("twin/update for device %s has no \"twin\" object; send {\"twin\":{\"<prop>\":{\"actual\":{\"value\":...}}}}", id), now)
 	}
 	d := m.devices[id]
 	if d == nil {
-		return m.reject(resTopic, in.EventID, CodeNotFound, fmt.Sprintf("device %s is not known on this node; declare it with a Device resource bound to this node", id), now)
+		return m.reject(resTopic, in.EventID, kubeedge.CodeNotFound, fmt.Sprintf("device %s is not known on this node; declare it with a Device resource bound to this node", id), now)
 	}
 	changes, code, reason := m.applyUpdate(d, in.Twin, in.Timestamp, now, "edge")
 	if code != 0 {
@@ -668,11 +671,11 @@ func (m *Manager) handleUpdate(id string, payload []byte, now time.Time) error {
 	}
 	p := &pending{}
 	if err := m.commit(d, changes, p, now); err != nil {
-		_ = m.reject(resTopic, in.EventID, CodeInternal, "twin state could not be saved on the edge: "+err.Error(), now)
+		_ = m.reject(resTopic, in.EventID, kubeedge.CodeInternal, "twin state could not be saved on the edge: "+err.Error(), now)
 		return err
 	}
 	m.updates.Add(1)
-	res := wireTwinMsg{EventID: in.EventID, Timestamp: m.nowMS(now), Twin: make(map[string]*wireTwin, len(changes))}
+	res := kubeedge.TwinUpdateMsg{BaseMessage: kubeedge.BaseMessage{EventID: in.EventID, Timestamp: m.nowMS(now)}, Twin: make(map[string]*kubeedge.MsgTwin, len(changes))}
 	for _, c := range changes {
 		if c.new == nil {
 			res.Twin[c.prop] = nil
@@ -689,7 +692,7 @@ func (m *Manager) handleUpdate(id string, payload []byte, now time.Time) error {
 }
 
 func (m *Manager) handleData(id string, payload []byte, now time.Time) error {
-	var in inData
+	var in kubeedge.DataUpdateMsg
 	if err := json.Unmarshal(payload, &in); err != nil {
 		m.rejected.Add(1)
 		return fmt.Errorf("%w: data/update payload for device %s is not valid JSON: %v", ErrRejected, id, err)
@@ -698,10 +701,10 @@ func (m *Manager) handleData(id string, payload []byte, now time.Time) error {
 	if d == nil || len(in.Data) == 0 {
 		return nil // third-party data for devices we do not twin: not ours
 	}
-	twins := make(map[string]*inTwin, len(in.Data))
+	twins := make(map[string]*kubeedge.MsgTwin, len(in.Data))
 	for k, v := range in.Data {
 		if v != nil {
-			twins[k] = &inTwin{Actual: v}
+			twins[k] = &kubeedge.MsgTwin{Actual: &kubeedge.TwinValue{Value: v.Value, Metadata: &kubeedge.ValueMetadata{Timestamp: v.Metadata.Timestamp}}}
 		}
 	}
 	changes, code, reason := m.applyUpdate(d, twins, in.Timestamp, now, "data")
@@ -723,18 +726,18 @@ func (m *Manager) handleData(id string, payload []byte, now time.Time) error {
 }
 
 func (m *Manager) handleGet(id string, payload []byte, now time.Time) error {
-	resTopic := DevicePrefix + id + SuffixGetResult
-	var in inBase
+	resTopic := kubeedge.DeviceTopic(id, kubeedge.TwinGetResult)
+	var in kubeedge.StateUpdateMsg
 	if len(payload) > 0 {
 		if err := json.Unmarshal(payload, &in); err != nil {
-			return m.reject(resTopic, "", CodeBadRequest, fmt.Sprintf("twin/get payload for device %s is not valid JSON: %v", id, err), now)
+			return m.reject(resTopic, "", kubeedge.CodeBadRequest, fmt.Sprintf("twin/get payload for device %s is not valid JSON: %v", id, err), now)
 		}
 	}
 	d := m.devices[id]
 	if d == nil {
-		return m.reject(resTopic, in.EventID, CodeNotFound, fmt.Sprintf("Device %s not found while getting twin; declare it with a Device resource bound to this node", id), now)
+		return m.reject(resTopic, in.EventID, kubeedge.CodeNotFound, fmt.Sprintf("Device %s not found while getting twin; declare it with a Device resource bound to this node", id), now)
 	}
-	res := wireTwinMsg{EventID: in.EventID, Timestamp: m.nowMS(now), Twin: make(map[string]*wireTwin, len(d.twins))}
+	res := kubeedge.TwinUpdateMsg{BaseMessage: kubeedge.BaseMessage{EventID: in.EventID, Timestamp: m.nowMS(now)}, Twin: make(map[string]*kubeedge.MsgTwin, len(d.twins))}
 	for k, t := range d.twins {
 		res.Twin[k] = t.wire(true, true, false)
 	}
@@ -744,17 +747,17 @@ func (m *Manager) handleGet(id string, payload []byte, now time.Time) error {
 }
 
 func (m *Manager) handleState(id string, payload []byte, now time.Time) error {
-	resTopic := DevicePrefix + id + SuffixStateResult
-	var in inBase
+	resTopic := kubeedge.DeviceTopic(id, kubeedge.StateUpdateResult)
+	var in kubeedge.StateUpdateMsg
 	if err := json.Unmarshal(payload, &in); err != nil {
-		return m.reject(resTopic, "", CodeBadRequest, fmt.Sprintf("state/update payload for device %s is not valid JSON: %v", id, err), now)
+		return m.reject(resTopic, "", kubeedge.CodeBadRequest, fmt.Sprintf("state/update payload for device %s is not valid JSON: %v", id, err), now)
 	}
 	if in.State != "online" && in.State != "offline" && in.State != "unknown" {
-		return m.reject(resTopic, in.EventID, CodeBadRequest, fmt.Sprintf("state/update for device %s has state %s; use \"online\", \"offline\" or \"unknown\"", id, quoteShort(in.State)), now)
+		return m.reject(resTopic, in.EventID, kubeedge.CodeBadRequest, fmt.Sprintf("state/update for device %s has state %s; use \"online\", \"offline\" or \"unknown\"", id, quoteShort(in.State)), now)
 	}
 	d := m.devices[id]
 	if d == nil {
-		return m.reject(resTopic, in.EventID, CodeNotFound, fmt.Sprintf("device %s is not known on this node; declare it with a Device resource bound to this node", id), now)
+		return m.reject(resTopic, in.EventID, kubeedge.CodeNotFound, fmt.Sprintf("device %s is not known on this node; declare it with a Device resource bound to this node", id), now)
 	}
 	p := &pending{}
 	last := now.UTC().Format(LastOnlineLayout)
@@ -763,7 +766,7 @@ func (m *Manager) handleState(id string, payload []byte, now time.Time) error {
 		nd := *d
 		nd.state, nd.lastOnline = in.State, last
 		if err := m.persist([]Record{{Op: OpPutDevice, Device: nd.record()}}); err != nil {
-			_ = m.reject(resTopic, in.EventID, CodeInternal, "device state could not be saved on the edge: "+err.Error(), now)
+			_ = m.reject(resTopic, in.EventID, kubeedge.CodeInternal, "device state could not be saved on the edge: "+err.Error(), now)
 			return err
 		}
 	}
@@ -773,8 +776,8 @@ func (m *Manager) handleState(id string, payload []byte, now time.Time) error {
 	if changed {
 		p.emit(StreamDeviceState, d.id, map[string]any{"device": d.id, "state": d.state, "last_online": last})
 	}
-	p.publish(resTopic, wireDeviceState{EventID: newEventID(), Timestamp: m.nowMS(now),
-		Device: wireDevice{Name: d.name, State: d.state, LastOnline: last}})
+	p.publish(resTopic, kubeedge.DeviceStateMsg{BaseMessage: kubeedge.BaseMessage{EventID: kubeedge.NewEventID(), Timestamp: m.nowMS(now)},
+		Device: kubeedge.Device{Name: d.name, State: d.state, LastOnline: last}})
 	return m.flush(p, now)
 }
 
@@ -786,19 +789,19 @@ func (m *Manager) nodeOf(d *device) string {
 }
 
 func (m *Manager) handleMemGet(node string, payload []byte, now time.Time) error {
-	resTopic := NodePrefix + node + SuffixMemGetResult
-	var in inBase
+	resTopic := kubeedge.NodeTopic(node, kubeedge.MembershipGetResult)
+	var in kubeedge.StateUpdateMsg
 	if len(payload) > 0 {
 		if err := json.Unmarshal(payload, &in); err != nil {
-			return m.reject(resTopic, "", CodeBadRequest, fmt.Sprintf("membership/get payload for node %s is not valid JSON: %v", node, err), now)
+			return m.reject(resTopic, "", kubeedge.CodeBadRequest, fmt.Sprintf("membership/get payload for node %s is not valid JSON: %v", node, err), now)
 		}
 	}
-	res := wireMembershipGet{EventID: in.EventID, Timestamp: m.nowMS(now), Devices: []wireDevice{}}
+	res := kubeedge.MembershipGetResultMsg{BaseMessage: kubeedge.BaseMessage{EventID: in.EventID, Timestamp: m.nowMS(now)}, Devices: []kubeedge.Device{}}
 	for _, d := range m.sorted() {
 		if m.nodeOf(d) != node {
 			continue
 		}
-		res.Devices = append(res.Devices, wireDevice{ID: d.id, Name: d.name, Description: d.description, State: d.state, LastOnline: d.lastOnline})
+		res.Devices = append(res.Devices, kubeedge.Device{ID: d.id, Name: d.name, Description: d.description, State: d.state, LastOnline: d.lastOnline})
 	}
 	p := &pending{}
 	p.publish(resTopic, res)
@@ -845,7 +848,7 @@ func (m *Manager) SetDevices(ctx context.Context, specs []DeviceSpec) error {
 		props := make(map[string]bool, len(s.Properties))
 		for j, ps := range s.Properties {
 			pw := fmt.Sprintf("%s.properties[%d] (%s)", where, j, ps.Name)
-			if !validKey(ps.Name) {
+			if !kubeedge.ValidKey(ps.Name) {
 				return fmt.Errorf("twin: %s: property name %q is invalid; use 1-128 characters from a-z A-Z 0-9 - _ . , : / @ #", pw, ps.Name)
 			}
 			if props[ps.Name] {
@@ -998,7 +1001,7 @@ func (m *Manager) SetDevices(ctx context.Context, specs []DeviceSpec) error {
 			m.queueDocAndDelta(dc.d, dc.changes, "", now, p)
 		} else if dc.isNew {
 			if delta, ok := m.delta(dc.d, now); ok {
-				p.publish(DevicePrefix+dc.d.id+SuffixUpdateDelta, delta)
+				p.publish(kubeedge.DeviceTopic(dc.d.id, kubeedge.TwinUpdateDelta), delta)
 			}
 		}
 	}
@@ -1015,10 +1018,10 @@ func (m *Manager) SetDevices(ctx context.Context, specs []DeviceSpec) error {
 	}
 	sort.Strings(nodeList)
 	for _, n := range nodeList {
-		u := wireMembershipUpdate{EventID: newEventID(), Timestamp: nowMS, Added: []wireDevice{}, Removed: []wireDevice{}}
+		u := kubeedge.MembershipUpdateMsg{BaseMessage: kubeedge.BaseMessage{EventID: kubeedge.NewEventID(), Timestamp: nowMS}, Added: []kubeedge.Device{}, Removed: []kubeedge.Device{}}
 		var addIDs, remIDs []string
 		for _, d := range added[n] {
-			w := wireDevice{ID: d.id, Name: d.name, Description: d.description, State: d.state, Twin: map[string]*wireTwin{}}
+			w := kubeedge.Device{ID: d.id, Name: d.name, Description: d.description, State: d.state, Twin: map[string]*kubeedge.MsgTwin{}}
 			for k, t := range d.twins {
 				w.Twin[k] = t.wire(true, true, false)
 			}
@@ -1026,11 +1029,11 @@ func (m *Manager) SetDevices(ctx context.Context, specs []DeviceSpec) error {
 			addIDs = append(addIDs, d.id)
 		}
 		for _, d := range removed[n] {
-			u.Removed = append(u.Removed, wireDevice{ID: d.id, Name: d.name})
+			u.Removed = append(u.Removed, kubeedge.Device{ID: d.id, Name: d.name})
 			remIDs = append(remIDs, d.id)
 		}
 		if n != "" {
-			p.publish(NodePrefix+n+SuffixMemUpdated, u)
+			p.publish(kubeedge.NodeTopic(n, kubeedge.MembershipUpdated), u)
 		}
 		p.emit(StreamMembership, "", map[string]any{"node": n, "added": addIDs, "removed": remIDs})
 	}
