@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/runner/api"
 	"github.com/eddy-edge/eddy/runner/broker"
 )
 
@@ -75,8 +76,8 @@ spec:
 		}
 	}()
 	mqtttest.WaitFor(t, "eddy edge to start", func() bool { return strings.Contains(logs.String(), "pipeline running") })
-	if !strings.Contains(logs.String(), "API tokens generated in") {
-		t.Errorf("first start did not print the generated API tokens")
+	if !strings.Contains(logs.String(), "API tokens generated in "+filepath.Join(dir, "data", "api-tokens.yaml")) {
+		t.Errorf("first start did not print the path of the generated API tokens")
 	}
 	port := fmt.Sprint(mqttPort)
 	if out, err := exec.Command(pub, "-p", port, "-t", "factory/dev1/data", "-m", `{"t":2}`).CombinedOutput(); err == nil {
@@ -96,8 +97,18 @@ spec:
 	if res.StatusCode != http.StatusUnauthorized {
 		t.Errorf("API without a token answered %d, want 401", res.StatusCode)
 	}
-	tokens, err := os.ReadFile(filepath.Join(dir, "data", "api-tokens.yaml"))
-	if err != nil || len(tokens) == 0 {
+	tokenPath := filepath.Join(dir, "data", "api-tokens.yaml")
+	tokens, err := api.LoadTokens(tokenPath)
+	if err != nil || tokens.Empty() {
 		t.Fatalf("token file: %v", err)
+	}
+	if st, err := os.Stat(tokenPath); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("token file mode = %v (%v), want 0600", st.Mode().Perm(), err)
+	}
+	// The tokens are secrets: they must not be in the output (the journal).
+	for _, tok := range append(tokens.Admin, tokens.ReadOnly...) {
+		if strings.Contains(logs.String(), tok) {
+			t.Errorf("a generated API token was printed in clear")
+		}
 	}
 }

@@ -12,7 +12,7 @@ import (
 // setupHTTP installs the REST API, dashboard and /metrics. `eddy run` on a
 // loopback address serves without a token (and says so); `eddy edge` and
 // any other address require one, from --token-file or generated under the
-// data dir at first start and printed once.
+// data dir at first start (mode 0600; only its path is printed).
 func setupHTTP(cfg *runner.Config, s *runnerSettings, g *globals) error {
 	if s.HTTPAddr == "-" {
 		return nil
@@ -34,8 +34,10 @@ func setupHTTP(cfg *runner.Config, s *runnerSettings, g *globals) error {
 			return err
 		}
 		if created {
-			fmt.Fprintf(g.stderr, "API tokens generated in %s:\n  admin:     %s\n  read-only: %s\n",
-				tokenFile, first(tokens.Admin), first(tokens.ReadOnly))
+			// Never print the tokens: stdout and stderr end up in the
+			// journal, readable by anyone in the adm group.
+			fmt.Fprintf(g.stderr, "API tokens generated in %s (mode 0600, readable only by this user): one admin, one read-only; read them from that file\n",
+				tokenFile)
 		}
 	}
 	logger := g.logger()
@@ -52,11 +54,4 @@ func setupHTTP(cfg *runner.Config, s *runnerSettings, g *globals) error {
 		return srv.Handler(), nil
 	}
 	return nil
-}
-
-func first(s []string) string {
-	if len(s) == 0 {
-		return ""
-	}
-	return s[0]
 }

@@ -189,7 +189,7 @@ func Open(ctx context.Context, dir string, opts Options) (*File, error) {
 	l.st.TruncatedBytes = rep.BytesDropped
 	if rep.Truncated() {
 		l.log.Warn("wal: recovered log: truncated damaged tail", "segment", rep.Segment, "reason", rep.Reason,
-			"entries_kept", rep.EntriesKept, "entries_dropped", rep.EntriesDropped, "bytes_dropped", rep.BytesDropped,
+			"entries_kept", rep.EntriesKept, "entries_dropped", rep.EntriesDropped, "zero_bytes_dropped", rep.ZeroBytes, "bytes_dropped", rep.BytesDropped,
 			"first", first, "last", last)
 	} else {
 		l.log.Info("wal: opened log", "first", first, "last", last, "segments", len(segs), "bytes", l.bytes)

@@ -12,9 +12,18 @@ import (
 	"github.com/eddy-edge/eddy/clock"
 )
 
+// DefaultMemoryMaxBytes bounds a Memory log whose options set neither
+// MaxBytes nor MaxAge: an in-memory log is never unbounded (`eddy run
+// --data-dir ""` would otherwise keep every record until it runs out of
+// memory). With the default Block policy, appends are refused once a
+// consumer lags this far behind.
+const DefaultMemoryMaxBytes = 32 << 20
+
 // Memory is a Log kept in memory only. Durable and Buffered are the same
 // thing here: nothing survives the process. It applies the same retention
-// rules as File (MaxBytes counts encoded record bytes).
+// rules as File (MaxBytes counts encoded record bytes), except that a size
+// pass removes records down to 7/8 of MaxBytes, so that the copy it makes
+// is paid once per MaxBytes/8 appended rather than on every append.
 type Memory struct {
 	opts MemoryOptions
 	log  *slog.Logger
@@ -28,6 +37,8 @@ type Memory struct {
 	cons   consumers
 	st     Stats
 
+	lastWarn time.Time // last "retention blocked" warning
+
 	stop chan struct{}
 	done chan struct{}
 
@@ -36,8 +47,9 @@ type Memory struct {
 
 var _ Log = (*Memory)(nil)
 
-// NewMemory returns an empty in-memory log and starts its retention loop
-// when a limit is set. Invalid options are replaced by defaults and
+// NewMemory returns an empty in-memory log and starts its retention loop.
+// When neither MaxBytes nor MaxAge is set, MaxBytes is
+// DefaultMemoryMaxBytes. Invalid options are replaced by defaults and
 // reported through the logger.
 func NewMemory(opts MemoryOptions) *Memory {
 	if opts.Clock == nil {
@@ -49,6 +61,9 @@ func NewMemory(opts MemoryOptions) *Memory {
 	if err := opts.check(); err != nil {
 		opts.Logger.Error("wal: invalid memory log options, using defaults", "err", err)
 		opts.RetentionOptions = RetentionOptions{}
+	}
+	if opts.MaxBytes == 0 && opts.MaxAge == 0 {
+		opts.MaxBytes = DefaultMemoryMaxBytes
 	}
 	opts.defaults()
 	m := &Memory{
@@ -239,8 +254,8 @@ func (m *Memory) retainLocked(now int64) RetentionResult {
 		target = max(target, m.first+uint64(i))
 	}
 	if m.opts.MaxBytes > 0 && m.bytes > m.opts.MaxBytes {
-		b, i := m.bytes, 0
-		for ; i < len(m.recs) && b > m.opts.MaxBytes; i++ {
+		b, i, low := m.bytes, 0, m.opts.MaxBytes-m.opts.MaxBytes/8
+		for ; i < len(m.recs) && b > low; i++ {
 			b -= int64(frameSize(&m.recs[i]))
 		}
 		target = max(target, m.first+uint64(i))
@@ -255,6 +270,10 @@ func (m *Memory) applyTarget(target uint64) RetentionResult {
 	allowed, blockedBy, overrun := m.cons.clamp(m.first, target, m.opts.Policy)
 	if blockedBy != "" {
 		m.st.RetentionBlocked++
+	}
+	// Size passes run on appends: warn at most once per retention Interval.
+	if now := m.opts.Clock.Now(); blockedBy != "" && now.Sub(m.lastWarn) >= m.opts.Interval {
+		m.lastWarn = now
 		m.log.Warn("wal: retention limit exceeded but a consumer has not read the data; keeping it",
 			"consumer", blockedBy, "consumer_offset", allowed, "would_remove_to", target, "policy", m.opts.Policy)
 	}

@@ -21,8 +21,14 @@ type RecoveryReport struct {
 	// the last good entry; Read skips them).
 	CorruptKept int
 	// EntriesDropped is the number of entries (or partial entries) removed
-	// from the end of the tail segment.
+	// from the end of the tail segment, counted from their framing. Records
+	// lost in a zero-filled tail cannot be counted: see ZeroBytes.
 	EntriesDropped int
+	// ZeroBytes is the length of a zero-filled tail that was removed: what
+	// a crash leaves when the file grew but its data never reached the disk.
+	// How many records it held is unknowable (they were never fsynced, so
+	// never acknowledged).
+	ZeroBytes int64
 	// BytesDropped is the number of bytes removed from the tail segment.
 	BytesDropped int64
 	// Reason says why bytes were dropped; "" when the tail was clean.
@@ -104,8 +110,8 @@ func recoverTail(dir string) (RecoveryReport, error) {
 	if err != nil {
 		return rep, fmt.Errorf("wal: recovery: reading tail segment: %w", err)
 	}
-	cut, kept, corrupt, dropped, reason := scanSegment(data, tail.start)
-	rep.EntriesKept, rep.CorruptKept, rep.EntriesDropped = kept, corrupt, dropped
+	cut, kept, corrupt, dropped, zeros, reason := scanSegment(data, tail.start)
+	rep.EntriesKept, rep.CorruptKept, rep.EntriesDropped, rep.ZeroBytes = kept, corrupt, dropped, zeros
 	if cut == len(data) {
 		return rep, nil
 	}
@@ -128,12 +134,12 @@ func recoverTail(dir string) (RecoveryReport, error) {
 // scanSegment walks the tidwall binary entries (uvarint length + data) of a
 // segment whose first entry has offset start. It returns the byte length to
 // keep (the end of the last valid entry), the number of entries kept, how
-// many of those are corrupt, how many entries are dropped and why.
-func scanSegment(data []byte, start uint64) (cut, kept, corrupt, dropped int, reason string) {
+// many of those are corrupt, how many entries are dropped and why (see
+// countDropped for what can be counted).
+func scanSegment(data []byte, start uint64) (cut, kept, corrupt, dropped int, zeroBytes int64, reason string) {
 	var (
 		pos, entries, bad int
 		torn              string
-		zeroOnly          = true
 		firstBad          string
 		r                 Record
 	)
@@ -141,12 +147,6 @@ func scanSegment(data []byte, start uint64) (cut, kept, corrupt, dropped int, re
 		size, n := binary.Uvarint(data[pos:])
 		if n <= 0 || size > uint64(len(data)-pos-n) {
 			torn = fmt.Sprintf("torn write: entry at byte %d is cut off (%d bytes left)", pos, len(data)-pos)
-			for _, b := range data[pos:] {
-				if b != 0 {
-					zeroOnly = false
-					break
-				}
-			}
 			break
 		}
 		entry := data[pos+n : pos+n+int(size)]
@@ -158,35 +158,61 @@ func scanSegment(data []byte, start uint64) (cut, kept, corrupt, dropped int, re
 		}
 		if err == nil {
 			cut, kept, corrupt = pos, entries, bad
-			zeroOnly, firstBad = true, ""
+			firstBad = ""
 			continue
 		}
 		bad++
-		if size != 0 {
-			zeroOnly = false
-		}
-		if firstBad == "" {
+		if firstBad == "" && size != 0 {
 			firstBad = fmt.Sprintf("offset %d: %v", idx, err)
 		}
 	}
-	dropped = entries - kept
-	if torn != "" {
-		dropped++
+	if cut == len(data) {
+		return cut, kept, corrupt, 0, 0, ""
 	}
-	if zeroOnly {
-		dropped = 0 // zero bytes are padding, not entries
+	dropped, zeroBytes = countDropped(data[cut:])
+	var parts []string
+	if dropped > 0 {
+		what := "a torn write"
+		if firstBad != "" {
+			what = "invalid entries (first at " + firstBad + ")"
+			if torn != "" {
+				what += ", then " + torn
+			}
+		} else if torn != "" {
+			what = torn
+		}
+		parts = append(parts, fmt.Sprintf("%d entries after the last valid one dropped: %s", dropped, what))
 	}
-	switch {
-	case cut == len(data):
-		return cut, kept, corrupt, 0, ""
-	case zeroOnly:
-		reason = fmt.Sprintf("zero-filled tail: %d zero bytes after the last valid entry", len(data)-cut)
-	case torn != "" && firstBad == "":
-		reason = torn
-	case torn != "":
-		reason = fmt.Sprintf("invalid entries after the last valid one (first at %s), then %s", firstBad, torn)
-	default:
-		reason = fmt.Sprintf("invalid entries after the last valid one (first at %s)", firstBad)
+	if zeroBytes > 0 {
+		parts = append(parts, fmt.Sprintf("zero-filled tail: %d zero bytes (how many records they held cannot be known; such records were never fsynced, so never acknowledged)", zeroBytes))
 	}
-	return cut, kept, corrupt, dropped, reason
+	return cut, kept, corrupt, dropped, zeroBytes, strings.Join(parts, "; ")
+}
+
+// countDropped counts what recovery removes after the last valid entry.
+// A zero-filled tail (a file extended by a crash before its data blocks
+// were written) holds no countable entries: it is reported as zeroBytes,
+// never counted as one entry per zero byte. Before it, each framed entry
+// with content counts once, including one cut off by the end of the data
+// or by the zero fill; zero bytes between entries are skipped (Eddy never
+// writes an empty entry).
+func countDropped(tail []byte) (entries int, zeroBytes int64) {
+	end := len(tail)
+	for end > 0 && tail[end-1] == 0 {
+		end--
+	}
+	zeroBytes = int64(len(tail) - end)
+	for pos := 0; pos < end; {
+		if tail[pos] == 0 {
+			pos++
+			continue
+		}
+		entries++
+		size, n := binary.Uvarint(tail[pos:end])
+		if n <= 0 || size > uint64(end-pos-n) {
+			break // cut off: the rest is this entry's
+		}
+		pos += n + int(size)
+	}
+	return entries, zeroBytes
 }
