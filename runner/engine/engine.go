@@ -81,6 +81,10 @@ type Options struct {
 	// StartAtEnd makes a pipeline without a checkpoint start at the end of
 	// the log (only new records) instead of the beginning.
 	StartAtEnd bool
+
+	// decodeAll turns field projection off (every field is decoded); the
+	// differential test runs each pipeline both ways.
+	decodeAll bool
 }
 
 // Engine runs pipelines. Create it with New, then Apply plans.
@@ -273,6 +277,11 @@ func (e *Engine) build(plan *pipeline.Plan) (*run, error) {
 	case src.Stream != nil:
 		r.topicFilter = StreamTopic(src.Stream.Name)
 		r.format = mqtt.JSON
+	}
+	r.decoder = mqtt.Decoder{Format: r.format}
+	if names, all := plan.Spec.SourceFields(); !all && !e.opts.decodeAll {
+		// Decode only what the steps read; sinks forward the raw bytes.
+		r.decoder.Fields = mqtt.NewProjection(names)
 	}
 	var err error
 	if plan.Spec.EventTime != "" {

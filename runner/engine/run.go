@@ -73,6 +73,7 @@ type run struct {
 	clock  interface{ Now() time.Time }
 
 	format      mqtt.Format
+	decoder     mqtt.Decoder // format + the fields the pipeline reads
 	topicFilter string
 	eventTime   *pipeline.Program
 	key         *pipeline.Program
@@ -228,7 +229,7 @@ func (r *run) process(recs []wal.Record) {
 		}
 		r.source.in++
 		r.lastActivity = now
-		err := mqtt.Decode(r.format, rec.Topic, rec.Payload, func(d mqtt.Decoded) {
+		err := r.decoder.Decode(rec.Topic, rec.Payload, func(d mqtt.Decoded) {
 			// One Event per pipeline, reused: receivers that keep an
 			// event must Clone it (see operators.Emitter).
 			ev := &r.scratch
