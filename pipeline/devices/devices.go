@@ -18,6 +18,7 @@ package devices
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/eddy-edge/eddy/pipeline/strictyaml"
@@ -72,7 +73,10 @@ const (
 // RegisterKind is a Modbus data table.
 type RegisterKind string
 
-// Modbus tables, as written in KubeEdge visitors.
+// Modbus tables, as written in KubeEdge's v1alpha2 CRD. KubeEdge's samples
+// and Modbus mapper spell three of them differently (CoilRegister,
+// DiscreteInputRegister, InputRegister); Load accepts both spellings in
+// either API version (see ParseRegisterKind).
 const (
 	Coil            RegisterKind = "Coil"
 	DiscreteInput   RegisterKind = "DiscreteInput"
@@ -81,6 +85,23 @@ const (
 )
 
 var registerKinds = []RegisterKind{Coil, DiscreteInput, Input, HoldingRegister}
+
+// registerSpellings maps every accepted spelling (lower case) to its kind:
+// the CRD's names and the names KubeEdge's samples and mapper use.
+var registerSpellings = map[string]RegisterKind{
+	"coil": Coil, "coilregister": Coil,
+	"discreteinput": DiscreteInput, "discreteinputregister": DiscreteInput,
+	"input": Input, "inputregister": Input,
+	"holdingregister": HoldingRegister, "holding": HoldingRegister,
+}
+
+// ParseRegisterKind reads a register kind in any accepted spelling, case
+// insensitively: Coil or CoilRegister, DiscreteInput or
+// DiscreteInputRegister, Input or InputRegister, HoldingRegister.
+func ParseRegisterKind(s string) (RegisterKind, bool) {
+	k, ok := registerSpellings[strings.ToLower(strings.TrimSpace(s))]
+	return k, ok
+}
 
 // Writable reports whether the Modbus table can be written (coils and
 // holding registers).
@@ -179,7 +200,9 @@ type Protocol struct {
 
 // Modbus addresses one Modbus slave; exactly one of TCP and RTU is set.
 type Modbus struct {
-	// SlaveID is the unit id, 1..247.
+	// SlaveID is the unit id: 1..247 on a serial line; 0..255 over TCP,
+	// where gateways route by it and single devices usually ignore it (0
+	// when not written, as KubeEdge's Modbus mapper sends).
 	SlaveID uint8
 	// TCP is set for Modbus TCP.
 	TCP *TCP

@@ -196,7 +196,7 @@ func TestParseValue(t *testing.T) {
 }
 
 func FuzzLoad(f *testing.F) {
-	for _, g := range []string{"testdata/*.yaml", "testdata/errors/*.yaml"} {
+	for _, g := range []string{"testdata/*.yaml", "testdata/errors/*.yaml", "testdata/kubeedge/*.yaml"} {
 		files, _ := filepath.Glob(g)
 		for _, file := range files {
 			b, _ := os.ReadFile(file)

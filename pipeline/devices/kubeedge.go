@@ -163,8 +163,9 @@ type V1beta1Twin struct {
 // ModbusProtocolConfigData is spec.protocol.configData of a v1beta1 Modbus
 // device: ip+port for Modbus TCP, or serialPort (+ line settings) for RTU.
 type ModbusProtocolConfigData struct {
-	// SlaveID is the unit id, 1..247.
-	SlaveID int `json:"slaveID"`
+	// SlaveID is the unit id: 1..247 for RTU (required); 0..255 for TCP
+	// (default 0, as KubeEdge's Modbus mapper).
+	SlaveID *int `json:"slaveID,omitempty"`
 	// IP of a Modbus TCP device.
 	IP string `json:"ip,omitempty"`
 	// Port of a Modbus TCP device (default 502).
@@ -184,7 +185,9 @@ type ModbusProtocolConfigData struct {
 // ModbusVisitorConfigData is properties[].visitors.configData of a
 // v1beta1 Modbus device (and, without dataType, the v1alpha2 visitor).
 type ModbusVisitorConfigData struct {
-	// Register is Coil, DiscreteInput, Input or HoldingRegister.
+	// Register is Coil, DiscreteInput, Input or HoldingRegister, or
+	// KubeEdge's spellings CoilRegister, DiscreteInputRegister,
+	// InputRegister.
 	Register string `json:"register"`
 	// Offset is the first register or coil address.
 	Offset int `json:"offset"`
@@ -309,7 +312,8 @@ type V1alpha2ProtocolConfig struct {
 
 // V1alpha2ModbusProtocol is protocol.modbus.
 type V1alpha2ModbusProtocol struct {
-	// SlaveID is the unit id, 1..247.
+	// SlaveID is the unit id: 1..247 for RTU (required); 0..255 for TCP
+	// (default 0, as KubeEdge's Modbus mapper).
 	SlaveID *int `json:"slaveID,omitempty"`
 }
 

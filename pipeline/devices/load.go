@@ -3,6 +3,7 @@ package devices
 import (
 	"fmt"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -108,7 +109,7 @@ func (l *loader) v1beta1Device(raw *V1beta1Device) (Device, bool) {
 	d.Protocol.Name = raw.Spec.Protocol.ProtocolName
 	if strings.EqualFold(d.Protocol.Name, "modbus") {
 		var cfg ModbusProtocolConfigData
-		if l.decodeAt(&cfg, "spec.protocol.configData", "spec", "protocol", "configData") || cfg != (ModbusProtocolConfigData{}) {
+		if l.decodeAt(&cfg, "spec.protocol.configData", "spec", "protocol", "configData") || !reflect.ValueOf(cfg).IsZero() {
 			d.Protocol.Modbus = l.modbusV1beta1(cfg)
 		}
 	}
@@ -147,11 +148,6 @@ func (l *loader) v1alpha2Device(raw *V1alpha2Device) (Device, bool) {
 	if pr.Modbus != nil {
 		d.Protocol.Name = "modbus"
 		mb := &Modbus{}
-		if pr.Modbus.SlaveID == nil {
-			l.fail("spec.protocol.modbus", "missing slaveID; set spec.protocol.modbus.slaveID to the unit id (1..247)")
-		} else {
-			mb.SlaveID = l.slaveID(*pr.Modbus.SlaveID, "spec.protocol.modbus.slaveID")
-		}
 		c := pr.Common
 		switch {
 		case c == nil || (c.COM == nil && c.TCP == nil):
@@ -163,6 +159,7 @@ func (l *loader) v1alpha2Device(raw *V1alpha2Device) (Device, bool) {
 		default:
 			mb.RTU = l.rtu(c.COM.SerialPort, c.COM.BaudRate, c.COM.DataBits, c.COM.Parity, c.COM.StopBits, "spec.protocol.common.com")
 		}
+		mb.SlaveID = l.slaveID(pr.Modbus.SlaveID, mb.RTU != nil, "spec.protocol.modbus", "slaveID")
 		d.Protocol.Modbus = mb
 	} else {
 		switch {
@@ -296,23 +293,44 @@ func (l *loader) cycle(ms int64, path string, def time.Duration) time.Duration {
 	case ms == 0:
 		return def
 	case ms > int64(24*time.Hour/time.Millisecond):
-		l.fail(path, "%d ms is more than a day; cycles are in milliseconds (1000 = 1s)", ms)
+		if ms%int64(time.Millisecond) == 0 {
+			// KubeEdge's docs write cycles in nanoseconds (10000000000
+			// "once every 10 seconds"); its mapper framework reads ms.
+			d := time.Duration(ms)
+			l.fail(path, "%d ms is more than a day; it looks like nanoseconds (%s), but cycles are milliseconds as KubeEdge's mapper framework reads them: write %d for %s", ms, d, ms/int64(time.Millisecond), d)
+		} else {
+			l.fail(path, "%d ms is more than a day; cycles are in milliseconds (1000 = 1s)", ms)
+		}
 		return def
 	}
 	return time.Duration(ms) * time.Millisecond
 }
 
-func (l *loader) slaveID(id int, path string) uint8 {
-	if id < 1 || id > 247 {
-		l.fail(path, "slave id %d is out of range; use 1..247", id)
+// slaveID checks a Modbus unit id. On a serial line it is required and
+// 1..247 (0 is broadcast, 248..255 reserved). Over TCP any 0..255 is valid
+// (a gateway routes by it, a single device usually ignores it) and a
+// missing id is 0, what KubeEdge's Modbus mapper sends then.
+func (l *loader) slaveID(id *int, serial bool, parent, key string) uint8 {
+	path := parent + "." + key
+	switch {
+	case id == nil && serial:
+		l.fail(parent, "missing %s; a Modbus RTU device needs its unit id (1..247)", key)
+		return 0
+	case id == nil:
+		return 0
+	case serial && (*id < 1 || *id > 247):
+		l.fail(path, "slave id %d is out of range for Modbus RTU; use 1..247 (0 is broadcast)", *id)
+		return 0
+	case *id < 0 || *id > 255:
+		l.fail(path, "slave id %d is out of range; Modbus TCP unit ids are 0..255", *id)
 		return 0
 	}
-	return uint8(id)
+	return uint8(*id)
 }
 
 func (l *loader) modbusV1beta1(c ModbusProtocolConfigData) *Modbus {
 	const p = "spec.protocol.configData"
-	mb := &Modbus{SlaveID: l.slaveID(c.SlaveID, p+".slaveID")}
+	mb := &Modbus{}
 	switch {
 	case c.IP != "" && c.SerialPort != "":
 		l.fail(p, "both ip and serialPort are set; keep ip+port for Modbus TCP or serialPort for RTU")
@@ -323,6 +341,7 @@ func (l *loader) modbusV1beta1(c ModbusProtocolConfigData) *Modbus {
 	default:
 		l.fail(p, "missing ip (Modbus TCP) or serialPort (Modbus RTU)")
 	}
+	mb.SlaveID = l.slaveID(c.SlaveID, mb.RTU != nil, p, "slaveID")
 	return mb
 }
 
@@ -377,15 +396,10 @@ func (l *loader) rtu(port string, baud, dataBits int, parity string, stopBits in
 
 func (l *loader) visitor(v ModbusVisitorConfigData, path string) *ModbusVisitor {
 	mv := &ModbusVisitor{Scale: v.Scale, IsSwap: v.IsSwap, IsRegisterSwap: v.IsRegisterSwap}
-	kind := RegisterKind(v.Register)
-	ok := false
-	for _, k := range registerKinds {
-		if strings.EqualFold(string(k), v.Register) {
-			kind, ok = k, true
-		}
-	}
+	kind, ok := ParseRegisterKind(v.Register)
 	if !ok {
-		l.fail(path+".register", "unknown register kind %q; use one of %s", v.Register, joinKinds(registerKinds))
+		kind = RegisterKind(v.Register)
+		l.fail(path+".register", "unknown register kind %q; use one of %s (KubeEdge's CoilRegister, DiscreteInputRegister and InputRegister work too)", v.Register, joinKinds(registerKinds))
 	}
 	mv.Register = kind
 	if v.Offset < 0 || v.Offset > 65535 {
