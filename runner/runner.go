@@ -28,6 +28,7 @@ import (
 	"github.com/eddy-edge/eddy/connectors/mqtt"
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner/broker"
+	"github.com/eddy-edge/eddy/runner/budget"
 	"github.com/eddy-edge/eddy/runner/checkpoint"
 	"github.com/eddy-edge/eddy/runner/engine"
 	"github.com/eddy-edge/eddy/runner/wal"
@@ -55,6 +56,12 @@ type Config struct {
 	AllowAnonymous bool
 	// AuthFile lists MQTT users (bcrypt hashes) and their topic ACLs.
 	AuthFile string
+	// MemoryLimit is the memory budget in bytes that sizes the WAL's
+	// segments and tail cache, the commit queue and the broker's client
+	// queues (see runner/budget). 0 sizes them for budget.Default. The
+	// runner does not set the Go runtime's limit: that is process-wide,
+	// and the command does it (debug.SetMemoryLimit).
+	MemoryLimit int64
 	// Retention bounds the WAL.
 	Retention wal.RetentionOptions
 	// Node is this edge node's name (twins, membership, plans).
@@ -138,15 +145,20 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 		}
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	sizes, err := budget.For(r.cfg.MemoryLimit)
+	if err != nil {
+		return err
+	}
 	r.broker, err = broker.New(broker.Options{
-		Addr:           r.cfg.MQTTAddr,
-		WSAddr:         r.cfg.MQTTWSAddr,
-		TLS:            tlsCfg,
-		TLSAddr:        r.cfg.MQTTTLSAddr,
-		AllowAnonymous: r.cfg.AllowAnonymous,
-		AuthFile:       r.cfg.AuthFile,
-		Log:            walAppender{r.log},
-		LogInline:      true,
+		MaxPendingWrites: sizes.BrokerPendingWrites,
+		Addr:             r.cfg.MQTTAddr,
+		WSAddr:           r.cfg.MQTTWSAddr,
+		TLS:              tlsCfg,
+		TLSAddr:          r.cfg.MQTTTLSAddr,
+		AllowAnonymous:   r.cfg.AllowAnonymous,
+		AuthFile:         r.cfg.AuthFile,
+		Log:              walAppender{r.log},
+		LogInline:        true,
 		// Sink output is logged only when a pipeline reads its topic:
 		// everything else can be derived again by replaying the log.
 		LogInlineTopic: func(topic string) bool { return r.engine != nil && r.engine.Reads(topic) },
@@ -198,6 +210,10 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 }
 
 func (r *Runner) openStorage(ctx context.Context) error {
+	sizes, err := budget.For(r.cfg.MemoryLimit)
+	if err != nil {
+		return err
+	}
 	if r.cfg.DataDir == "" {
 		r.log = wal.NewMemory(wal.MemoryOptions{RetentionOptions: r.cfg.Retention, Clock: r.cfg.Clock,
 			Logger: r.logger.With("component", "wal")})
@@ -209,6 +225,8 @@ func (r *Runner) openStorage(ctx context.Context) error {
 		return fmt.Errorf("creating data dir: %w", err)
 	}
 	f, err := wal.Open(ctx, filepath.Join(r.cfg.DataDir, "wal"), wal.Options{RetentionOptions: r.cfg.Retention,
+		SegmentSize: sizes.WALSegmentSize, SegmentCache: sizes.WALSegmentCache,
+		CacheBytes: sizes.WALCacheBytes, CacheRecords: sizes.WALCacheRecords, MaxAsyncQueue: sizes.WALAsyncQueue,
 		Clock: r.cfg.Clock, Logger: r.logger.With("component", "wal")})
 	if err != nil {
 		return fmt.Errorf("opening the WAL in %s: %w", r.cfg.DataDir, err)

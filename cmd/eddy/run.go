@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
+	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner"
+	"github.com/eddy-edge/eddy/runner/budget"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
 
@@ -44,6 +48,12 @@ type runnerSettings struct {
 	// RetentionPolicy is block (keep what a pipeline has not read; refuse
 	// publishes when full) or drop-oldest.
 	RetentionPolicy string `json:"retentionPolicy,omitempty"`
+	// MemoryLimit is the memory budget, e.g. 64MiB: it sizes the WAL's
+	// buffers, the commit queue and the broker's client queues, and sets
+	// the Go runtime's soft limit (GOMEMLIMIT) to 7/8 of it. Empty: the
+	// GOMEMLIMIT environment variable if set, else buffers sized for 64MiB
+	// and no runtime limit.
+	MemoryLimit string `json:"memoryLimit,omitempty"`
 	// TokenFile holds the API's bearer tokens.
 	TokenFile string `json:"tokenFile,omitempty"`
 	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address.
@@ -63,7 +73,12 @@ func (s *runnerSettings) config(g *globals) (runner.Config, error) {
 	default:
 		return runner.Config{}, fmt.Errorf("retention policy %q: use block or drop-oldest", s.RetentionPolicy)
 	}
+	limit, err := memoryLimit(s.MemoryLimit)
+	if err != nil {
+		return runner.Config{}, err
+	}
 	return runner.Config{
+		MemoryLimit:        limit,
 		DataDir:            s.DataDir,
 		MQTTAddr:           s.MQTTAddr,
 		MQTTWSAddr:         s.MQTTWSAddr,
@@ -125,6 +140,7 @@ address only; pass --auth-file (and --anonymous=false) otherwise.`,
 	f.StringVar(&s.HTTPAddr, "http-addr", "127.0.0.1:8080", "API, dashboard and /metrics listen address (- disables)")
 	f.StringVar(&anonymous, "anonymous", "auto", "allow MQTT clients without credentials: auto (only on loopback), true or false")
 	f.StringVar(&s.AuthFile, "auth-file", "", "YAML file of MQTT users (bcrypt hashes, see eddy passwd) and ACLs")
+	f.StringVar(&s.MemoryLimit, "memory-limit", "", "memory budget (e.g. 64MiB): sizes the log's buffers and queues and sets GOMEMLIMIT to 7/8 of it (default: $GOMEMLIMIT, else buffers for 64MiB)")
 	f.StringVar(&s.TokenFile, "token-file", "", "API bearer tokens file (default: none needed on loopback)")
 	f.BoolVar(&s.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on --http-addr")
 	f.StringVar(&s.Node, "node", "", "this node's name (default: host name)")
@@ -170,6 +186,15 @@ func runRunner(ctx context.Context, g *globals, s *runnerSettings) error {
 	if err := setDevices(&cfg, s.Devices); err != nil {
 		return err
 	}
+	sizes, err := budget.For(cfg.MemoryLimit)
+	if err != nil {
+		return err
+	}
+	if s.MemoryLimit != "" {
+		debug.SetMemoryLimit(sizes.GoLimit)
+	}
+	cfg.Logger.Info("memory budget", "limit", budget.Format(sizes.Limit), "gomemlimit", goLimitString(),
+		"wal_cache", budget.Format(sizes.WALCacheBytes), "wal_segment", budget.Format(int64(sizes.WALSegmentSize)))
 	r, err := runner.New(cfg)
 	if err != nil {
 		return err
@@ -188,6 +213,32 @@ func runRunner(ctx context.Context, g *globals, s *runnerSettings) error {
 	<-ctx.Done()
 	cfg.Logger.Info("shutting down: checkpointing pipelines and closing the log")
 	return r.Close()
+}
+
+// memoryLimit is the budget from --memory-limit / memoryLimit, else from
+// the GOMEMLIMIT the runtime already applied, else 0 (budget.Default).
+func memoryLimit(flag string) (int64, error) {
+	if flag != "" {
+		n, err := budget.Parse(flag)
+		if err != nil {
+			return 0, fmt.Errorf("--memory-limit: %w", err)
+		}
+		if _, err := budget.For(n); err != nil {
+			return 0, fmt.Errorf("--memory-limit: %w", err)
+		}
+		return n, nil
+	}
+	if n := debug.SetMemoryLimit(-1); n != math.MaxInt64 && os.Getenv("GOMEMLIMIT") != "" {
+		return max(n, budget.Min), nil
+	}
+	return 0, nil
+}
+
+func goLimitString() string {
+	if n := debug.SetMemoryLimit(-1); n != math.MaxInt64 {
+		return budget.Format(n)
+	}
+	return "off"
 }
 
 func isLoopback(addr string) bool {

@@ -43,6 +43,9 @@ type Options struct {
 	// SegmentSize is the target size of a segment file. Default 8 MiB.
 	// Retention rewrites at most one segment per pass.
 	SegmentSize int
+	// SegmentCache is how many older segments tidwall/wal keeps decoded in
+	// memory for readers behind the tail (each up to SegmentSize). Default 2.
+	SegmentCache int
 	// CacheRecords and CacheBytes bound the in-memory tail cache that
 	// serves readers who keep up. Defaults 8192 records, 16 MiB.
 	CacheRecords int
@@ -68,6 +71,9 @@ func (o *Options) defaults() {
 	}
 	if o.SegmentSize <= 0 {
 		o.SegmentSize = 8 << 20
+	}
+	if o.SegmentCache <= 0 {
+		o.SegmentCache = 2
 	}
 	if o.CacheRecords <= 0 {
 		o.CacheRecords = 8192
@@ -147,7 +153,7 @@ func Open(ctx context.Context, dir string, opts Options) (*File, error) {
 	tw, err := twal.Open(dir, &twal.Options{
 		NoSync:           true, // the committer fsyncs
 		SegmentSize:      opts.SegmentSize,
-		SegmentCacheSize: 2,
+		SegmentCacheSize: opts.SegmentCache,
 		AllowEmpty:       true,
 		DirPerms:         0o750,
 		FilePerms:        0o640,
