@@ -69,6 +69,10 @@ var brokerMetrics = []brokerMetric{
 	bm("dropped_total", "Deliveries dropped by the broker.", true, func(s BrokerStats) int64 { return s.Dropped }),
 	bm("received_bytes_total", "Bytes received.", true, func(s BrokerStats) int64 { return s.BytesIn }),
 	bm("sent_bytes_total", "Bytes sent.", true, func(s BrokerStats) int64 { return s.BytesOut }),
+	bm("packets_too_large_total", "Connections closed for a packet over the maximum packet size.", true, func(s BrokerStats) int64 { return s.PacketsTooLarge }),
+	bm("topics_refused_total", "Publishes and subscription filters refused for a topic over the length or level bound.", true, func(s BrokerStats) int64 { return s.TopicsRefused }),
+	bm("subscriptions_refused_total", "Subscription filters refused because the session holds the maximum.", true, func(s BrokerStats) int64 { return s.SubscriptionsRefused }),
+	bm("receive_maximum_exceeded_total", "MQTT 5 clients disconnected for exceeding the receive maximum.", true, func(s BrokerStats) int64 { return s.ReceiveMaximumExceeded }),
 }
 
 type walMetric struct {

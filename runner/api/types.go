@@ -111,6 +111,11 @@ type BrokerStats struct {
 	Dropped              int64 `json:"dropped"`
 	BytesIn              int64 `json:"bytesIn"`
 	BytesOut             int64 `json:"bytesOut"`
+
+	PacketsTooLarge        int64 `json:"packetsTooLarge"`
+	TopicsRefused          int64 `json:"topicsRefused"`
+	SubscriptionsRefused   int64 `json:"subscriptionsRefused"`
+	ReceiveMaximumExceeded int64 `json:"receiveMaximumExceeded"`
 }
 
 // MQTTClient mirrors broker.ClientInfo.

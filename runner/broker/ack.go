@@ -87,6 +87,13 @@ func (h *hook) publishAsync(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		p.pk.Payload = make([]byte, 0, 1) // a key for isInjected
 	}
 	q, err := b.enqueue(cl, p)
+	if errors.Is(err, errReceiveMaximum) {
+		b.receiveMax.Add(1)
+		b.warn.Warn("receive-max:"+cl.ID, "mqtt client disconnected: it broke the receive maximum",
+			"client", cl.ID, "receive_maximum", b.maxPending, "reason", err)
+		_ = b.srv.DisconnectClient(cl, packets.ErrReceiveMaximum)
+		return pk, packets.ErrRejectPacket
+	}
 	if err != nil {
 		b.log.Warn("mqtt publish refused", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "reason", err)
 		return h.refuse(cl, pk, packets.ErrServerShuttingDown)
@@ -105,10 +112,15 @@ func (h *hook) publishAsync(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	return pk, packets.ErrRejectPacket
 }
 
+// errReceiveMaximum refuses an MQTT 5 client's publish over the receive
+// maximum the broker announced.
+var errReceiveMaximum = errors.New("more QoS 1/2 publishes in flight than the receive maximum the broker announced")
+
 // enqueue appends p to cl's queue, waiting while the client already has
 // maxPending publishes in flight (this blocks the client's read loop, which
-// is the backpressure MQTT 3.1.1 clients get; MQTT 5 clients stay within
-// the receive maximum the broker announces, which is the same number).
+// is the backpressure MQTT 3.1.1 clients get). MQTT 5 clients were told
+// that number as the receive maximum; one that sends more gets
+// errReceiveMaximum.
 func (b *Broker) enqueue(cl *mqtt.Client, p *pendingPub) (*ackQueue, error) {
 	for {
 		b.qmu.Lock()
@@ -124,6 +136,10 @@ func (b *Broker) enqueue(cl *mqtt.Client, p *pendingPub) (*ackQueue, error) {
 			return q, nil
 		}
 		b.qmu.Unlock()
+		if cl.Properties.ProtocolVersion == 5 {
+			// It was told the receive maximum in its CONNACK.
+			return nil, errReceiveMaximum
+		}
 		select {
 		case <-q.room:
 		case <-b.ctx.Done():

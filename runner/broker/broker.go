@@ -31,6 +31,10 @@ const (
 	DefaultBackpressureTimeout = 5 * time.Second
 )
 
+// warnEvery is how often one kind of client misbehaviour is logged per
+// client at most.
+const warnEvery = 10 * time.Second
+
 // Message is one accepted publish as handed to the Appender.
 type Message struct {
 	// Topic the message was published to.
@@ -108,10 +112,41 @@ type Options struct {
 	// well below clients' keepalive, as a waiting publisher's pings are not
 	// answered.
 	BackpressureTimeout time.Duration
-	// MaxPacketSize limits incoming packets in bytes; 0 is no limit.
-	MaxPacketSize uint32
+	// MaxPacketSize is the largest MQTT packet a client may send, in bytes
+	// (default DefaultMaxPacketSize, 1 MiB; at most 268435460). It is
+	// announced to MQTT 5 clients; a bigger packet is refused from its
+	// header, before its body is read: the client is disconnected (MQTT 5:
+	// DISCONNECT 0x95 "packet too large") and it is counted
+	// (Stats.PacketsTooLarge).
+	MaxPacketSize uint32 `json:"maxPacketSize,omitempty"`
+	// MaxTopicLength is the longest topic name or subscription filter in
+	// bytes (default DefaultMaxTopicLength, 1024).
+	MaxTopicLength int `json:"maxTopicLength,omitempty"`
+	// MaxTopicLevels is the most '/'-separated levels in a topic name or
+	// filter (default DefaultMaxTopicLevels, 32). A publish over either
+	// topic bound is refused (MQTT 5: 0x90 "topic name invalid"; MQTT 3.1.1
+	// QoS 1/2: disconnect; QoS 0: dropped), a filter gets SUBACK 0x8F
+	// (3.1.1: 0x80); both are counted (Stats.TopicsRefused).
+	MaxTopicLevels int `json:"maxTopicLevels,omitempty"`
+	// MaxSubscriptions is the most filters one session may subscribe to
+	// (default DefaultMaxSubscriptions, 256); further filters get SUBACK
+	// 0x97 "quota exceeded" (3.1.1: 0x80), counted in
+	// Stats.SubscriptionsRefused.
+	MaxSubscriptions int `json:"maxSubscriptions,omitempty"`
+	// ReceiveMaximum is the most QoS 1/2 publishes one client may have
+	// unacknowledged at the broker (default DefaultReceiveMaximum, 1024;
+	// at most 65535). It is announced to MQTT 5 clients, and one that
+	// sends more is disconnected with 0x93 "receive maximum exceeded"
+	// (counted in Stats.ReceiveMaximumExceeded); an MQTT 3.1.1 client,
+	// which is told no limit, is instead not read from until earlier
+	// publishes are acknowledged.
+	ReceiveMaximum int `json:"receiveMaximum,omitempty"`
+	// MaxTopicAliases is the topic alias maximum announced to MQTT 5
+	// clients (default DefaultMaxTopicAliases, 64): the most topic names
+	// one client can make the broker remember for it.
+	MaxTopicAliases int `json:"maxTopicAliases,omitempty"`
 	// MaxClients limits concurrent connections; 0 is no limit.
-	MaxClients int64
+	MaxClients int64 `json:"maxClients,omitempty"`
 }
 
 // Stats are the broker's counters, for metrics and the dashboard.
@@ -134,6 +169,11 @@ type Stats struct {
 	Dropped              int64 // deliveries mochi dropped (QoS 0 to a full queue, offline sessions over MaxInflight)
 	BytesIn              int64 // bytes received
 	BytesOut             int64 // bytes sent
+
+	PacketsTooLarge        int64 // connections closed for a packet over MaxPacketSize
+	TopicsRefused          int64 // publishes and filters over MaxTopicLength or MaxTopicLevels
+	SubscriptionsRefused   int64 // filters refused because the session holds MaxSubscriptions
+	ReceiveMaximumExceeded int64 // MQTT 5 clients disconnected for more than ReceiveMaximum publishes in flight
 }
 
 // ClientInfo describes one session.
@@ -199,6 +239,12 @@ type Broker struct {
 	logged, logFailures, deniedPub, deniedSub, authFail atomic.Int64
 	bpWaits, bpTimeouts                                 atomic.Int64
 
+	// Bounds (bounds.go).
+	warn                                          *rateLogger
+	tooLarge, topicsRefused, subQuota, receiveMax atomic.Int64
+	subMu                                         sync.Mutex
+	subRefusals                                   map[*mqtt.Client][]subRefusal
+
 	// Congestion fast path (see mayBeCongested).
 	fastPath  bool         // limits leave enough headroom for it
 	hotScanAt atomic.Int64 // unix ns of the last scan of all clients
@@ -236,10 +282,38 @@ func New(opts Options) (*Broker, error) {
 	if opts.BackpressureTimeout <= 0 {
 		opts.BackpressureTimeout = DefaultBackpressureTimeout
 	}
+	if opts.MaxPacketSize == 0 {
+		opts.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if opts.MaxPacketSize > maxMQTTPacket {
+		return nil, fmt.Errorf("broker: MaxPacketSize %d is over MQTT's largest packet (%d bytes); use at most that", opts.MaxPacketSize, maxMQTTPacket)
+	}
+	if opts.MaxTopicLength <= 0 {
+		opts.MaxTopicLength = DefaultMaxTopicLength
+	}
+	if opts.MaxTopicLevels <= 0 {
+		opts.MaxTopicLevels = DefaultMaxTopicLevels
+	}
+	if opts.MaxSubscriptions <= 0 {
+		opts.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if opts.ReceiveMaximum <= 0 {
+		opts.ReceiveMaximum = DefaultReceiveMaximum
+	}
+	if opts.ReceiveMaximum > 65535 {
+		return nil, fmt.Errorf("broker: ReceiveMaximum %d is over MQTT's 65535", opts.ReceiveMaximum)
+	}
+	if opts.MaxTopicAliases <= 0 {
+		opts.MaxTopicAliases = DefaultMaxTopicAliases
+	}
+	if opts.MaxTopicAliases > 65535 {
+		return nil, fmt.Errorf("broker: MaxTopicAliases %d is over MQTT's 65535", opts.MaxTopicAliases)
+	}
 	if !opts.AllowAnonymous && opts.AuthFile == "" {
 		return nil, errors.New("broker: no client could connect: set AllowAnonymous, or AuthFile to a users file (see broker.AuthFile)")
 	}
-	b := &Broker{opts: opts, log: opts.Logger, clk: opts.Clock, inlineSubs: map[int]string{}, queues: map[*mqtt.Client]*ackQueue{}}
+	b := &Broker{opts: opts, log: opts.Logger, clk: opts.Clock, inlineSubs: map[int]string{}, queues: map[*mqtt.Client]*ackQueue{},
+		subRefusals: map[*mqtt.Client][]subRefusal{}}
 	if nl, ok := opts.Log.(NotifyAppender); ok {
 		b.nlog = nl
 	}
@@ -249,6 +323,7 @@ func New(opts Options) (*Broker, error) {
 	if b.clk == nil {
 		b.clk = clock.Real{}
 	}
+	b.warn = newRateLogger(b.log, b.clk, warnEvery)
 	if opts.AuthFile != "" {
 		af, err := LoadAuthFile(opts.AuthFile)
 		if err != nil {
@@ -268,7 +343,9 @@ func New(opts Options) (*Broker, error) {
 	caps.MaximumClientWritesPending = int32(opts.MaxPendingWrites)
 	caps.MaximumInflight = uint16(opts.MaxInflight)
 	caps.MaximumPacketSize = opts.MaxPacketSize
-	b.maxPending = int(caps.ReceiveMaximum)
+	caps.ReceiveMaximum = uint16(opts.ReceiveMaximum)
+	caps.TopicAliasMaximum = uint16(opts.MaxTopicAliases)
+	b.maxPending = opts.ReceiveMaximum
 	if opts.MaxClients > 0 {
 		caps.MaximumClients = opts.MaxClients
 	}
@@ -303,7 +380,7 @@ func (b *Broker) start(ctx context.Context) error {
 		if tlsConf != nil {
 			ln = tls.NewListener(ln, tlsConf)
 		}
-		l := &listener{id: id, proto: proto, ln: ln, ws: ws}
+		l := &listener{id: id, proto: proto, ln: ln, ws: ws, wrap: b.guardConn}
 		b.lns = append(b.lns, l)
 		return l, nil
 	}
@@ -407,6 +484,10 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) er
 	if topic == "" || strings.ContainsAny(topic, "+#\x00") {
 		return fmt.Errorf("broker: publish to %q: a topic name must be non-empty and contain no wildcards (+ #)", topic)
 	}
+	if err := b.checkTopic(topic); err != nil {
+		b.topicsRefused.Add(1)
+		return fmt.Errorf("broker: publish to %q: %w", truncate(topic, 128), err)
+	}
 	if err := b.waitForSubscribers(b.ctx, mqtt.InlineClientId, topic); err != nil {
 		return fmt.Errorf("broker: publish to %q: %w", topic, err)
 	}
@@ -488,6 +569,11 @@ func (b *Broker) Stats() Stats {
 		Dropped:              atomic.LoadInt64(&in.MessagesDropped) + atomic.LoadInt64(&in.InflightDropped),
 		BytesIn:              atomic.LoadInt64(&in.BytesReceived),
 		BytesOut:             atomic.LoadInt64(&in.BytesSent),
+
+		PacketsTooLarge:        b.tooLarge.Load(),
+		TopicsRefused:          b.topicsRefused.Load(),
+		SubscriptionsRefused:   b.subQuota.Load(),
+		ReceiveMaximumExceeded: b.receiveMax.Load(),
 	}
 }
 

@@ -16,6 +16,12 @@
 //   - an inline client for the runner's own publishers (sinks) and
 //     subscribers (twin manager).
 //
+//   - bounds on what one client can make the broker hold (bounds.go):
+//     packet size, topic length and levels, subscriptions per session,
+//     QoS 1/2 publishes in flight (receive maximum), topic aliases. Each
+//     refusal has an MQTT reason (MQTT 5) and a counter in Stats, and is
+//     logged at most once per 10 s per client and kind.
+//
 // It must not: know what the log is (it sees only the Appender interface, the
 // runner adapts it to the WAL), decode payloads, run pipelines, or keep state
 // on disk of its own. Sessions live in memory; after a restart the WAL, not

@@ -18,8 +18,8 @@ func (h *hook) ID() string { return "eddy" }
 
 func (h *hook) Provides(x byte) bool {
 	switch x {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribed,
-		mqtt.OnPacketSent, mqtt.OnQosComplete, mqtt.OnDisconnect, mqtt.OnWillSent:
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed,
+		mqtt.OnPacketSent, mqtt.OnQosComplete, mqtt.OnDisconnect, mqtt.OnWillSent, mqtt.OnPacketEncode:
 		return true
 	}
 	return false
@@ -29,6 +29,9 @@ func (h *hook) Provides(x byte) bool {
 // checks any username against the auth file.
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	b := h.b
+	if g, ok := cl.Net.Conn.(*guardedConn); ok {
+		g.cl.Store(cl) // so that a packet over the limit is answered
+	}
 	if !pk.Connect.UsernameFlag && len(pk.Connect.Username) == 0 {
 		if b.opts.AllowAnonymous {
 			return true
@@ -75,9 +78,22 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return allowed(u.ACL.Subscribe, username, cl.ID, topic)
 }
 
-// OnSubscribed counts refused subscription filters.
+// OnSubscribe refuses filters over the broker's bounds (see
+// Broker.limitSubscriptions).
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	return h.b.limitSubscriptions(cl, pk)
+}
+
+// OnSubscribed answers and counts filters refused for the broker's bounds,
+// and counts other refused filters (ACL, invalid). codes is the reason code
+// slice of the SUBACK mochi sends next, so a code set here is what the
+// client gets.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	bounded := h.b.answerRefusedSubscriptions(cl, codes)
 	for i, c := range codes {
+		if bounded[i] {
+			continue
+		}
 		if c >= packets.ErrUnspecifiedError.Code {
 			h.b.deniedSub.Add(1)
 			f := ""
@@ -101,6 +117,12 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	if b.nlog != nil && pk.FixedHeader.Qos > 0 && b.isInjected(cl, &pk) {
 		return pk, nil
+	}
+	if err := b.checkTopic(pk.TopicName); err != nil {
+		b.topicsRefused.Add(1)
+		b.warn.Warn("topic:"+cl.ID, "mqtt publish refused: topic over the broker's bounds",
+			"client", cl.ID, "topic", truncate(pk.TopicName, 128), "qos", pk.FixedHeader.Qos, "reason", err)
+		return h.refuse(cl, pk, packets.ErrTopicNameInvalid)
 	}
 	if err := b.waitForSubscribers(b.ctx, cl.ID, pk.TopicName); err != nil {
 		code := packets.ErrQuotaExceeded
@@ -156,6 +178,17 @@ func (h *hook) refuse(cl *mqtt.Client, pk packets.Packet, code packets.Code) (pa
 		})
 		return pk, packets.ErrRejectPacket
 	}
+}
+
+// OnPacketEncode announces the broker's maximum packet size and topic
+// alias maximum in the CONNACK to MQTT 5 clients (mochi enforces both but
+// does not announce them).
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && cl.Properties.ProtocolVersion == 5 && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
+		pk.Properties.MaximumPacketSize = h.b.opts.MaxPacketSize
+		pk.Properties.TopicAliasMaximum = uint16(h.b.opts.MaxTopicAliases)
+	}
+	return pk
 }
 
 // OnPacketSent wakes waiting publishers when a subscriber's queue shrinks.

@@ -21,6 +21,7 @@ type listener struct {
 	id, proto string
 	ln        net.Listener
 	ws        bool
+	wrap      func(net.Conn) net.Conn // applied to each client connection
 	log       *slog.Logger
 	httpSrv   *http.Server
 	end       atomic.Bool
@@ -63,7 +64,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			return
 		}
 		go func() {
-			if err := establish(l.id, conn); err != nil && !errors.Is(err, io.EOF) {
+			if err := establish(l.id, l.wrap(conn)); err != nil && !errors.Is(err, io.EOF) {
 				l.log.Debug("mqtt connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
 			}
 		}()
@@ -86,7 +87,7 @@ func (l *listener) serveWS(establish listeners.EstablishFn) {
 				return
 			}
 			defer c.Close()
-			if err := establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c}); err != nil && !errors.Is(err, io.EOF) {
+			if err := establish(l.id, l.wrap(&wsConn{Conn: c.UnderlyingConn(), c: c})); err != nil && !errors.Is(err, io.EOF) {
 				l.log.Debug("mqtt websocket connection ended", "listener", l.id, "remote", r.RemoteAddr, "error", err)
 			}
 		}),
