@@ -1,0 +1,69 @@
+package fleet
+
+import "fmt"
+
+// Permissions are the NATS subjects a hub user may publish to and
+// subscribe to (nats-server's publish/subscribe allow lists).
+type Permissions struct {
+	Publish   []string `json:"publish"`
+	Subscribe []string `json:"subscribe"`
+}
+
+// InboxPrefix is the reply-subject prefix node's clients must use
+// (nats.CustomInboxPrefix): replies to other nodes' requests go to their
+// own prefixes, which this node cannot subscribe to.
+func InboxPrefix(node string) string { return "_INBOX_" + node }
+
+// NodePermissions returns the subjects the hub user of one edge node needs,
+// and nothing more: watch and read its own keys of the plans bucket, write
+// its own status record, publish forwarded data under its own up prefix,
+// and receive replies on its own inbox prefix. With these, a node cannot
+// read another node's plans, overwrite another node's status or publish
+// under another node's subjects (measured in TestNodeIsolation). The hub
+// may be any NATS server: put these lists in its authorization block.
+func NodePermissions(node string, opts Options) Permissions {
+	opts.defaults()
+	api := "$JS.API"
+	if opts.Domain != "" {
+		api = "$JS." + opts.Domain + ".API"
+	}
+	// nats.go puts KV values through the domain's API prefix when the
+	// JetStream handle has a domain.
+	put := "$KV."
+	if opts.Domain != "" {
+		put = api + ".$KV."
+	}
+	plans := "KV_" + opts.PlansBucket
+	nodes := "KV_" + opts.NodesBucket
+	pub := []string{
+		// Data up.
+		opts.UpPrefix + "." + node + ".>",
+		// Flow control replies of its watchers (without it a watcher
+		// stalls on big values).
+		"$JS.FC." + plans + ".>",
+	}
+	apis := []string{"$JS.API"}
+	if opts.Domain != "" {
+		// A leaf's request keeps the domain prefix; a client connected
+		// to the hub directly is checked after the server maps it to
+		// $JS.API: allow both forms, each confined to the node.
+		apis = append(apis, api)
+	}
+	for _, a := range apis {
+		pub = append(pub,
+			// Plans: bind the bucket, create its own filtered ordered
+			// consumers (the watch), fetch its own keys directly.
+			a+".STREAM.INFO."+plans,
+			fmt.Sprintf("%s.CONSUMER.CREATE.%s.*.$KV.%s.%s.>", a, plans, opts.PlansBucket, node),
+			fmt.Sprintf("%s.DIRECT.GET.%s.$KV.%s.%s.>", a, plans, opts.PlansBucket, node),
+			// Status: bind the bucket.
+			a+".STREAM.INFO."+nodes,
+		)
+	}
+	// Status: put its own key.
+	pub = append(pub, "$KV."+opts.NodesBucket+"."+node)
+	if opts.Domain != "" {
+		pub = append(pub, put+opts.NodesBucket+"."+node)
+	}
+	return Permissions{Publish: pub, Subscribe: []string{InboxPrefix(node) + ".>"}}
+}
