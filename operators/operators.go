@@ -41,6 +41,16 @@ type TimeDriven interface {
 	Advance(eventTime int64, out Emitter)
 }
 
+// Deadliner is implemented by time-driven operators that know the event
+// clock value at which their next output is due (a window's end plus its
+// allowed lateness). The engine uses it to wake a processing-time pipeline
+// right when a window closes instead of on its next periodic tick.
+type Deadliner interface {
+	// NextDeadline returns the smallest event clock value that makes the
+	// operator emit, and false when nothing is pending.
+	NextDeadline() (eventClock int64, ok bool)
+}
+
 // Stateful is implemented by operators whose state must survive a restart.
 // Snapshot must capture everything Restore needs to continue exactly where
 // the operator was; the engine checkpoints it together with the log cursor.

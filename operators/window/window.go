@@ -364,6 +364,22 @@ func (o *Operator) Advance(eventTime int64, out operators.Emitter) {
 	o.moveTo(eventTime, out)
 }
 
+// NextDeadline returns the event clock value at which the earliest open
+// window closes (its end plus the allowed lateness); false when no window
+// is open or the windows count events instead of time. It may be earlier
+// than needed (an entry for a session that has since grown); the engine
+// then wakes, advances, and asks again.
+func (o *Operator) NextDeadline() (int64, bool) {
+	if o.kind == count || len(o.heap) == 0 {
+		return 0, false
+	}
+	end := o.heap[0].end
+	if end > math.MaxInt64-o.lateness {
+		return math.MaxInt64, true
+	}
+	return end + o.lateness, true
+}
+
 // Flush emits every open window now, as if the watermark had jumped to
 // the end of time (e.g. at the end of a bounded replay). Partial count
 // windows are emitted too.

@@ -82,6 +82,14 @@ type Options struct {
 	// the log (only new records) instead of the beginning.
 	StartAtEnd bool
 
+	// ProcessingTimeGrace is how long after a window's end a pipeline on
+	// processing time (no eventTime: events are stamped when the broker
+	// accepts them) waits for records stamped before the end to reach the
+	// log, before it closes the window. It wakes on a timer at end + grace,
+	// so results come out that long after the window ends. Default 25ms;
+	// a record that takes longer is late (counted, sent to late sinks).
+	ProcessingTimeGrace time.Duration
+
 	// decodeAll turns field projection off (every field is decoded); the
 	// differential test runs each pipeline both ways.
 	decodeAll bool
@@ -131,6 +139,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 256
+	}
+	if opts.ProcessingTimeGrace <= 0 {
+		opts.ProcessingTimeGrace = 25 * time.Millisecond
 	}
 	if opts.MaxFutureSkew == 0 {
 		opts.MaxFutureSkew = time.Hour
@@ -370,6 +381,9 @@ func (e *Engine) build(plan *pipeline.Plan) (*run, error) {
 	for _, st := range r.stages {
 		if td, ok := st.op.(operators.TimeDriven); ok {
 			r.timed = append(r.timed, timedStage{op: td, out: &st.out})
+			if d, ok := td.(operators.Deadliner); ok {
+				r.deadliners = append(r.deadliners, d)
+			}
 		}
 	}
 	r.head = next

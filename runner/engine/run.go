@@ -14,6 +14,7 @@ import (
 
 	"github.com/expr-lang/expr/vm"
 
+	"github.com/eddy-edge/eddy/clock"
 	"github.com/eddy-edge/eddy/connectors/mqtt"
 	"github.com/eddy-edge/eddy/operators"
 	"github.com/eddy-edge/eddy/pipeline"
@@ -79,14 +80,17 @@ type run struct {
 	key         *pipeline.Program
 	vm          vm.VM
 
-	source  *stepStats
-	head    operators.Emitter
-	stages  []*stage
-	timed   []timedStage
-	states  map[string]operators.Stateful
-	sinks   []*sinkStage
-	late    []*sinkStage
-	lateCnt atomic.Int64
+	source *stepStats
+	head   operators.Emitter
+	stages []*stage
+	timed  []timedStage
+	// deadliners are the timed operators that know when they next emit
+	// (windows): processing-time pipelines wake for them.
+	deadliners []operators.Deadliner
+	states     map[string]operators.Stateful
+	sinks      []*sinkStage
+	late       []*sinkStage
+	lateCnt    atomic.Int64
 
 	// Event clock: the largest event time seen, and the processing time at
 	// which the last event was processed (for idle advancement).
@@ -172,9 +176,19 @@ func (r *run) loop(ctx context.Context) {
 	for {
 		readCtx, cancel := context.WithCancel(ctx)
 		stop := make(chan struct{})
+		wake, due := r.windowTimer()
+		if due {
+			cancel() // a window is due now: read what is there, then advance
+		}
 		go func() {
+			var at <-chan time.Time
+			if wake != nil {
+				at = wake.C()
+			}
 			select {
 			case <-tick.C():
+				cancel()
+			case <-at:
 				cancel()
 			case <-stop:
 			}
@@ -182,6 +196,9 @@ func (r *run) loop(ctx context.Context) {
 		n, err := r.e.opts.Log.Read(readCtx, r.cursor.Load(), buf)
 		close(stop)
 		cancel()
+		if wake != nil {
+			wake.Stop()
+		}
 		if n > 0 {
 			r.process(buf[:n])
 		}
@@ -361,8 +378,45 @@ func (r *run) eventClock() int64 {
 	return r.maxEventTime
 }
 
+// windowTimer returns a one-shot timer for when the next processing-time
+// window closes (its end + lateness + ProcessingTimeGrace), or due when
+// that time has already come; nil and false when the pipeline runs on
+// event time, nothing is pending, or the periodic tick comes first.
+func (r *run) windowTimer() (t clock.Ticker, due bool) {
+	if r.eventTime != nil || len(r.deadliners) == 0 {
+		return nil, false
+	}
+	next := int64(math.MaxInt64)
+	for _, d := range r.deadliners {
+		if t, ok := d.NextDeadline(); ok && t < next {
+			next = t
+		}
+	}
+	if next == math.MaxInt64 {
+		return nil, false
+	}
+	wait := time.Duration(next-r.clock.Now().UnixNano()) + r.e.opts.ProcessingTimeGrace
+	switch {
+	case wait <= 0:
+		return nil, r.processingClock() >= next
+	case wait >= r.e.opts.TickInterval:
+		return nil, false
+	}
+	return r.e.opts.Clock.NewTicker(wait), false
+}
+
+// processingClock is the event clock of a processing-time pipeline that
+// has read everything in the log: every record stamped before now - grace
+// is assumed read, so windows ending before it can close.
+func (r *run) processingClock() int64 {
+	if r.eventTime != nil || len(r.deadliners) == 0 || r.cursor.Load() <= r.e.opts.Log.Last() {
+		return 0
+	}
+	return r.clock.Now().Add(-r.e.opts.ProcessingTimeGrace).UnixNano()
+}
+
 func (r *run) advance() {
-	ec := r.eventClock()
+	ec := max(r.eventClock(), r.processingClock())
 	if ec == 0 {
 		return
 	}
