@@ -31,6 +31,11 @@
 // reported to Options.OnEvent as an event on the internal streams "twin",
 // "device_state" and "membership" that pipelines can read.
 //
+// Writes (HandleMessage, SetDevices) are serialised by one lock, but their
+// replies and events are delivered after it is released, ordered per device
+// (see outbox.go): the broker may hold a publish for a slow subscriber, and
+// that must delay only the device whose topics it reads.
+//
 // Values is the hot-path lookup used by the enrich step: it takes a read lock
 // only and allocates nothing in steady state.
 //

@@ -3,6 +3,7 @@ package twin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -28,35 +29,48 @@ func (m *Manager) HandleMessage(ctx context.Context, topic string, payload []byt
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	p := &pending{}
+	if t.Kind == kubeedge.MembershipGet {
+		p.lane(nodeLane(t.Node))
+	} else {
+		p.lane(t.ID)
+	}
 	m.wmu.Lock()
-	defer m.wmu.Unlock()
 	if m.closed {
+		m.wmu.Unlock()
 		return ErrClosed
 	}
 	now := m.clk.Now()
+	p.now = now
+	var err error
 	switch t.Kind {
 	case kubeedge.TwinUpdate:
-		return m.handleUpdate(t.ID, payload, now)
+		err = m.handleUpdate(p, t.ID, payload, now)
 	case kubeedge.TwinGet:
-		return m.handleGet(t.ID, payload, now)
+		err = m.handleGet(p, t.ID, payload, now)
 	case kubeedge.StateUpdate:
-		return m.handleState(t.ID, payload, now)
+		err = m.handleState(p, t.ID, payload, now)
 	case kubeedge.MembershipGet:
-		return m.handleMemGet(t.Node, payload, now)
+		err = m.handleMemGet(p, t.Node, payload, now)
 	case kubeedge.DataUpdate:
-		return m.handleData(t.ID, payload, now)
+		err = m.handleData(p, t.ID, payload, now)
 	}
-	return nil
+	m.out.enqueue(p)
+	m.delivering.Add(1)
+	defer m.delivering.Done()
+	m.wmu.Unlock()
+	// Publish without the lock: the broker may wait for a slow subscriber
+	// of this device's topics, and the other devices must not wait with it.
+	if derr := m.deliver(p); derr != nil {
+		err = errors.Join(err, derr)
+	}
+	return err
 }
 
-// reject publishes an error result and returns the matching error.
-func (m *Manager) reject(topic, eventID string, code int, reason string, now time.Time) error {
+// reject queues an error result and returns the matching error.
+func (m *Manager) reject(p *pending, topic, eventID string, code int, reason string, now time.Time) error {
 	m.rejected.Add(1)
-	p := &pending{}
 	p.publish(topic, kubeedge.ResultMsg{BaseMessage: kubeedge.BaseMessage{EventID: eventID, Timestamp: m.nowMS(now)}, Code: code, Reason: reason})
-	if err := m.flush(p, now); err != nil {
-		return err
-	}
 	return fmt.Errorf("%w: %s", ErrRejected, reason)
 }
 
@@ -66,6 +80,19 @@ type change struct {
 	old, new       *twinState // old nil = added; new nil = deleted
 	expChg, actChg bool
 	source         string
+}
+
+// eventFields is the StreamTwin event of a change.
+func (c *change) eventFields(device string) map[string]any {
+	f := map[string]any{"device": device, "property": c.prop, "source": c.source}
+	if c.new == nil {
+		f["actual"], f["expected"], f["deleted"] = nil, nil, true
+		f["version"], f["undeclared"], f["type"] = c.old.rev+1, !c.old.declared, c.old.typ
+	} else {
+		f["actual"], f["expected"] = c.new.actual.dec, c.new.expected.dec
+		f["version"], f["undeclared"], f["type"] = c.new.rev, !c.new.declared, c.new.typ
+	}
+	return f
 }
 
 // applyUpdate computes the changes an update would make. It mutates nothing.
@@ -199,15 +226,7 @@ func (m *Manager) commit(d *device, changes []change, p *pending, now time.Time)
 	}
 	m.mu.Unlock()
 	for _, c := range changes {
-		f := map[string]any{"device": d.id, "property": c.prop, "source": c.source}
-		if c.new == nil {
-			f["actual"], f["expected"], f["deleted"] = nil, nil, true
-			f["version"], f["undeclared"], f["type"] = c.old.rev+1, !c.old.declared, c.old.typ
-		} else {
-			f["actual"], f["expected"] = c.new.actual.dec, c.new.expected.dec
-			f["version"], f["undeclared"], f["type"] = c.new.rev, !c.new.declared, c.new.typ
-		}
-		p.emit(StreamTwin, d.id, f)
+		p.emit(StreamTwin, d.id, c.eventFields(d.id))
 	}
 	return nil
 }
@@ -253,26 +272,25 @@ func (m *Manager) delta(d *device, now time.Time) (kubeedge.TwinDeltaMsg, bool) 
 	return w, len(w.Delta) > 0
 }
 
-func (m *Manager) handleUpdate(id string, payload []byte, now time.Time) error {
+func (m *Manager) handleUpdate(p *pending, id string, payload []byte, now time.Time) error {
 	resTopic := kubeedge.DeviceTopic(id, kubeedge.TwinUpdateResult)
 	var in kubeedge.TwinUpdateMsg
 	if err := json.Unmarshal(payload, &in); err != nil {
-		return m.reject(resTopic, "", kubeedge.CodeBadRequest, fmt.Sprintf("twin/update payload for device %s is not valid JSON: %v", id, err), now)
+		return m.reject(p, resTopic, "", kubeedge.CodeBadRequest, fmt.Sprintf("twin/update payload for device %s is not valid JSON: %v", id, err), now)
 	}
 	if in.Twin == nil {
-		return m.reject(resTopic, in.EventID, kubeedge.CodeBadRequest, fmt.Sprintf("twin/update for device %s has no \"twin\" object; send {\"twin\":{\"<prop>\":{\"actual\":{\"value\":...}}}}", id), now)
+		return m.reject(p, resTopic, in.EventID, kubeedge.CodeBadRequest, fmt.Sprintf("twin/update for device %s has no \"twin\" object; send {\"twin\":{\"<prop>\":{\"actual\":{\"value\":...}}}}", id), now)
 	}
 	d := m.devices[id]
 	if d == nil {
-		return m.reject(resTopic, in.EventID, kubeedge.CodeNotFound, fmt.Sprintf("device %s is not known on this node; declare it with a Device resource bound to this node", id), now)
+		return m.reject(p, resTopic, in.EventID, kubeedge.CodeNotFound, fmt.Sprintf("device %s is not known on this node; declare it with a Device resource bound to this node", id), now)
 	}
 	changes, code, reason := m.applyUpdate(d, in.Twin, in.Timestamp, now, "edge")
 	if code != 0 {
-		return m.reject(resTopic, in.EventID, code, reason, now)
+		return m.reject(p, resTopic, in.EventID, code, reason, now)
 	}
-	p := &pending{}
 	if err := m.commit(d, changes, p, now); err != nil {
-		_ = m.reject(resTopic, in.EventID, kubeedge.CodeInternal, "twin state could not be saved on the edge: "+err.Error(), now)
+		_ = m.reject(p, resTopic, in.EventID, kubeedge.CodeInternal, "twin state could not be saved on the edge: "+err.Error(), now)
 		return err
 	}
 	m.updates.Add(1)
@@ -289,10 +307,10 @@ func (m *Manager) handleUpdate(id string, payload []byte, now time.Time) error {
 	}
 	p.publish(resTopic, res)
 	m.queueDocAndDelta(d, changes, in.EventID, now, p)
-	return m.flush(p, now)
+	return nil
 }
 
-func (m *Manager) handleData(id string, payload []byte, now time.Time) error {
+func (m *Manager) handleData(p *pending, id string, payload []byte, now time.Time) error {
 	var in kubeedge.DataUpdateMsg
 	if err := json.Unmarshal(payload, &in); err != nil {
 		m.rejected.Add(1)
@@ -313,7 +331,6 @@ func (m *Manager) handleData(id string, payload []byte, now time.Time) error {
 		m.rejected.Add(1)
 		return fmt.Errorf("%w: %s", ErrRejected, reason)
 	}
-	p := &pending{}
 	if err := m.commit(d, changes, p, now); err != nil {
 		return err
 	}
@@ -323,51 +340,49 @@ func (m *Manager) handleData(id string, payload []byte, now time.Time) error {
 			m.undeclaredReports.Add(1)
 		}
 	}
-	return m.flush(p, now)
+	return nil
 }
 
-func (m *Manager) handleGet(id string, payload []byte, now time.Time) error {
+func (m *Manager) handleGet(p *pending, id string, payload []byte, now time.Time) error {
 	resTopic := kubeedge.DeviceTopic(id, kubeedge.TwinGetResult)
 	var in kubeedge.StateUpdateMsg
 	if len(payload) > 0 {
 		if err := json.Unmarshal(payload, &in); err != nil {
-			return m.reject(resTopic, "", kubeedge.CodeBadRequest, fmt.Sprintf("twin/get payload for device %s is not valid JSON: %v", id, err), now)
+			return m.reject(p, resTopic, "", kubeedge.CodeBadRequest, fmt.Sprintf("twin/get payload for device %s is not valid JSON: %v", id, err), now)
 		}
 	}
 	d := m.devices[id]
 	if d == nil {
-		return m.reject(resTopic, in.EventID, kubeedge.CodeNotFound, fmt.Sprintf("Device %s not found while getting twin; declare it with a Device resource bound to this node", id), now)
+		return m.reject(p, resTopic, in.EventID, kubeedge.CodeNotFound, fmt.Sprintf("Device %s not found while getting twin; declare it with a Device resource bound to this node", id), now)
 	}
 	res := kubeedge.TwinUpdateMsg{BaseMessage: kubeedge.BaseMessage{EventID: in.EventID, Timestamp: m.nowMS(now)}, Twin: make(map[string]*kubeedge.MsgTwin, len(d.twins))}
 	for k, t := range d.twins {
 		res.Twin[k] = t.wire(true, true, false)
 	}
-	p := &pending{}
 	p.publish(resTopic, res)
-	return m.flush(p, now)
+	return nil
 }
 
-func (m *Manager) handleState(id string, payload []byte, now time.Time) error {
+func (m *Manager) handleState(p *pending, id string, payload []byte, now time.Time) error {
 	resTopic := kubeedge.DeviceTopic(id, kubeedge.StateUpdateResult)
 	var in kubeedge.StateUpdateMsg
 	if err := json.Unmarshal(payload, &in); err != nil {
-		return m.reject(resTopic, "", kubeedge.CodeBadRequest, fmt.Sprintf("state/update payload for device %s is not valid JSON: %v", id, err), now)
+		return m.reject(p, resTopic, "", kubeedge.CodeBadRequest, fmt.Sprintf("state/update payload for device %s is not valid JSON: %v", id, err), now)
 	}
 	if in.State != "online" && in.State != "offline" && in.State != "unknown" {
-		return m.reject(resTopic, in.EventID, kubeedge.CodeBadRequest, fmt.Sprintf("state/update for device %s has state %s; use \"online\", \"offline\" or \"unknown\"", id, quoteShort(in.State)), now)
+		return m.reject(p, resTopic, in.EventID, kubeedge.CodeBadRequest, fmt.Sprintf("state/update for device %s has state %s; use \"online\", \"offline\" or \"unknown\"", id, quoteShort(in.State)), now)
 	}
 	d := m.devices[id]
 	if d == nil {
-		return m.reject(resTopic, in.EventID, kubeedge.CodeNotFound, fmt.Sprintf("device %s is not known on this node; declare it with a Device resource bound to this node", id), now)
+		return m.reject(p, resTopic, in.EventID, kubeedge.CodeNotFound, fmt.Sprintf("device %s is not known on this node; declare it with a Device resource bound to this node", id), now)
 	}
-	p := &pending{}
 	last := now.UTC().Format(LastOnlineLayout)
 	changed := d.state != in.State
 	if changed {
 		nd := *d
 		nd.state, nd.lastOnline = in.State, last
 		if err := m.persist([]Record{{Op: OpPutDevice, Device: nd.record()}}); err != nil {
-			_ = m.reject(resTopic, in.EventID, kubeedge.CodeInternal, "device state could not be saved on the edge: "+err.Error(), now)
+			_ = m.reject(p, resTopic, in.EventID, kubeedge.CodeInternal, "device state could not be saved on the edge: "+err.Error(), now)
 			return err
 		}
 	}
@@ -379,15 +394,15 @@ func (m *Manager) handleState(id string, payload []byte, now time.Time) error {
 	}
 	p.publish(resTopic, kubeedge.DeviceStateMsg{BaseMessage: kubeedge.BaseMessage{EventID: kubeedge.NewEventID(), Timestamp: m.nowMS(now)},
 		Device: kubeedge.Device{Name: d.name, State: d.state, LastOnline: last}})
-	return m.flush(p, now)
+	return nil
 }
 
-func (m *Manager) handleMemGet(node string, payload []byte, now time.Time) error {
+func (m *Manager) handleMemGet(p *pending, node string, payload []byte, now time.Time) error {
 	resTopic := kubeedge.NodeTopic(node, kubeedge.MembershipGetResult)
 	var in kubeedge.StateUpdateMsg
 	if len(payload) > 0 {
 		if err := json.Unmarshal(payload, &in); err != nil {
-			return m.reject(resTopic, "", kubeedge.CodeBadRequest, fmt.Sprintf("membership/get payload for node %s is not valid JSON: %v", node, err), now)
+			return m.reject(p, resTopic, "", kubeedge.CodeBadRequest, fmt.Sprintf("membership/get payload for node %s is not valid JSON: %v", node, err), now)
 		}
 	}
 	res := kubeedge.MembershipGetResultMsg{BaseMessage: kubeedge.BaseMessage{EventID: in.EventID, Timestamp: m.nowMS(now)}, Devices: []kubeedge.Device{}}
@@ -397,7 +412,6 @@ func (m *Manager) handleMemGet(node string, payload []byte, now time.Time) error
 		}
 		res.Devices = append(res.Devices, kubeedge.Device{ID: d.id, Name: d.name, Description: d.description, State: d.state, LastOnline: d.lastOnline})
 	}
-	p := &pending{}
 	p.publish(resTopic, res)
-	return m.flush(p, now)
+	return nil
 }

@@ -76,7 +76,8 @@ type Options struct {
 	MaxValueBytes int
 	// OnEvent receives every change as an event on an internal stream
 	// (StreamTwin, StreamDeviceState, StreamMembership). It is called
-	// without locks held, in change order; it may call Values but must not
+	// without locks held, in change order for each device (changes of
+	// different devices may interleave); it may call Values but must not
 	// call HandleMessage or SetDevices.
 	OnEvent func(stream string, device string, fields map[string]any, t time.Time)
 	// Clock is the time source (nil: clock.Real{}).
@@ -127,7 +128,9 @@ type Manager struct {
 	store    Store
 	maxValue int
 
-	wmu          sync.Mutex // serialises writers (state changes, persistence, publishing)
+	wmu          sync.Mutex // serialises writers (state changes, persistence); never held while publishing
+	out          *outbox        // orders publishing per device, outside wmu
+	delivering   sync.WaitGroup // deliveries in progress; Close waits for them
 	mu           sync.RWMutex
 	devices      map[string]*device
 	sinceCompact int
@@ -138,7 +141,7 @@ type Manager struct {
 
 // New loads the persisted state from opts.Store and returns a Manager.
 func New(ctx context.Context, opts Options) (*Manager, error) {
-	m := &Manager{opts: opts, log: opts.Logger, clk: opts.Clock, store: opts.Store, maxValue: opts.MaxValueBytes}
+	m := &Manager{opts: opts, log: opts.Logger, clk: opts.Clock, store: opts.Store, maxValue: opts.MaxValueBytes, out: newOutbox()}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -175,11 +178,14 @@ func New(ctx context.Context, opts Options) (*Manager, error) {
 	return m, nil
 }
 
-// Close compacts the store and closes it.
+// Close compacts the store and closes it, after the replies and events of
+// earlier calls have been delivered (so nothing reaches the Publisher or
+// OnEvent after Close returns). Close the broker first so that no delivery
+// waits on a slow subscriber.
 func (m *Manager) Close() error {
 	m.wmu.Lock()
-	defer m.wmu.Unlock()
 	if m.closed {
+		m.wmu.Unlock()
 		return nil
 	}
 	m.closed = true
@@ -187,6 +193,8 @@ func (m *Manager) Close() error {
 	if cerr := m.store.Close(); err == nil {
 		err = cerr
 	}
+	m.wmu.Unlock()
+	m.delivering.Wait()
 	return err
 }
 

@@ -89,7 +89,7 @@ func (t *twinState) wire(exp, act, versions bool) *kubeedge.MsgTwin {
 
 func (m *Manager) nowMS(now time.Time) int64 { return now.UnixMilli() }
 
-// pending collects what one write produces, to be sent after persisting.
+// persist appends records and compacts when due; wmu held.
 func (m *Manager) persist(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
