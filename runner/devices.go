@@ -1,22 +1,15 @@
 package runner
 
 // Devices on the edge: this file wires pipeline/devices (the KubeEdge
-// Device/DeviceModel files), runner/twin (the device twins and KubeEdge's
-// twin protocol) and connectors/modbus (the Modbus mapper) into the Runner.
+// Device/DeviceModel documents), runner/twin (the device twins and
+// KubeEdge's twin protocol), connectors/modbus (the Modbus driver) and
+// connectors/mapper (the KubeEdge mapper policy) into the Runner.
 //
-//	Device files --LoadDeviceFiles--> resolved devices of this node
-//	   |                                   |
-//	   v SetDevices                        v Start
+//	Device documents --SetDevices--> twin.Manager + mapper.Mapper(modbus)
 //	twin.Manager <--HandleMessage-- broker subscriptions ($hw/..., $ke/...)
 //	   |  ^  \--OnEvent--> WAL $eddy/streams/{twin,device_state,membership}
-//	   |  |
-//	   |  +-- reading (twin/update actual), state (state/update) -- modbus.Mapper
-//	   |                                                              ^
-//	   +-- .../twin/update/delta on the broker --> write worker --Write+
-//
-// The mapper publishes each reading on the KubeEdge mapper data topic
-// $ke/events/device/{ns}/{name}/data/update (at most once per reportCycle)
-// so that pipelines and third-party consumers read it like any topic.
+//	   |  +-- Report (twin/update actual, state/update) -- mapper.Mapper <- modbus readings
+//	   +-- .../twin/update/delta on the broker --> mapper.OnDelta --> modbus writes
 
 import (
 	"context"
@@ -26,11 +19,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/eddy-edge/eddy/connectors/mapper"
 	"github.com/eddy-edge/eddy/connectors/modbus"
 	"github.com/eddy-edge/eddy/pipeline/devices"
 	"github.com/eddy-edge/eddy/pipeline/devices/kubeedge"
@@ -38,9 +32,6 @@ import (
 	"github.com/eddy-edge/eddy/runner/twin"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
-
-// writeTimeout bounds one Modbus write of a desired value.
-const writeTimeout = 5 * time.Second
 
 // LoadDeviceFiles reads KubeEdge Device and DeviceModel YAML files
 // (devices.kubeedge.io v1beta1 or v1alpha2), joins every device to its
@@ -68,11 +59,7 @@ func LoadDeviceFiles(files []string) ([]devices.Device, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	resolved, err := devices.Resolve(devs, models)
-	if err != nil {
-		return nil, err
-	}
-	return resolved, nil
+	return devices.Resolve(devs, models)
 }
 
 // NodeDevices returns the devices bound to node: NodeName equal to node,
@@ -102,59 +89,37 @@ func twinSpecs(devs []devices.Device) []twin.DeviceSpec {
 
 // deviceRuntime holds the runner's device twins and device mappers.
 type deviceRuntime struct {
-	r      *Runner
-	log    *slog.Logger
-	devs   []devices.Device           // this node's devices
-	byID   map[string]*devices.Device // by "namespace/name"
-	polled map[string]bool            // devices the in-runner mapper polls
-	twins  *twin.Manager
-	mapper *modbus.Mapper // nil without Modbus devices
-	bg     context.Context
+	r     *Runner
+	log   *slog.Logger
+	twins *twin.Manager
+	bg    context.Context // outlives Start's context: twin events keep being logged until Close
 
-	ctx    context.Context // ends on closeDevices
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	unsubs []func()
+	mu      sync.Mutex // serialises SetDevices and closeDevices
+	ctx     context.Context
+	cancel  context.CancelFunc
+	unsubs  []func()
+	initial []devices.Device // this node's devices from Config.DeviceFiles
 
-	repMu      sync.Mutex
-	lastReport map[string]time.Time // "id\x00prop" -> last data/update
-
-	wmu     sync.Mutex
-	pending map[string]map[string]string // device -> property -> desired text to write
-	written map[string]map[string]string // device -> property -> written, not yet read back
-	online  map[string]bool
-	wake    chan struct{}
+	// mapperPtr is nil until a Modbus device is served. Broker callbacks
+	// read it without d.mu: SetDevices holds d.mu while the twins publish
+	// the deltas those callbacks receive.
+	mapperPtr atomic.Pointer[mapper.Mapper]
 }
 
-// initDevices loads Config.DeviceFiles and builds the twin manager, before
-// the engine exists, so that enrich steps can read twins. It returns nil
-// when no devices are configured.
+// initDevices builds the twin manager before the engine exists, so that
+// enrich steps can read twins. Every runner has one: devices may come
+// from files (Config.DeviceFiles) or later through SetDevices.
 func (r *Runner) initDevices(ctx context.Context) (engine.TwinLookup, error) {
-	if len(r.cfg.DeviceFiles) == 0 {
-		return nil, nil
-	}
-	all, err := LoadDeviceFiles(r.cfg.DeviceFiles)
-	if err != nil {
-		return nil, err
-	}
-	d := &deviceRuntime{
-		r: r, log: r.logger.With("component", "devices"),
-		byID: map[string]*devices.Device{}, polled: map[string]bool{},
-		bg:         context.WithoutCancel(ctx),
-		lastReport: map[string]time.Time{},
-		pending:    map[string]map[string]string{}, written: map[string]map[string]string{},
-		online: map[string]bool{}, wake: make(chan struct{}, 1),
-	}
-	d.devs = NodeDevices(all, r.cfg.Node)
-	for i := range d.devs {
-		dev := &d.devs[i]
-		d.byID[dev.ID()] = dev
-		if dev.Protocol.Modbus != nil {
-			d.polled[dev.ID()] = true
+	d := &deviceRuntime{r: r, log: r.logger.With("component", "devices"), bg: context.WithoutCancel(ctx)}
+	if len(r.cfg.DeviceFiles) > 0 {
+		all, err := LoadDeviceFiles(r.cfg.DeviceFiles)
+		if err != nil {
+			return nil, err
 		}
-	}
-	if n := len(all) - len(d.devs); n > 0 {
-		d.log.Info("devices bound to other nodes are not served here", "skipped", n, "node", r.cfg.Node)
+		d.initial = NodeDevices(all, r.cfg.Node)
+		if n := len(all) - len(d.initial); n > 0 {
+			d.log.Info("devices bound to other nodes are not served here", "skipped", n, "node", r.cfg.Node)
+		}
 	}
 	var store twin.Store
 	if r.cfg.DataDir == "" {
@@ -166,6 +131,7 @@ func (r *Runner) initDevices(ctx context.Context) (engine.TwinLookup, error) {
 		}
 		store = fs
 	}
+	var err error
 	d.twins, err = twin.New(ctx, twin.Options{
 		Node: r.cfg.Node,
 		Publisher: twin.PublisherFunc(func(topic string, payload []byte, qos byte, retain bool) error {
@@ -184,7 +150,7 @@ func (r *Runner) initDevices(ctx context.Context) (engine.TwinLookup, error) {
 	return d.twins, nil
 }
 
-// Twins returns the twin manager, or nil when the runner has no devices.
+// Twins returns the twin manager (nil before Start).
 func (r *Runner) Twins() *twin.Manager {
 	if r.devices == nil {
 		return nil
@@ -192,13 +158,10 @@ func (r *Runner) Twins() *twin.Manager {
 	return r.devices.twins
 }
 
-// startDevices subscribes the twin manager to the broker and starts the
-// device mappers, once the broker runs.
+// startDevices subscribes the twins and the mapper to the broker and
+// serves the devices of Config.DeviceFiles bound to this node.
 func (r *Runner) startDevices(ctx context.Context) error {
 	d := r.devices
-	if d == nil {
-		return nil
-	}
 	d.ctx, d.cancel = context.WithCancel(d.bg)
 	for _, f := range twin.Subscriptions {
 		unsub, err := r.broker.Subscribe(f, d.onTwinMessage)
@@ -207,52 +170,100 @@ func (r *Runner) startDevices(ctx context.Context) error {
 		}
 		d.unsubs = append(d.unsubs, unsub)
 	}
-	if len(d.polled) > 0 {
-		d.mapper = modbus.New(modbus.Options{
-			Logger:    r.logger.With("component", "modbus"),
-			Clock:     r.cfg.Clock,
-			OnReading: d.onReading,
-			OnState:   d.onState,
-		})
-		unsub, err := r.broker.Subscribe(kubeedge.DeltaFilter, d.onDelta)
-		if err != nil {
-			return fmt.Errorf("subscribing the Modbus mapper to %s: %w", kubeedge.DeltaFilter, err)
-		}
-		d.unsubs = append(d.unsubs, unsub)
-		d.wg.Add(1)
-		go d.writeLoop()
+	unsub, err := r.broker.Subscribe(kubeedge.DeltaFilter, d.onDelta)
+	if err != nil {
+		return fmt.Errorf("subscribing the device mapper to %s: %w", kubeedge.DeltaFilter, err)
 	}
-	// Declare the devices after subscribing, so the first deltas (desired
-	// values from the Device files) reach the mapper's writer.
-	if err := d.twins.SetDevices(ctx, twinSpecs(d.devs)); err != nil {
+	d.unsubs = append(d.unsubs, unsub)
+	if len(r.cfg.DeviceFiles) == 0 {
+		return nil
+	}
+	return r.SetDevices(ctx, d.initial)
+}
+
+// SetDevices makes devs (resolved with devices.Resolve) the devices this
+// runner serves, as given: their twins, and polling of those it can reach
+// (Modbus). Devices no longer listed are removed; unchanged ones keep
+// running. Callers choose the devices (eddy edge: those of its node). It
+// is safe to call at any time after Start, e.g. when the cloud sends a new
+// device set; a set that fails validation changes nothing.
+func (r *Runner) SetDevices(ctx context.Context, devs []devices.Device) error {
+	d := r.devices
+	if d == nil || d.ctx == nil {
+		return errors.New("runner: SetDevices before Start")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var polled []devices.Device
+	for _, dev := range devs {
+		if dev.Protocol.Modbus != nil {
+			polled = append(polled, dev)
+		}
+	}
+	// Start (or update) the mapper before declaring the twins, so the
+	// first deltas (desired values from the documents) reach its writer.
+	if err := d.setPolled(polled); err != nil {
+		return err
+	}
+	if err := d.twins.SetDevices(ctx, twinSpecs(devs)); err != nil {
 		return fmt.Errorf("declaring device twins: %w", err)
 	}
-	if d.mapper != nil {
-		if err := d.mapper.Start(d.ctx, d.devs); err != nil {
-			return fmt.Errorf("starting the Modbus mapper: %w", err)
-		}
-	}
-	d.log.Info("devices running", "devices", len(d.devs), "modbus", len(d.polled), "node", r.cfg.Node)
+	d.log.Info("devices running", "devices", len(devs), "modbus", len(polled), "node", r.cfg.Node)
 	return nil
 }
 
-// closeDevices stops the mappers and closes the twin store.
+// setPolled hands the Modbus devices to the mapper, starting it on first
+// use; d.mu held.
+func (d *deviceRuntime) setPolled(polled []devices.Device) error {
+	if mp := d.mapperPtr.Load(); mp != nil {
+		if err := mp.SetDevices(polled); err != nil {
+			return fmt.Errorf("updating the Modbus mapper: %w", err)
+		}
+		return nil
+	}
+	if len(polled) == 0 {
+		return nil
+	}
+	mp := mapper.New(mapper.Options{
+		Report: d.handle,
+		Publish: func(topic string, payload []byte) error {
+			return d.r.broker.Publish(topic, payload, 0, false)
+		},
+		Clock:  d.r.cfg.Clock,
+		Logger: d.log,
+	})
+	drv := modbus.New(modbus.Options{
+		Logger:    d.r.logger.With("component", "modbus"),
+		Clock:     d.r.cfg.Clock,
+		OnReading: mp.OnReading,
+		OnState:   mp.OnState,
+	})
+	if err := mp.Start(d.ctx, drv, polled); err != nil {
+		_ = mp.Close()
+		return fmt.Errorf("starting the Modbus mapper: %w", err)
+	}
+	d.mapperPtr.Store(mp)
+	return nil
+}
+
+// closeDevices stops the mapper and closes the twin store.
 func (r *Runner) closeDevices() error {
 	d := r.devices
 	if d == nil {
 		return nil
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	if d.cancel != nil {
 		d.cancel()
 	}
 	var errs []error
-	if d.mapper != nil {
-		errs = append(errs, d.mapper.Close())
+	if mp := d.mapperPtr.Load(); mp != nil {
+		errs = append(errs, mp.Close())
 	}
 	for _, u := range d.unsubs {
 		u()
 	}
-	d.wg.Wait()
 	errs = append(errs, d.twins.Close())
 	return errors.Join(errs...)
 }
@@ -285,10 +296,25 @@ func (d *deviceRuntime) onTwinEvent(stream, device string, fields map[string]any
 // of devices polled by this runner is skipped: their readings already
 // reached the twin as twin/update actual values.
 func (d *deviceRuntime) onTwinMessage(topic string, payload []byte) {
-	if t, ok := kubeedge.ParseTopic(topic); ok && t.Kind == kubeedge.DataUpdate && d.polled[t.ID] {
-		return
+	if t, ok := kubeedge.ParseTopic(topic); ok && t.Kind == kubeedge.DataUpdate {
+		if mp := d.currentMapper(); mp != nil && mp.Polls(t.ID) {
+			return
+		}
 	}
 	d.handle(topic, payload)
+}
+
+// onDelta passes twin deltas to the mapper, if any.
+func (d *deviceRuntime) onDelta(topic string, payload []byte) {
+	if mp := d.currentMapper(); mp != nil {
+		mp.OnDelta(topic, payload)
+	}
+}
+
+// currentMapper returns the mapper without waiting for a SetDevices in
+// progress (which may itself be publishing the delta being delivered).
+func (d *deviceRuntime) currentMapper() *mapper.Mapper {
+	return d.mapperPtr.Load()
 }
 
 func (d *deviceRuntime) handle(topic string, payload []byte) {
@@ -300,215 +326,5 @@ func (d *deviceRuntime) handle(topic string, payload []byte) {
 	case errors.Is(err, twin.ErrClosed):
 	default:
 		d.log.Warn("twin request failed", "topic", topic, "err", err)
-	}
-}
-
-// kubeEdgeType is the lower-case type name KubeEdge puts in metadata.
-func kubeEdgeType(t devices.PropertyType) string { return strings.ToLower(string(t)) }
-
-// onReading reports a Modbus reading: as the twin's actual value on every
-// reading, and on the mapper data topic at most once per reportCycle.
-func (d *deviceRuntime) onReading(rd modbus.Reading) {
-	dev := d.byID[rd.DeviceID]
-	if dev == nil {
-		return
-	}
-	p := dev.Property(rd.Property)
-	if p == nil {
-		return
-	}
-	ms := rd.Time.UnixMilli()
-	text := rd.Text()
-	typ := kubeEdgeType(rd.Type)
-	upd, _ := json.Marshal(kubeedge.TwinUpdateMsg{
-		BaseMessage: kubeedge.BaseMessage{EventID: kubeedge.NewEventID(), Timestamp: ms},
-		Twin: map[string]*kubeedge.MsgTwin{rd.Property: {
-			Actual:   &kubeedge.TwinValue{Value: kubeedge.StringValue(text), Metadata: &kubeedge.ValueMetadata{Timestamp: ms}},
-			Metadata: &kubeedge.TypeMetadata{Type: typ},
-		}},
-	})
-	d.handle(kubeedge.DeviceTopic(rd.DeviceID, kubeedge.TwinUpdate), upd)
-
-	if d.reportDue(rd.DeviceID, p, rd.Time) {
-		data, _ := json.Marshal(kubeedge.DataUpdateMsg{
-			BaseMessage: kubeedge.BaseMessage{EventID: kubeedge.NewEventID(), Timestamp: ms},
-			Data: map[string]*kubeedge.DataValue{rd.Property: {
-				Value: kubeedge.StringValue(text), Metadata: kubeedge.DataMetadata{Type: typ, Timestamp: ms},
-			}},
-		})
-		topic := kubeedge.DeviceTopic(rd.DeviceID, kubeedge.DataUpdate)
-		if err := d.r.broker.Publish(topic, data, 0, false); err != nil {
-			d.log.Debug("mapper data not published", "topic", topic, "err", err)
-		}
-	}
-
-	// A reading confirms (or refutes) a write; pending writes get another
-	// try now that the device answers.
-	d.wmu.Lock()
-	if w, ok := d.written[rd.DeviceID][rd.Property]; ok {
-		delete(d.written[rd.DeviceID], rd.Property)
-		if w != text {
-			d.log.Debug("device does not hold the written value yet", "device", rd.DeviceID, "property", rd.Property, "written", w, "read", text)
-		}
-	}
-	retry := len(d.pending[rd.DeviceID]) > 0
-	d.wmu.Unlock()
-	if retry {
-		d.kick()
-	}
-}
-
-// reportDue reports whether a reading of p at t goes on the data topic.
-func (d *deviceRuntime) reportDue(id string, p *devices.Property, t time.Time) bool {
-	if p.ReportCycle <= 0 {
-		return true
-	}
-	k := id + "\x00" + p.Name
-	d.repMu.Lock()
-	defer d.repMu.Unlock()
-	last, ok := d.lastReport[k]
-	if ok && t.Sub(last) < p.ReportCycle {
-		return false
-	}
-	d.lastReport[k] = t
-	return true
-}
-
-// onState reports a device going online or offline as a KubeEdge
-// state/update, and retries pending writes when it comes back.
-func (d *deviceRuntime) onState(id string, online bool, err error) {
-	state := kubeedge.StateOffline
-	if online {
-		state = kubeedge.StateOnline
-	}
-	if err != nil {
-		d.log.Warn("device offline", "device", id, "err", err)
-	} else {
-		d.log.Info("device online", "device", id)
-	}
-	b, _ := json.Marshal(kubeedge.StateUpdateMsg{
-		BaseMessage: kubeedge.BaseMessage{EventID: kubeedge.NewEventID(), Timestamp: d.r.cfg.Clock.Now().UnixMilli()},
-		State:       state,
-	})
-	d.handle(kubeedge.DeviceTopic(id, kubeedge.StateUpdate), b)
-	d.wmu.Lock()
-	d.online[id] = online
-	retry := online && len(d.pending[id]) > 0
-	d.wmu.Unlock()
-	if retry {
-		d.kick()
-	}
-}
-
-// onDelta queues the desired values of a twin delta for writing to the
-// device. It runs on the twin manager's publishing path, so it only
-// records and wakes the writer.
-func (d *deviceRuntime) onDelta(topic string, payload []byte) {
-	t, ok := kubeedge.ParseTopic(topic)
-	if !ok || t.Kind != kubeedge.TwinUpdateDelta {
-		return
-	}
-	id := t.ID
-	dev := d.byID[id]
-	if dev == nil || !d.polled[id] {
-		return
-	}
-	var msg kubeedge.TwinDeltaMsg
-	if err := json.Unmarshal(payload, &msg); err != nil {
-		d.log.Debug("twin delta not understood", "topic", topic, "err", err)
-		return
-	}
-	queued := false
-	d.wmu.Lock()
-	for prop, raw := range msg.Delta {
-		p := dev.Property(prop)
-		if p == nil || p.Modbus == nil || !p.Modbus.Register.Writable() || p.AccessMode == devices.ReadOnly {
-			continue
-		}
-		text := string(raw)
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			text = s
-		}
-		if d.written[id][prop] == text {
-			continue // written, waiting for the next reading to confirm
-		}
-		if d.pending[id] == nil {
-			d.pending[id] = map[string]string{}
-		}
-		d.pending[id][prop] = text
-		queued = true
-	}
-	d.wmu.Unlock()
-	if queued {
-		d.kick()
-	}
-}
-
-func (d *deviceRuntime) kick() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
-}
-
-// writeLoop writes queued desired values to devices. A write that fails
-// while the device is offline stays queued and is retried when the device
-// answers again (online, a reading or a new delta); a write the device
-// refuses while online (out of range, Modbus exception) is dropped until
-// the desired value changes.
-func (d *deviceRuntime) writeLoop() {
-	defer d.wg.Done()
-	for {
-		select {
-		case <-d.ctx.Done():
-			return
-		case <-d.wake:
-		}
-		type job struct{ id, prop, value string }
-		var jobs []job
-		d.wmu.Lock()
-		for id, props := range d.pending {
-			for p, v := range props {
-				jobs = append(jobs, job{id, p, v})
-			}
-		}
-		d.wmu.Unlock()
-		sort.Slice(jobs, func(i, j int) bool {
-			if jobs[i].id != jobs[j].id {
-				return jobs[i].id < jobs[j].id
-			}
-			return jobs[i].prop < jobs[j].prop
-		})
-		for _, j := range jobs {
-			if d.ctx.Err() != nil {
-				return
-			}
-			ctx, cancel := context.WithTimeout(d.ctx, writeTimeout)
-			err := d.mapper.Write(ctx, j.id, j.prop, j.value)
-			cancel()
-			d.wmu.Lock()
-			if d.pending[j.id][j.prop] != j.value {
-				d.wmu.Unlock()
-				continue // superseded while writing; the newer value is queued
-			}
-			switch {
-			case err == nil:
-				delete(d.pending[j.id], j.prop)
-				if d.written[j.id] == nil {
-					d.written[j.id] = map[string]string{}
-				}
-				d.written[j.id][j.prop] = j.value
-				d.log.Info("desired value written", "device", j.id, "property", j.prop, "value", j.value)
-			case d.online[j.id] && d.ctx.Err() == nil:
-				delete(d.pending[j.id], j.prop)
-				d.log.Warn("device refused the desired value; set another desired value to try again",
-					"device", j.id, "property", j.prop, "value", j.value, "err", err)
-			default:
-				d.log.Debug("desired value not written yet; retrying when the device answers",
-					"device", j.id, "property", j.prop, "value", j.value, "err", err)
-			}
-			d.wmu.Unlock()
-		}
 	}
 }

@@ -128,7 +128,7 @@ type Manager struct {
 	store    Store
 	maxValue int
 
-	wmu          sync.Mutex // serialises writers (state changes, persistence); never held while publishing
+	wmu          sync.Mutex     // serialises writers (state changes, persistence); never held while publishing
 	out          *outbox        // orders publishing per device, outside wmu
 	delivering   sync.WaitGroup // deliveries in progress; Close waits for them
 	mu           sync.RWMutex
