@@ -78,17 +78,9 @@ func Load(file string, src []byte) ([]*Plan, error) {
 		if api, kind := doc.Kind(); kind != Kind && !strings.HasPrefix(api, "eddy.dev/") && api != "" {
 			continue // another tool's resource (e.g. a KubeEdge Device) in the same file
 		}
-		p, derrs := Decode(doc)
+		plan, derrs := LoadDocument(doc)
 		errs = append(errs, derrs...)
-		// Compile even a partly decoded document, so that one run reports
-		// every problem; skip what the decoder already reported at a path.
-		plan, cerrs := CompileDoc(p, doc)
-		for _, e := range cerrs {
-			if !reportedAt(derrs, e.Path) {
-				errs = append(errs, e)
-			}
-		}
-		if len(derrs) == 0 && len(cerrs) == 0 {
+		if plan != nil {
 			plans = append(plans, plan)
 		}
 	}
@@ -99,6 +91,26 @@ func Load(file string, src []byte) ([]*Plan, error) {
 		return nil, strictyaml.Errors{{Pos: strictyaml.Pos{File: file}, Msg: "no Pipeline documents found"}}
 	}
 	return plans, nil
+}
+
+// LoadDocument decodes and compiles one Pipeline document. It returns
+// every problem (decoding and compiling) with file:line, and a plan only
+// when there is none.
+func LoadDocument(doc *strictyaml.Document) (*Plan, strictyaml.Errors) {
+	p, derrs := Decode(doc)
+	// Compile even a partly decoded document, so that one run reports
+	// every problem; skip what the decoder already reported at a path.
+	plan, cerrs := CompileDoc(p, doc)
+	errs := derrs
+	for _, e := range cerrs {
+		if !reportedAt(derrs, e.Path) {
+			errs = append(errs, e)
+		}
+	}
+	if len(derrs) > 0 || len(cerrs) > 0 {
+		return nil, errs
+	}
+	return plan, nil
 }
 
 func reportedAt(errs strictyaml.Errors, path string) bool {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -102,9 +103,13 @@ func runCommand(g *globals) *cobra.Command {
 	var checkpoint, maxAge time.Duration
 	var anonymous string
 	cmd := &cobra.Command{
-		Use:   "run [flags] FILE...",
-		Short: "Run pipelines from YAML with the embedded broker, WAL and dashboard",
-		Long: `Run the pipelines in the given YAML files on this machine: an embedded MQTT broker
+		Use:   "run [flags] FILE|DIR...",
+		Short: "Run pipelines and devices from YAML with the embedded broker, WAL and dashboard",
+		Long: `Run what the given YAML files and directories declare on this machine, in any mix:
+Pipelines (eddy.dev/v1alpha1), and KubeEdge Devices and DeviceModels
+(devices.kubeedge.io v1beta1 or v1alpha2), whose twins are served over MQTT and whose
+Modbus devices are polled. Every device given is served here, whatever its nodeName
+(a warning names those bound to another node). An embedded MQTT broker
 accepts device messages, every message is written to the WAL under --data-dir before it
 is acknowledged, and the pipelines run on that log. Alerts are logged and published
 by the pipelines' sinks. Stop with Ctrl-C: pipelines checkpoint, sinks flush, the log closes.
@@ -144,7 +149,7 @@ address only; pass --auth-file (and --anonymous=false) otherwise.`,
 	f.StringVar(&s.TokenFile, "token-file", "", "API bearer tokens file (default: none needed on loopback)")
 	f.BoolVar(&s.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on --http-addr")
 	f.StringVar(&s.Node, "node", "", "this node's name (default: host name)")
-	f.StringSliceVar(&s.Devices, "devices", nil, "YAML files of KubeEdge Device/DeviceModel resources")
+	f.StringSliceVar(&s.Devices, "devices", nil, "more files or directories to run (same as naming them as arguments; kept for KubeEdge Device/DeviceModel files)")
 	f.DurationVar(&checkpoint, "checkpoint-interval", 2*time.Second, "most time between pipeline checkpoints")
 	f.DurationVar(&maxAge, "retention-max-age", 0, "remove log records older than this (0: keep)")
 	f.Int64Var(&s.RetentionMaxBytes, "retention-max-bytes", 0, "bound the log's size in bytes (0: no bound)")
@@ -158,43 +163,19 @@ func runRunner(ctx context.Context, g *globals, s *runnerSettings) error {
 	if err != nil {
 		return err
 	}
-	// Compile everything before starting anything: a typo should not
-	// cost a broker restart.
-	type loaded struct {
-		plans []*pipeline.Plan
-		src   []byte
-	}
-	var all []loaded
-	var errs []error
-	for _, path := range s.Pipelines {
-		plans, src, err := loadPipelines(path)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		all = append(all, loaded{plans, src})
-	}
-	if len(errs) > 0 {
-		for _, err := range errs {
-			fmt.Fprintln(g.stderr, err)
-		}
+	// Load and check everything before starting anything: a typo should
+	// not cost a broker restart.
+	set, err := loadDocuments(append(append([]string(nil), s.Pipelines...), s.Devices...))
+	if err != nil {
+		fmt.Fprintln(g.stderr, err)
 		return exitError{}
+	}
+	if !s.edge && len(set.Pipelines)+len(set.Devices) == 0 {
+		return fmt.Errorf("no Pipeline or Device documents in %s; eddy run reads %s", strings.Join(append(s.Pipelines, s.Devices...), ", "), knownKinds())
 	}
 	if err := setupHTTP(&cfg, s, g); err != nil {
 		return err
 	}
-	if err := setDevices(&cfg, s.Devices); err != nil {
-		return err
-	}
-	sizes, err := budget.For(cfg.MemoryLimit)
-	if err != nil {
-		return err
-	}
-	if s.MemoryLimit != "" {
-		debug.SetMemoryLimit(sizes.GoLimit)
-	}
-	cfg.Logger.Info("memory budget", "limit", budget.Format(sizes.Limit), "gomemlimit", goLimitString(),
-		"wal_cache", budget.Format(sizes.WALCacheBytes), "wal_segment", budget.Format(int64(sizes.WALSegmentSize)))
 	r, err := runner.New(cfg)
 	if err != nil {
 		return err
@@ -203,11 +184,12 @@ func runRunner(ctx context.Context, g *globals, s *runnerSettings) error {
 		return err
 	}
 	defer r.Close()
-	for _, l := range all {
-		for _, p := range l.plans {
-			if err := r.Apply(ctx, p, l.src); err != nil {
-				return err
-			}
+	if err := serveDevices(ctx, r, cfg.Logger, cfg.Node, s.edge, set.Devices); err != nil {
+		return err
+	}
+	for _, l := range set.Pipelines {
+		if err := r.Apply(ctx, l.Plan, l.Src); err != nil {
+			return err
 		}
 	}
 	<-ctx.Done()

@@ -2,49 +2,49 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
-
-	"github.com/eddy-edge/eddy/pipeline"
 )
 
 func validateCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "validate FILE...",
-		Short: "Compile pipelines without running them; print every error with file:line",
-		Args:  cobra.MinimumNArgs(1),
+	var deviceFiles []string
+	cmd := &cobra.Command{
+		Use:   "validate FILE|DIR...",
+		Short: "Check Pipeline, Device and DeviceModel YAML without running it; print every error with file:line",
+		Long: `Check the documents in the given files and directories (a directory's .yaml, .yml
+and .json files) as 'eddy run' would, without starting anything: Pipelines are
+compiled, Devices and DeviceModels (devices.kubeedge.io v1beta1 or v1alpha2) are
+decoded and every Device is joined to its model across all the files. Every problem
+is printed with file:line and the field path; the exit status is 1 if there is one.`,
+		Args: cobra.MinimumNArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			failed := false
-			for _, path := range args {
-				plans, _, err := loadPipelines(path)
-				if err != nil {
-					fmt.Fprintln(g.stderr, err)
-					failed = true
-					continue
-				}
-				for _, p := range plans {
-					fmt.Fprintf(g.stdout, "%s: pipeline %s ok (hash %s, %d steps, %d sinks)\n",
-						path, p.ID(), p.Hash, len(p.Spec.Steps), len(p.Spec.Sinks))
-				}
+			paths := append(append([]string(nil), args...), deviceFiles...)
+			if len(paths) == 0 {
+				return fmt.Errorf("name at least one file or directory to check")
 			}
-			if failed {
+			set, err := loadDocuments(paths)
+			if err != nil {
+				fmt.Fprintln(g.stderr, err)
 				return exitError{}
+			}
+			if len(set.Pipelines)+len(set.Devices)+len(set.Models) == 0 {
+				fmt.Fprintf(g.stderr, "no Pipeline, Device or DeviceModel documents in %v\n", paths)
+				return exitError{}
+			}
+			for _, p := range set.Pipelines {
+				fmt.Fprintf(g.stdout, "%s: pipeline %s ok (hash %s, %d steps, %d sinks)\n",
+					p.File, p.Plan.ID(), p.Plan.Hash, len(p.Plan.Spec.Steps), len(p.Plan.Spec.Sinks))
+			}
+			for _, m := range set.Models {
+				fmt.Fprintf(g.stdout, "%s: model %s ok (%s)\n", m.Pos().File, m.ID(), plural(len(m.Properties), "property", "properties"))
+			}
+			for i := range set.Devices {
+				d := &set.Devices[i]
+				fmt.Fprintf(g.stdout, "%s: %s\n", d.Pos().File, describeDevice(d))
 			}
 			return nil
 		},
 	}
-}
-
-// loadPipelines reads and compiles one YAML file.
-func loadPipelines(path string) ([]*pipeline.Plan, []byte, error) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
-	}
-	plans, err := pipeline.Load(path, src)
-	if err != nil {
-		return nil, nil, err
-	}
-	return plans, src, nil
+	cmd.Flags().StringSliceVar(&deviceFiles, "devices", nil, "more files or directories to check (same as naming them as arguments)")
+	return cmd
 }

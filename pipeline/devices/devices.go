@@ -180,6 +180,10 @@ type Device struct {
 // ID returns "namespace/name", the device id of KubeEdge's topics.
 func (d *Device) ID() string { return d.Namespace + "/" + d.Name }
 
+// Pos returns where the device was declared (file and line of its
+// metadata.name), or a zero Pos when it was not loaded from a file.
+func (d *Device) Pos() strictyaml.Pos { return d.src.pos() }
+
 // Property returns the property named name, or nil.
 func (d *Device) Property(name string) *Property {
 	for i := range d.Properties {
@@ -298,6 +302,9 @@ type Model struct {
 // ID returns "namespace/name".
 func (m *Model) ID() string { return m.Namespace + "/" + m.Name }
 
+// Pos returns where the model was declared, like Device.Pos.
+func (m *Model) Pos() strictyaml.Pos { return m.src.pos() }
+
 // ModelProperty declares a property of a model.
 type ModelProperty struct {
 	// Name of the property.
@@ -321,6 +328,13 @@ type ModelProperty struct {
 // source remembers where an object was written, for errors.
 type source struct {
 	doc *strictyaml.Document
+}
+
+func (s *source) pos() strictyaml.Pos {
+	if s == nil || s.doc == nil {
+		return strictyaml.Pos{}
+	}
+	return s.doc.PosOf("metadata.name")
 }
 
 func (s *source) at(path, format string, args ...any) strictyaml.Error {

@@ -23,54 +23,73 @@ func Load(file string, src []byte) ([]Device, []Model, error) {
 	var devs []Device
 	var models []Model
 	for _, doc := range docs {
-		apiVersion, kind := doc.Kind()
-		group, _, _ := strings.Cut(apiVersion, "/")
-		if group != Group {
+		apiVersion, _ := doc.Kind()
+		if group, _, _ := strings.Cut(apiVersion, "/"); group != Group {
 			continue
 		}
-		l := loader{src: &source{doc: doc}}
-		switch {
-		case apiVersion == V1beta1 && kind == "Device":
-			var raw V1beta1Device
-			e := doc.Decode(&raw)
-			errs = append(errs, e...)
-			if d, ok := l.v1beta1Device(&raw); ok && len(e) == 0 {
-				devs = append(devs, d)
-			}
-		case apiVersion == V1alpha2 && kind == "Device":
-			var raw V1alpha2Device
-			e := doc.Decode(&raw)
-			errs = append(errs, e...)
-			if d, ok := l.v1alpha2Device(&raw); ok && len(e) == 0 {
-				devs = append(devs, d)
-			}
-		case apiVersion == V1beta1 && kind == "DeviceModel":
-			var raw V1beta1DeviceModel
-			e := doc.Decode(&raw)
-			errs = append(errs, e...)
-			if m, ok := l.v1beta1Model(&raw); ok && len(e) == 0 {
-				models = append(models, m)
-			}
-		case apiVersion == V1alpha2 && kind == "DeviceModel":
-			var raw V1alpha2DeviceModel
-			e := doc.Decode(&raw)
-			errs = append(errs, e...)
-			if m, ok := l.v1alpha2Model(&raw); ok && len(e) == 0 {
-				models = append(models, m)
-			}
-		case apiVersion != V1beta1 && apiVersion != V1alpha2:
-			errs = append(errs, atKey(doc, "apiVersion", "unsupported version %q; use %s (or %s)", apiVersion, V1beta1, V1alpha2))
-		case kind == "DeviceStatus":
-			// Written by KubeEdge v1.23+; carries no configuration.
-		default:
-			errs = append(errs, atKey(doc, "kind", "unsupported kind %q in %s; use Device or DeviceModel", kind, apiVersion))
+		d, m, e := LoadDocument(doc)
+		errs = append(errs, e...)
+		if d != nil {
+			devs = append(devs, *d)
 		}
-		errs = append(errs, l.errs...)
+		if m != nil {
+			models = append(models, *m)
+		}
 	}
 	if err := errs.Err(); err != nil {
 		return nil, nil, err
 	}
 	return devs, models, nil
+}
+
+// LoadDocument decodes one devices.kubeedge.io document: a Device, a
+// DeviceModel, or a DeviceStatus (written by KubeEdge v1.23+, carries no
+// configuration: both results nil). It returns every problem with
+// file:line, and an object only when there is none. Devices still need
+// Resolve.
+func LoadDocument(doc *strictyaml.Document) (*Device, *Model, strictyaml.Errors) {
+	apiVersion, kind := doc.Kind()
+	l := loader{src: &source{doc: doc}}
+	var errs strictyaml.Errors
+	var dev *Device
+	var model *Model
+	switch {
+	case apiVersion == V1beta1 && kind == "Device":
+		var raw V1beta1Device
+		errs = doc.Decode(&raw)
+		if d, ok := l.v1beta1Device(&raw); ok && len(errs) == 0 {
+			dev = &d
+		}
+	case apiVersion == V1alpha2 && kind == "Device":
+		var raw V1alpha2Device
+		errs = doc.Decode(&raw)
+		if d, ok := l.v1alpha2Device(&raw); ok && len(errs) == 0 {
+			dev = &d
+		}
+	case apiVersion == V1beta1 && kind == "DeviceModel":
+		var raw V1beta1DeviceModel
+		errs = doc.Decode(&raw)
+		if m, ok := l.v1beta1Model(&raw); ok && len(errs) == 0 {
+			model = &m
+		}
+	case apiVersion == V1alpha2 && kind == "DeviceModel":
+		var raw V1alpha2DeviceModel
+		errs = doc.Decode(&raw)
+		if m, ok := l.v1alpha2Model(&raw); ok && len(errs) == 0 {
+			model = &m
+		}
+	case apiVersion != V1beta1 && apiVersion != V1alpha2:
+		errs = append(errs, atKey(doc, "apiVersion", "unsupported version %q; use %s (or %s)", apiVersion, V1beta1, V1alpha2))
+	case kind == "DeviceStatus":
+		// Written by KubeEdge v1.23+; carries no configuration.
+	default:
+		errs = append(errs, atKey(doc, "kind", "unsupported kind %q in %s; use Device or DeviceModel", kind, apiVersion))
+	}
+	errs = append(errs, l.errs...)
+	if len(errs) > 0 {
+		return nil, nil, errs
+	}
+	return dev, model, nil
 }
 
 type loader struct {
