@@ -33,17 +33,40 @@ func main() {
 	pubs := flag.Int("publishers", 16, "concurrent publishers")
 	rate := flag.Int("rate", 10000, "messages per second for the latency run")
 	latencyFor := flag.Duration("latency-duration", 5*time.Second, "length of the latency run")
-	cases := flag.String("cases", "raw,qos0,qos1", "comma-separated runs: raw (plain broker, QoS 0 and 1), qos0, qos1 (eddy, with the latency run)")
+	cases := flag.String("cases", "raw,mosquitto,qos0,qos1,idle,filter,window,shared",
+		"comma-separated runs: raw (plain broker, QoS 0 and 1), mosquitto (QoS 0 and 1 through mosquitto), qos0, qos1 (eddy, with the latency run); "+
+			"targets at a fixed rate side by side with mosquitto: idle (RSS), filter, window (1000 devices, RSS after -settle), shared (-shared pipelines on one topic)")
 	pprof := flag.Bool("pprof", false, "start eddy with --pprof and print its HTTP address (to take a profile during a run)")
+	repeat := flag.Int("repeat", 1, "run raw/mosquitto/qos0/qos1 this many times (report ranges, not the best run)")
+	to := targetOpts{}
+	flag.IntVar(&to.rate, "target-rate", 25000, "messages/s of the filter and window target runs")
+	flag.DurationVar(&to.dur, "target-duration", 20*time.Second, "length of each target run")
+	flag.DurationVar(&to.settle, "settle", time.Minute, "after the window run, RSS is read again this much later")
+	flag.IntVar(&to.shared, "shared", 300, "pipelines on one topic in the shared run")
+	flag.IntVar(&to.sharedHz, "shared-rate", 500, "messages/s of the shared run")
+	flag.StringVar(&eddyMemoryLimit, "memory-limit", "", "pass --memory-limit to eddy")
 	flag.Parse()
 	want := map[string]bool{}
 	for _, c := range strings.Split(*cases, ",") {
 		want[strings.TrimSpace(c)] = true
 	}
 	eddyPprof = *pprof
-	if err := run(*eddy, *n, *pubs, *rate, *latencyFor, want); err != nil {
-		fmt.Fprintln(os.Stderr, "mqttbench:", err)
-		os.Exit(1)
+	fmt.Printf("mqttbench started %s, load %s", time.Now().UTC().Format(time.RFC3339), mustRead("/proc/loadavg"))
+	for i := range *repeat {
+		if *repeat > 1 {
+			fmt.Printf("\n## run %d of %d\n", i+1, *repeat)
+		}
+		if err := run(*eddy, *n, *pubs, *rate, *latencyFor, want); err != nil {
+			fmt.Fprintln(os.Stderr, "mqttbench:", err)
+			os.Exit(1)
+		}
+	}
+	to.eddyBin = *eddy
+	if want["idle"] || want["filter"] || want["window"] || want["shared"] {
+		if err := runTargets(to, want); err != nil {
+			fmt.Fprintln(os.Stderr, "mqttbench:", err)
+			os.Exit(1)
+		}
 	}
 }
 
@@ -59,6 +82,9 @@ func (r result) rate() float64 { return float64(r.received) / r.dur.Seconds() }
 
 // eddyPprof makes startEddy pass --pprof (set from the -pprof flag).
 var eddyPprof bool
+
+// eddyMemoryLimit is passed to eddy as --memory-limit when set.
+var eddyMemoryLimit string
 
 func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration, want map[string]bool) error {
 	var rows []result
@@ -77,6 +103,22 @@ func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration, want map[s
 		port := b.Addr().(*net.TCPAddr).Port
 		r, err := throughput(fmt.Sprintf("raw mochi broker, QoS %d (pub->sub)", qos), port, "bench/in", "bench/in", qos, n, pubs)
 		b.Close()
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r)
+	}
+	// mosquitto with its defaults, same clients.
+	for _, qos := range []byte{0, 1} {
+		if !want["mosquitto"] {
+			break
+		}
+		m, err := startMosquitto()
+		if err != nil {
+			return err
+		}
+		r, err := throughput(fmt.Sprintf("mosquitto 2.0, QoS %d (pub->sub)", qos), m.port, "bench/in", "bench/in", qos, n, pubs)
+		m.stop()
 		if err != nil {
 			return err
 		}
@@ -130,9 +172,21 @@ func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration, want map[s
 	}
 	fmt.Printf("\n| memory | MiB |\n|---|---:|\n| eddy idle RSS (broker, WAL, 1 pipeline, HTTP) | %.1f |\n| eddy peak RSS (VmHWM) | %.1f |\n",
 		float64(idleRSS)/1024, float64(peakRSS)/1024)
-	if len(rows) >= 4 && want["raw"] && want["qos0"] {
-		fmt.Printf("\nEddy QoS 0 / raw QoS 0 = %.2f\n", rows[2].rate()/rows[0].rate())
+	byName := map[string]result{}
+	for _, r := range rows {
+		byName[r.name] = r
 	}
+	ratio := func(label, a, b string) {
+		if ra, ok := byName[a]; ok {
+			if rb, ok := byName[b]; ok && rb.rate() > 0 {
+				fmt.Printf("%s = %.2f\n", label, ra.rate()/rb.rate())
+			}
+		}
+	}
+	fmt.Println()
+	ratio("Eddy QoS 0 / raw QoS 0", "eddy ingest->filter->MQTT out, QoS 0", "raw mochi broker, QoS 0 (pub->sub)")
+	ratio("Eddy durable QoS 1 / mosquitto QoS 1 (received)", "eddy ingest->filter->MQTT out, QoS 1 durable (fsync before PUBACK)", "mosquitto 2.0, QoS 1 (pub->sub)")
+	fmt.Printf("load at the end: %s", mustRead("/proc/loadavg"))
 	return nil
 }
 
@@ -156,13 +210,8 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startEddy(bin string) (*eddyProc, error) {
-	dir, err := os.MkdirTemp("", "eddy-bench")
-	if err != nil {
-		return nil, err
-	}
-	spec := filepath.Join(dir, "p.yaml")
-	os.WriteFile(spec, []byte(`apiVersion: eddy.dev/v1alpha1
+// filterSpec is the pipeline of the throughput and latency runs.
+const filterSpec = `apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: bench}
 spec:
@@ -171,11 +220,28 @@ spec:
     - filter: "n >= 0"
   sinks:
     - mqtt: {topic: "out/bench"}
-`), 0o644)
+`
+
+func startEddy(bin string) (*eddyProc, error) { return startEddyWith(bin, filterSpec) }
+
+// startEddyWith starts `eddy run` on spec (YAML, one or more pipelines)
+// with its WAL in a temporary directory, plus -memory-limit if given.
+func startEddyWith(bin, specYAML string) (*eddyProc, error) {
+	dir, err := os.MkdirTemp("", "eddy-bench")
+	if err != nil {
+		return nil, err
+	}
+	spec := filepath.Join(dir, "p.yaml")
+	if err := os.WriteFile(spec, []byte(specYAML), 0o644); err != nil {
+		return nil, err
+	}
 	e := &eddyProc{port: freePort(), dir: dir}
 	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	args := []string{"run", "--log-level", "warn", "--data-dir", filepath.Join(dir, "data"),
 		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", e.port), "--http-addr", httpAddr}
+	if eddyMemoryLimit != "" {
+		args = append(args, "--memory-limit", eddyMemoryLimit)
+	}
 	if eddyPprof {
 		args = append(args, "--pprof")
 		fmt.Fprintf(os.Stderr, "mqttbench: eddy profiler at http://%s/debug/pprof/\n", httpAddr)
@@ -367,4 +433,9 @@ func latency(name string, port int, qos byte, rate int, d time.Duration) (result
 	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
 	return result{name: name, sent: total, received: len(lats), dur: d,
 		p50: lats[len(lats)/2], p99: lats[len(lats)*99/100]}, nil
+}
+
+func mustRead(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }

@@ -51,7 +51,7 @@ type runnerSettings struct {
 	RetentionPolicy string `json:"retentionPolicy,omitempty"`
 	// MemoryLimit is the memory budget, e.g. 64MiB: it sizes the WAL's
 	// buffers, the commit queue and the broker's client queues, and sets
-	// the Go runtime's soft limit (GOMEMLIMIT) to 7/8 of it. Empty: the
+	// the Go runtime's soft limit (GOMEMLIMIT) to it less 16MiB. Empty: the
 	// GOMEMLIMIT environment variable if set, else buffers sized for 64MiB
 	// and no runtime limit.
 	MemoryLimit string `json:"memoryLimit,omitempty"`
@@ -145,7 +145,7 @@ address only; pass --auth-file (and --anonymous=false) otherwise.`,
 	f.StringVar(&s.HTTPAddr, "http-addr", "127.0.0.1:8080", "API, dashboard and /metrics listen address (- disables)")
 	f.StringVar(&anonymous, "anonymous", "auto", "allow MQTT clients without credentials: auto (only on loopback), true or false")
 	f.StringVar(&s.AuthFile, "auth-file", "", "YAML file of MQTT users (bcrypt hashes, see eddy passwd) and ACLs")
-	f.StringVar(&s.MemoryLimit, "memory-limit", "", "memory budget (e.g. 64MiB): sizes the log's buffers and queues and sets GOMEMLIMIT to 7/8 of it (default: $GOMEMLIMIT, else buffers for 64MiB)")
+	f.StringVar(&s.MemoryLimit, "memory-limit", "", "memory budget (e.g. 64MiB): sizes the log's buffers and queues and sets GOMEMLIMIT to it less 16MiB for the binary's code (default: $GOMEMLIMIT, else buffers for 64MiB)")
 	f.StringVar(&s.TokenFile, "token-file", "", "API bearer tokens file (default: none needed on loopback)")
 	f.BoolVar(&s.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on --http-addr")
 	f.StringVar(&s.Node, "node", "", "this node's name (default: host name)")

@@ -22,7 +22,7 @@ func TestFor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Sizes{Limit: 64 << 20, GoLimit: 56 << 20, WALSegmentSize: 1 << 20, WALSegmentCache: 1, WALCacheBytes: 4 << 20,
+	want := Sizes{Limit: 64 << 20, GoLimit: 48 << 20, WALSegmentSize: 1 << 20, WALSegmentCache: 1, WALCacheBytes: 4 << 20,
 		WALCacheRecords: 8192, WALAsyncQueue: 16384, BrokerPendingWrites: 4096}
 	if def != want {
 		t.Errorf("For(0) = %+v\nwant     %+v", def, want)
@@ -31,7 +31,13 @@ func TestFor(t *testing.T) {
 	if big.WALCacheBytes != 16<<20 || big.WALSegmentSize != 8<<20 || big.WALSegmentCache != 2 || big.WALAsyncQueue != 65536 || big.BrokerPendingWrites != 8192 {
 		t.Errorf("For(1GiB) = %+v: want the sizes from before budgets", big)
 	}
+	if l32, _ := For(32 << 20); l32.GoLimit != 16<<20 {
+		t.Errorf("For(32MiB).GoLimit = %d, want 16MiB", l32.GoLimit)
+	}
 	small, _ := For(Min)
+	if small.GoLimit != Min/2 {
+		t.Errorf("For(Min).GoLimit = %d, want half", small.GoLimit)
+	}
 	if small.WALCacheBytes != 3<<19 || small.WALSegmentSize != 1<<20 || small.WALAsyncQueue != 6144 || small.BrokerPendingWrites != 2048 {
 		t.Errorf("For(Min) = %+v", small)
 	}
