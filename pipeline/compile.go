@@ -30,9 +30,13 @@ type Plan struct {
 	Hash string `json:"hash"`
 	// Spec is the normalised spec.
 	Spec Spec `json:"spec"`
-	// Nodes in topological order: the source, the steps, then the sinks
-	// and late sinks.
+	// Nodes in topological order: the source, the steps, then the sinks,
+	// late sinks and errors sinks.
 	Nodes []Node `json:"nodes"`
+	// Origin is where the pipeline was declared (file:line of the
+	// document), for messages; it is not part of the plan shipped to
+	// edges.
+	Origin strictyaml.Pos `json:"-"`
 }
 
 // Node is one vertex of a plan's DAG.
@@ -43,11 +47,12 @@ type Node struct {
 	ID string `json:"id"`
 	// Kind is the step, source or sink kind (filter, window, mqtt, ...).
 	Kind string `json:"kind"`
-	// Role is source, step, sink or late.
+	// Role is source, step, sink, late or errors.
 	Role string `json:"role"`
 	// Inputs are the IDs of the nodes feeding this one.
 	Inputs []string `json:"inputs,omitempty"`
-	// Index is the position in spec.steps, spec.sinks or spec.late.
+	// Index is the position in spec.steps, spec.sinks, spec.late or
+	// spec.errors.
 	Index int `json:"index"`
 	// Fields lists the fields known to be present on this node's output,
 	// when the schema is known (after an aggregate or alert step).
@@ -57,10 +62,13 @@ type Node struct {
 // Step returns the spec of a step node.
 func (p *Plan) Step(n Node) *Step { return &p.Spec.Steps[n.Index] }
 
-// Sink returns the spec of a sink or late node.
+// Sink returns the spec of a sink, late or errors node.
 func (p *Plan) Sink(n Node) *Sink {
-	if n.Role == "late" {
+	switch n.Role {
+	case "late":
 		return &p.Spec.Late[n.Index]
+	case "errors":
+		return &p.Spec.Errors[n.Index]
 	}
 	return &p.Spec.Sinks[n.Index]
 }
@@ -83,6 +91,9 @@ func Load(file string, src []byte) ([]*Plan, error) {
 		if plan != nil {
 			plans = append(plans, plan)
 		}
+	}
+	if err := CheckUnique(plans); err != nil {
+		errs = append(errs, err.(strictyaml.Errors)...)
 	}
 	if err := errs.Err(); err != nil {
 		return nil, err
@@ -110,6 +121,7 @@ func LoadDocument(doc *strictyaml.Document) (*Plan, strictyaml.Errors) {
 	if len(derrs) > 0 || len(cerrs) > 0 {
 		return nil, errs
 	}
+	plan.Origin = doc.PosOf("metadata.name")
 	return plan, nil
 }
 
@@ -404,6 +416,13 @@ func (c *compiler) nodes(s *Spec) []Node {
 			nodes = append(nodes, n)
 		}
 	}
+	for i := range s.Errors {
+		if n, ok := c.sink(fmt.Sprintf("spec.errors[%d]", i), "errors", i, &s.Errors[i], deadLetterSchema, ""); ok {
+			unique(fmt.Sprintf("spec.errors[%d]", i), n.ID)
+			nodes = append(nodes, n)
+		}
+	}
+	c.checkOwnLoop(s)
 	if s.IdleTimeout != nil && s.IdleTimeout.Duration <= 0 {
 		c.errorf("spec.idleTimeout", "must be > 0, e.g. 30s")
 	}

@@ -53,8 +53,10 @@ type Spec struct {
 	// EventTime is an expression giving each event's time: a unix timestamp
 	// (seconds below 1e11, milliseconds below 1e14, microseconds below 1e17,
 	// else nanoseconds) or an RFC 3339 string. Absent means the time the
-	// broker accepted the message. If it fails on an event, the arrival time
-	// is used and the error is counted on the source.
+	// broker accepted the message. If it fails on an event, or gives a time
+	// outside 1678..2262 (what nanoseconds since 1970 can hold) or more
+	// than an hour ahead of the runner's clock, the arrival time is used
+	// and the error is counted on the source.
 	EventTime string `json:"eventTime,omitempty"`
 	// Key is an expression giving each event's partition key (windows,
 	// alerts, dedupe and throttle are per key). Absent means the MQTT topic.
@@ -67,6 +69,16 @@ type Spec struct {
 	// allowedLateness). They are always counted; without a late sink they
 	// are also logged.
 	Late []Sink `json:"late,omitempty"`
+	// Errors receive events that failed permanently: a step's expression
+	// failed on them, or a sink refused them for good (a value JSON cannot
+	// encode such as NaN or ±Inf, a rendered topic that is not a valid
+	// topic name). Each arrives as a dead-letter record with the pipeline,
+	// the step or sink, the reason, the log offset and the event; the
+	// pipeline moves on. Without an errors sink such events are counted
+	// and logged (rate-limited). Errors a retry can fix (a busy broker, a
+	// full disk) are retried with backoff instead, and the pipeline shows
+	// as degraded meanwhile.
+	Errors []Sink `json:"errors,omitempty"`
 	// IdleTimeout is how long the source may be silent before the watermark
 	// starts to follow the processing clock, so that idle keys' windows
 	// still close. Default: the largest window size (or session gap) plus
@@ -249,6 +261,12 @@ type MQTTSink struct {
 	QoS int `json:"qos,omitempty"`
 	// Retain sets the MQTT retain flag.
 	Retain bool `json:"retain,omitempty"`
+	// AllowLoop declares that this sink publishes, on purpose, to topics
+	// that a pipeline on the same runner reads (its own source or
+	// another's), e.g. a state machine whose filter ends the loop.
+	// Without it such a feedback loop is refused: at compile time for the
+	// pipeline's own source, when applied for a cycle across pipelines.
+	AllowLoop bool `json:"allowLoop,omitempty"`
 }
 
 // FileSink appends JSON Lines to a file; it is flushed and fsynced at each

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddy-edge/eddy/clock"
@@ -69,6 +70,12 @@ type Config struct {
 	// CheckpointInterval is the most time between pipeline checkpoints.
 	// Default 2s.
 	CheckpointInterval time.Duration
+	// ShutdownTimeout bounds Close: stopping intake, the pipelines' final
+	// checkpoints and closing the broker and the log. What has not
+	// finished by then is abandoned and named in Close's error (those
+	// pipelines replay from their last checkpoint on the next start).
+	// Default 10s.
+	ShutdownTimeout time.Duration
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
 	// Clock is the time source. Default: the real clock.
@@ -100,9 +107,11 @@ type Runner struct {
 	httpLn  net.Listener
 	devices *deviceRuntime
 
-	mu      sync.Mutex
-	sources map[string][]byte // pipeline id -> the YAML it was loaded from
-	closed  bool
+	mu       sync.Mutex
+	sources  map[string][]byte // pipeline id -> the YAML it was loaded from
+	closed   bool
+	closing  atomic.Bool // Close has begun: /healthz answers 503
+	closeErr error
 }
 
 // New prepares a runner; nothing listens until Start.
@@ -121,6 +130,9 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.Node == "" {
 		cfg.Node, _ = os.Hostname()
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
 	}
 	return &Runner{cfg: cfg, logger: cfg.Logger, sources: map[string][]byte{}}, nil
 }
@@ -199,7 +211,9 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := r.broker.Start(ctx); err != nil {
+	// The broker must outlive ctx (a signal): pipelines publish their last
+	// output through it while they stop. Close stops it, in order.
+	if err := r.broker.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("starting the MQTT broker on %s: %w", r.cfg.MQTTAddr, err)
 	}
 	r.logger.Info("MQTT broker listening", "addr", r.broker.Addr().String(), "anonymous", r.cfg.AllowAnonymous)
@@ -246,6 +260,11 @@ func (r *Runner) startHTTP() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
+		if r.closing.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "shutting down")
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	var h http.Handler = mux
@@ -334,34 +353,87 @@ func (r *Runner) HTTPAddr() net.Addr {
 	return r.httpLn.Addr()
 }
 
-// Close shuts down in the order that loses nothing: stop accepting MQTT
-// (so nothing new needs logging), stop the pipelines (each checkpoints and
-// flushes its sinks), stop HTTP, then close the log.
+// Close shuts down in the order that loses nothing, within
+// Config.ShutdownTimeout; it is Shutdown with that bound.
 func (r *Runner) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout)
+	defer cancel()
+	return r.Shutdown(ctx)
+}
+
+// Shutdown stops the runner in the order that loses nothing:
+//
+//  1. the broker stops taking messages from clients (listeners closed,
+//     publishes refused unacknowledged, so a QoS 1/2 client resends to
+//     the next run), and device pollers stop; /healthz turns 503;
+//  2. every pipeline finishes the event in hand, flushes and writes its
+//     final checkpoint, while the broker still takes its output;
+//  3. the broker closes (subscribers are disconnected), then HTTP;
+//  4. the log closes (its queued appends are committed first).
+//
+// When ctx ends first, the steps not done are abandoned: the error names
+// them (pipelines left without a final checkpoint replay from their last
+// one on the next start; nothing acknowledged is lost, since the log holds
+// it). Later calls return the first call's result.
+func (r *Runner) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return nil
+		return r.closeErr
 	}
 	r.closed = true
 	r.mu.Unlock()
+	r.closing.Store(true)
+	start := r.cfg.Clock.Now()
 	var errs []error
 	if r.broker != nil {
-		errs = append(errs, r.broker.Close())
+		r.broker.StopIntake()
 	}
 	errs = append(errs, r.closeDevices())
 	if r.engine != nil {
-		errs = append(errs, r.engine.Close())
+		if err := r.engine.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.broker != nil {
+		errs = append(errs, r.broker.Close())
 	}
 	if r.httpSrv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		errs = append(errs, r.httpSrv.Shutdown(ctx))
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := r.httpSrv.Shutdown(hctx); err != nil {
+			_ = r.httpSrv.Close()
+			errs = append(errs, fmt.Errorf("HTTP server: %w", err))
+		}
 		cancel()
 	}
 	if r.log != nil {
-		errs = append(errs, r.log.Close())
+		if err := closeWithin(ctx, r.log.Close); err != nil {
+			errs = append(errs, fmt.Errorf("closing the WAL: %w", err))
+		}
 	}
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	if err != nil {
+		r.logger.Error("shutdown incomplete", "err", err, "took", r.cfg.Clock.Now().Sub(start))
+	} else {
+		r.logger.Info("shutdown complete", "took", r.cfg.Clock.Now().Sub(start))
+	}
+	r.mu.Lock()
+	r.closeErr = err
+	r.mu.Unlock()
+	return err
+}
+
+// closeWithin runs close, but returns when ctx ends first (close goes on
+// in the background).
+func closeWithin(ctx context.Context, close func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("abandoned after the shutdown bound: %w", ctx.Err())
+	}
 }
 
 // walAppender logs broker messages in the WAL: QoS 1/2 durably (the

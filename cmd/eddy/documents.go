@@ -157,6 +157,9 @@ func loadDocuments(paths []string) (*documentSet, error) {
 		}
 	}
 	if len(errs) == 0 && len(other) == 0 {
+		other = append(other, checkPlanSet(set.Pipelines)...)
+	}
+	if len(errs) == 0 && len(other) == 0 {
 		resolved, err := devices.Resolve(set.Devices, set.Models)
 		if err != nil {
 			return nil, err
@@ -173,6 +176,25 @@ func loadDocuments(paths []string) (*documentSet, error) {
 		return nil, err
 	}
 	return set, nil
+}
+
+// checkPlanSet checks what only shows across documents and files: a
+// namespace/name declared twice (naming both places), and pipelines whose
+// sinks feed each other in a cycle.
+func checkPlanSet(loaded []loadedPlan) []error {
+	plans := make([]*pipeline.Plan, len(loaded))
+	for i, l := range loaded {
+		plans[i] = l.Plan
+	}
+	var errs []error
+	if err := pipeline.CheckUnique(plans); err != nil {
+		errs = append(errs, err)
+	}
+	if cyc := pipeline.FindCycle(plans); cyc != nil {
+		errs = append(errs, fmt.Errorf("these pipelines feed each other in a loop: %s; every output would come back as input. Publish to topics no pipeline of the loop reads, or set allowLoop: true on a sink of the loop if a step ends it",
+			strings.Join(cyc, " ")))
+	}
+	return errs
 }
 
 // loadDocument dispatches one document to its kind's loader.

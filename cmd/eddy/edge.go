@@ -20,7 +20,7 @@ says allowAnonymous: true, and the API always requires a token.
 
 Config keys (all optional except what your setup needs):
   dataDir, mqttAddr, mqttWSAddr, httpAddr, allowAnonymous, authFile, node,
-  checkpointInterval, retentionMaxAge, retentionMaxBytes, retentionPolicy, memoryLimit,
+  checkpointInterval, shutdownTimeout, retentionMaxAge, retentionMaxBytes, retentionPolicy, memoryLimit,
   tokenFile, pipelines (list of YAML files), devices (list of YAML files).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

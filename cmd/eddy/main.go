@@ -20,9 +20,11 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run executes the CLI and returns the exit status.
+// run executes the CLI and returns the exit status. The first SIGINT or
+// SIGTERM cancels the command's context (a runner then shuts down in
+// order, bounded); a second one exits at once.
 func run(args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := onSignals(context.Background(), stderr, func() { os.Exit(2) })
 	defer stop()
 	root := rootCommand(stdout, stderr)
 	root.SetArgs(args)
@@ -33,6 +35,36 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// onSignals returns a context cancelled by the first SIGINT or SIGTERM;
+// the second one calls exit (the shutdown is taking too long for whoever
+// sent it). stop releases the signals.
+func onSignals(parent context.Context, stderr io.Writer, exit func()) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(parent)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(stderr, "eddy: %v: shutting down; send it again to exit at once\n", s)
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(stderr, "eddy: second %v: exiting now without finishing the shutdown (pipelines replay from their last checkpoint)\n", s)
+			exit()
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
 }
 
 // exitError is an error already reported to the user.

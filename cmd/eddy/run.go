@@ -42,6 +42,9 @@ type runnerSettings struct {
 	Node string `json:"node,omitempty"`
 	// CheckpointInterval is the most time between pipeline checkpoints.
 	CheckpointInterval pipeline.Duration `json:"checkpointInterval,omitempty"`
+	// ShutdownTimeout bounds the shutdown on SIGTERM/SIGINT (default 10s);
+	// what has not finished by then is abandoned and logged.
+	ShutdownTimeout pipeline.Duration `json:"shutdownTimeout,omitempty"`
 	// RetentionMaxAge removes log records older than this (0 = keep).
 	RetentionMaxAge pipeline.Duration `json:"retentionMaxAge,omitempty"`
 	// RetentionMaxBytes bounds the log's size on disk (0 = no bound).
@@ -91,6 +94,7 @@ func (s *runnerSettings) config(g *globals) (runner.Config, error) {
 		AuthFile:           s.AuthFile,
 		Node:               s.Node,
 		CheckpointInterval: s.CheckpointInterval.Duration,
+		ShutdownTimeout:    s.ShutdownTimeout.Duration,
 		Retention: wal.RetentionOptions{MaxAge: s.RetentionMaxAge.Duration, MaxBytes: s.RetentionMaxBytes,
 			Policy: wal.Policy(s.RetentionPolicy)},
 		Pprof:  s.Pprof,
@@ -100,7 +104,7 @@ func (s *runnerSettings) config(g *globals) (runner.Config, error) {
 
 func runCommand(g *globals) *cobra.Command {
 	s := &runnerSettings{}
-	var checkpoint, maxAge time.Duration
+	var checkpoint, maxAge, shutdown time.Duration
 	var anonymous string
 	cmd := &cobra.Command{
 		Use:   "run [flags] FILE|DIR...",
@@ -119,7 +123,7 @@ address only; pass --auth-file (and --anonymous=false) otherwise.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s.Pipelines = args
-			s.CheckpointInterval.Duration, s.RetentionMaxAge.Duration = checkpoint, maxAge
+			s.CheckpointInterval.Duration, s.RetentionMaxAge.Duration, s.ShutdownTimeout.Duration = checkpoint, maxAge, shutdown
 			switch anonymous {
 			case "auto":
 				s.AllowAnonymous = isLoopback(s.MQTTAddr)
@@ -151,6 +155,7 @@ address only; pass --auth-file (and --anonymous=false) otherwise.`,
 	f.StringVar(&s.Node, "node", "", "this node's name (default: host name)")
 	f.StringSliceVar(&s.Devices, "devices", nil, "more files or directories to run (same as naming them as arguments; kept for KubeEdge Device/DeviceModel files)")
 	f.DurationVar(&checkpoint, "checkpoint-interval", 2*time.Second, "most time between pipeline checkpoints")
+	f.DurationVar(&shutdown, "shutdown-timeout", 10*time.Second, "bound on the shutdown after SIGTERM/SIGINT (a second signal exits at once)")
 	f.DurationVar(&maxAge, "retention-max-age", 0, "remove log records older than this (0: keep)")
 	f.Int64Var(&s.RetentionMaxBytes, "retention-max-bytes", 0, "bound the log's size in bytes (0: no bound)")
 	f.StringVar(&s.RetentionPolicy, "retention-policy", "block", "when over the bound: block (keep unread data, refuse publishes when full) or drop-oldest")
@@ -193,8 +198,11 @@ func runRunner(ctx context.Context, g *globals, s *runnerSettings) error {
 		}
 	}
 	<-ctx.Done()
-	cfg.Logger.Info("shutting down: checkpointing pipelines and closing the log")
-	return r.Close()
+	cfg.Logger.Info("shutting down: intake stopped, checkpointing pipelines, then closing the broker and the log")
+	if err := r.Close(); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
 }
 
 // memoryLimit is the budget from --memory-limit / memoryLimit, else from

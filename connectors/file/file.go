@@ -89,7 +89,7 @@ func (s *Sink) Write(_ context.Context, ev *pipeline.Event) error {
 	if ev.Raw != nil {
 		s.buf.Reset()
 		if err := json.Compact(&s.buf, ev.Raw); err != nil {
-			return fmt.Errorf("raw payload is not JSON: %w", err)
+			return pipeline.Permanentf("file sink: raw payload is not JSON: %w", err)
 		}
 		if _, err := s.w.Write(s.buf.Bytes()); err != nil {
 			return err
@@ -97,7 +97,7 @@ func (s *Sink) Write(_ context.Context, ev *pipeline.Event) error {
 	} else {
 		b, err := json.Marshal(ev.Fields)
 		if err != nil {
-			return fmt.Errorf("encoding event as JSON: %w", err)
+			return pipeline.Permanentf("file sink: encoding event as JSON: %w", err)
 		}
 		if _, err := s.w.Write(b); err != nil {
 			return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/eddy-edge/eddy/pipeline"
 )
@@ -11,6 +13,34 @@ import (
 // Publisher publishes a message; the edge broker implements it.
 type Publisher interface {
 	Publish(topic string, payload []byte, qos byte, retain bool) error
+}
+
+// ContextPublisher is a Publisher whose waits (a congested subscriber, a
+// durable append) end when ctx is done. The sink uses it when the
+// publisher has it, so that stopping a pipeline is never held up by the
+// broker.
+type ContextPublisher interface {
+	PublishContext(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error
+}
+
+// maxTopicLen is MQTT's limit on a topic name (a two-byte length prefix).
+const maxTopicLen = 65535
+
+// CheckTopicName returns why topic cannot be published to, or nil: MQTT
+// topic names are non-empty UTF-8 without wildcards (+ #) or NUL, at most
+// 65535 bytes.
+func CheckTopicName(topic string) error {
+	switch {
+	case topic == "":
+		return fmt.Errorf("topic is empty")
+	case len(topic) > maxTopicLen:
+		return fmt.Errorf("topic is %d bytes long; MQTT allows %d", len(topic), maxTopicLen)
+	case !utf8.ValidString(topic):
+		return fmt.Errorf("topic %q is not valid UTF-8", topic)
+	case strings.ContainsAny(topic, "+#\x00"):
+		return fmt.Errorf("topic %q contains a wildcard (+ #) or NUL; a field rendered into the topic template holds one", topic)
+	}
+	return nil
 }
 
 // Sink publishes each event as a JSON object to a topic rendered from a
@@ -36,17 +66,28 @@ func NewSink(pub Publisher, spec *pipeline.MQTTSink) (*Sink, error) {
 }
 
 // Write publishes ev. Events unchanged since decoding are forwarded as the
-// original payload bytes, without encoding again.
-func (s *Sink) Write(_ context.Context, ev *pipeline.Event) error {
+// original payload bytes, without encoding again. A rendered topic that is
+// not a valid topic name and an event JSON cannot encode (NaN, ±Inf) are
+// permanent errors for that event (see pipeline.PermanentError); the
+// publisher's errors (broker closed, log full, congested subscribers) are
+// retryable.
+func (s *Sink) Write(ctx context.Context, ev *pipeline.Event) error {
 	s.buf = s.topic.Append(s.buf[:0], ev)
+	topic := string(s.buf)
+	if err := CheckTopicName(topic); err != nil {
+		return pipeline.Permanentf("mqtt sink: %w", err)
+	}
 	payload := ev.Raw
 	if payload == nil {
 		var err error
 		if payload, err = json.Marshal(ev.Fields); err != nil {
-			return fmt.Errorf("encoding event as JSON: %w", err)
+			return pipeline.Permanentf("mqtt sink: encoding event as JSON: %w", err)
 		}
 	}
-	return s.pub.Publish(string(s.buf), payload, s.qos, s.retain)
+	if cp, ok := s.pub.(ContextPublisher); ok {
+		return cp.PublishContext(ctx, topic, payload, s.qos, s.retain)
+	}
+	return s.pub.Publish(topic, payload, s.qos, s.retain)
 }
 
 // Flush is a no-op: the broker has taken each message when Publish returns.

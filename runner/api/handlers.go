@@ -245,14 +245,8 @@ func Explain(p *pipeline.Plan) string {
 			if n.Index < len(sp.Steps) {
 				spec = sp.Steps[n.Index]
 			}
-		case "sink", "late":
-			list := sp.Sinks
-			if n.Role == "late" {
-				list = sp.Late
-			}
-			if n.Index < len(list) {
-				spec = list[n.Index]
-			}
+		case "sink", "late", "errors":
+			spec = p.Sink(n)
 		}
 		var js strings.Builder
 		enc := json.NewEncoder(&js)

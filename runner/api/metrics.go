@@ -27,7 +27,8 @@ var (
 	descStepLatency = prometheus.NewDesc("eddy_step_latency_seconds", "Sampled processing time per record in the step.", stepLabels, nil)
 	descStepState   = prometheus.NewDesc("eddy_step_state_size", "Open windows, keys or remembered ids held by the step.", stepLabels, nil)
 
-	descPipeUp        = prometheus.NewDesc("eddy_pipeline_up", "1 when the pipeline is running, 0 when stopped or failed.", []string{"pipeline", "state"}, nil)
+	descPipeUp        = prometheus.NewDesc("eddy_pipeline_up", "1 when the pipeline is running, 0 when degraded (a sink keeps failing), stopped or failed.", []string{"pipeline", "state"}, nil)
+	descPipeDead      = prometheus.NewDesc("eddy_pipeline_dead_letters_total", "Events that failed permanently (step error, sink refusal): sent to the errors: sinks, or dropped and logged without one.", pipeLabels, nil)
 	descPipeLag       = prometheus.NewDesc("eddy_pipeline_lag_records", "WAL records not yet read by the pipeline (head - cursor).", pipeLabels, nil)
 	descPipeCursor    = prometheus.NewDesc("eddy_pipeline_cursor_offset", "Next WAL offset the pipeline reads.", pipeLabels, nil)
 	descPipeCommitted = prometheus.NewDesc("eddy_pipeline_committed_offset", "WAL offset of the pipeline's last checkpoint.", pipeLabels, nil)
@@ -112,7 +113,7 @@ func b2f(b bool) float64 {
 // Describe sends every descriptor.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descStepIn, descStepOut, descStepErrors, descStepLatency, descStepState,
-		descPipeUp, descPipeLag, descPipeCursor, descPipeCommitted, descPipeLate, descPipeState, descPipeWatermark,
+		descPipeUp, descPipeLag, descPipeCursor, descPipeCommitted, descPipeLate, descPipeDead, descPipeState, descPipeWatermark,
 		descAlertsFiring, descDevices, descLink, descLinkPending} {
 		ch <- d
 	}
@@ -184,7 +185,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 func (c *Collector) collectPipeline(ch chan<- prometheus.Metric, st engine.Status) {
 	id := st.ID
-	ch <- prometheus.MustNewConstMetric(descPipeUp, prometheus.GaugeValue, b2f(st.State == "running"), id, st.State)
+	ch <- prometheus.MustNewConstMetric(descPipeUp, prometheus.GaugeValue, b2f(st.State == engine.StateRunning), id, string(st.State))
+	ch <- prometheus.MustNewConstMetric(descPipeDead, prometheus.CounterValue, float64(st.DeadLettered), id)
 	ch <- prometheus.MustNewConstMetric(descPipeLag, prometheus.GaugeValue, float64(st.Lag), id)
 	ch <- prometheus.MustNewConstMetric(descPipeCursor, prometheus.GaugeValue, float64(st.Cursor), id)
 	ch <- prometheus.MustNewConstMetric(descPipeCommitted, prometheus.GaugeValue, float64(st.Committed), id)

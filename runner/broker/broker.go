@@ -19,6 +19,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/eddy-edge/eddy/clock"
+	"github.com/eddy-edge/eddy/pipeline"
 )
 
 // Defaults used when the corresponding Options field is zero.
@@ -222,6 +223,7 @@ type Broker struct {
 	startOnce sync.Once
 	closeOnce sync.Once
 	started   atomic.Bool
+	intakeEnd atomic.Bool // StopIntake was called (intake.go)
 
 	inlineMu   sync.Mutex
 	inlineNext int
@@ -475,25 +477,41 @@ func (b *Broker) running() error {
 // publisher, and is logged first when Options.LogInline is set (durably for
 // qos > 0); if logging fails nothing is delivered and the error is returned.
 func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) error {
+	return b.PublishContext(context.Background(), topic, payload, qos, retain)
+}
+
+// PublishContext is Publish whose waits (congested subscribers, the
+// durable append) also end when ctx is done, so that a stopping pipeline
+// is never held up by the broker.
+func (b *Broker) PublishContext(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error {
 	if err := b.running(); err != nil {
 		return err
+	}
+	bctx := b.ctx
+	if ctx.Done() != nil {
+		var cancel context.CancelFunc
+		bctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(b.ctx, cancel)()
 	}
 	if qos > 2 {
 		return fmt.Errorf("broker: publish to %q: qos %d is not 0, 1 or 2", topic, qos)
 	}
+	// An invalid topic is permanent for this message: retrying it cannot
+	// help, so a pipeline dead-letters it and moves on.
 	if topic == "" || strings.ContainsAny(topic, "+#\x00") {
-		return fmt.Errorf("broker: publish to %q: a topic name must be non-empty and contain no wildcards (+ #)", topic)
+		return pipeline.Permanentf("broker: publish to %q: a topic name must be non-empty and contain no wildcards (+ #)", topic)
 	}
 	if err := b.checkTopic(topic); err != nil {
 		b.topicsRefused.Add(1)
-		return fmt.Errorf("broker: publish to %q: %w", truncate(topic, 128), err)
+		return pipeline.Permanentf("broker: publish to %q: %w", truncate(topic, 128), err)
 	}
-	if err := b.waitForSubscribers(b.ctx, mqtt.InlineClientId, topic); err != nil {
+	if err := b.waitForSubscribers(bctx, mqtt.InlineClientId, topic); err != nil {
 		return fmt.Errorf("broker: publish to %q: %w", topic, err)
 	}
 	if b.opts.LogInline && b.opts.Log != nil && (b.opts.LogInlineTopic == nil || b.opts.LogInlineTopic(topic)) {
 		msg := Message{Topic: topic, Payload: payload, QoS: qos, Retain: retain, Client: mqtt.InlineClientId, Time: b.clk.Now()}
-		if err := b.opts.Log.Append(b.ctx, &msg, qos > 0); err != nil {
+		if err := b.opts.Log.Append(bctx, &msg, qos > 0); err != nil {
 			b.logFailures.Add(1)
 			return fmt.Errorf("broker: publish to %q: log: %w", topic, err)
 		}

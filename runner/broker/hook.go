@@ -118,6 +118,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if b.nlog != nil && pk.FixedHeader.Qos > 0 && b.isInjected(cl, &pk) {
 		return pk, nil
 	}
+	if b.intakeEnd.Load() {
+		return h.refuse(cl, pk, packets.ErrServerShuttingDown)
+	}
 	if err := b.checkTopic(pk.TopicName); err != nil {
 		b.topicsRefused.Add(1)
 		b.warn.Warn("topic:"+cl.ID, "mqtt publish refused: topic over the broker's bounds",

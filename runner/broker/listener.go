@@ -25,6 +25,7 @@ type listener struct {
 	log       *slog.Logger
 	httpSrv   *http.Server
 	end       atomic.Bool
+	intakeEnd atomic.Bool // stopAccepting: no new connections, clients kept
 	mu        sync.Mutex
 }
 
@@ -54,7 +55,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 	for {
 		conn, err := l.ln.Accept()
 		if err != nil {
-			if !l.end.Load() {
+			if !l.end.Load() && !l.intakeEnd.Load() {
 				l.log.Error("mqtt listener stopped", "listener", l.id, "error", err)
 			}
 			return
@@ -94,7 +95,7 @@ func (l *listener) serveWS(establish listeners.EstablishFn) {
 	}
 	srv := l.httpSrv
 	l.mu.Unlock()
-	if err := srv.Serve(l.ln); err != nil && !l.end.Load() && !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(l.ln); err != nil && !l.end.Load() && !l.intakeEnd.Load() && !errors.Is(err, http.ErrServerClosed) {
 		l.log.Error("mqtt websocket listener stopped", "listener", l.id, "error", err)
 	}
 }

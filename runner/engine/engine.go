@@ -17,23 +17,29 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/eddy-edge/eddy/clock"
 	"github.com/eddy-edge/eddy/connectors/mqtt"
-	"github.com/eddy-edge/eddy/operators"
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner/checkpoint"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
 
-// Log is what pipelines read: the runner's WAL.
+// Log is what pipelines read: the runner's WAL (wal.Log has these).
 type Log interface {
 	// Read fills buf with records whose offset is >= from, blocking until
 	// there is at least one or ctx is done.
 	Read(ctx context.Context, from uint64, buf []wal.Record) (int, error)
+	// Wait returns a channel closed once Read(from) would not block. A
+	// pipeline selects on it with its ticker and its stop signal, so
+	// nothing is started or cancelled per batch.
+	Wait(from uint64) <-chan struct{}
+	// First returns the oldest offset kept (Last()+1 when empty).
+	First() uint64
 	// Last returns the offset of the newest record (0 when empty).
 	Last() uint64
 }
@@ -81,6 +87,15 @@ type Options struct {
 	// StartAtEnd makes a pipeline without a checkpoint start at the end of
 	// the log (only new records) instead of the beginning.
 	StartAtEnd bool
+	// StopGrace is how long a stopping pipeline lets a sink write that is
+	// in progress finish (a publish waiting for a congested subscriber, a
+	// durable append) before cancelling it. A pipeline waiting between
+	// retries stops at once. Default 1s.
+	StopGrace time.Duration
+	// ErrorLogInterval rate-limits the warnings about events that failed
+	// permanently in a pipeline without errors: sinks (one line per
+	// interval with the count since the last). Default 10s.
+	ErrorLogInterval time.Duration
 
 	// ProcessingTimeGrace is how long after a window's end a pipeline on
 	// processing time (no eventTime: events are stamped when the broker
@@ -96,16 +111,41 @@ type Options struct {
 }
 
 // Engine runs pipelines. Create it with New, then Apply plans.
+//
+// Each pipeline has one owner at a time: Apply, Start, Stop, Remove, Skip
+// and Seek of one namespace/name are serialised on that pipeline's slot
+// (one lock per pipeline, as controller-runtime reconciles one key at a
+// time), and each returns only when the run it replaced or stopped has
+// ended, flushed, checkpointed and closed its sinks. Different pipelines
+// never wait for each other.
 type Engine struct {
-	opts   Options
-	ctx    context.Context
-	cancel context.CancelFunc
+	opts Options
 
 	mu      sync.Mutex
-	runs    map[string]*run
+	slots   map[string]*slot
+	closed  bool
 	alert   *ring[AlertRecord]
 	filters atomic.Pointer[[]string] // source topic filters of all pipelines
 }
+
+// slot is the home of one pipeline id. mu is held for the whole of an
+// operation on the pipeline; run and plan may be read without it.
+type slot struct {
+	id   string
+	mu   sync.Mutex
+	run  atomic.Pointer[run]
+	plan *pipeline.Plan // the plan this slot runs or is about to; guarded by Engine.mu
+	gone bool           // removed: a caller that waited on mu looks again; guarded by mu
+}
+
+// ErrClosed is returned by operations on a closed engine.
+var ErrClosed = errors.New("engine: closed")
+
+// NotFoundError is returned for an unknown pipeline id.
+type NotFoundError struct{ ID string }
+
+// Error names the pipeline.
+func (e *NotFoundError) Error() string { return fmt.Sprintf("no pipeline %q", e.ID) }
 
 // AlertRecord is an alert event with the pipeline that raised it.
 type AlertRecord struct {
@@ -149,52 +189,142 @@ func New(opts Options) (*Engine, error) {
 	if opts.DefaultIdleTimeout <= 0 {
 		opts.DefaultIdleTimeout = 30 * time.Second
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Engine{opts: opts, ctx: ctx, cancel: cancel, runs: map[string]*run{},
-		alert: newRing[AlertRecord](500)}, nil
+	if opts.StopGrace <= 0 {
+		opts.StopGrace = time.Second
+	}
+	if opts.ErrorLogInterval <= 0 {
+		opts.ErrorLogInterval = 10 * time.Second
+	}
+	return &Engine{opts: opts, slots: map[string]*slot{}, alert: newRing[AlertRecord](500)}, nil
+}
+
+// lock returns the slot of id locked, creating it when create is set.
+func (e *Engine) lock(id string, create bool) (*slot, error) {
+	for {
+		e.mu.Lock()
+		if e.closed {
+			e.mu.Unlock()
+			return nil, ErrClosed
+		}
+		s := e.slots[id]
+		if s == nil {
+			if !create {
+				e.mu.Unlock()
+				return nil, &NotFoundError{ID: id}
+			}
+			s = &slot{id: id}
+			e.slots[id] = s
+		}
+		e.mu.Unlock()
+		s.mu.Lock()
+		if s.gone {
+			s.mu.Unlock()
+			continue
+		}
+		e.mu.Lock()
+		closed := e.closed
+		e.mu.Unlock()
+		if closed {
+			s.mu.Unlock()
+			return nil, ErrClosed
+		}
+		return s, nil
+	}
+}
+
+// drop forgets a locked slot (its pipeline was removed, or never ran).
+// The caller holds s.mu.
+func (e *Engine) drop(s *slot) {
+	s.gone = true
+	e.mu.Lock()
+	if e.slots[s.id] == s {
+		delete(e.slots, s.id)
+	}
+	e.refreshFilters()
+	e.mu.Unlock()
 }
 
 // Apply starts a plan, or replaces the running pipeline of the same
 // namespace/name. A plan with the same hash as the running one is left
-// alone. A replaced pipeline is checkpointed and stopped first; the new one
-// continues from its cursor, with its operator state when the hash matches
-// the checkpoint and fresh state otherwise. Other pipelines are not touched.
+// alone. The new run is built (its sinks opened) before the old one is
+// touched, so a plan that fails to build leaves the old run going and
+// returns why. Then the old run is stopped: it finishes the event in
+// hand, checkpoints, and closes its sinks, all before Apply returns. The
+// new run continues from that cursor, with the old operator state when
+// the hash matches the checkpoint and fresh state otherwise. Other
+// pipelines are not touched. A plan whose sinks would feed a cycle of
+// pipelines (see pipeline.FindCycle) is refused.
 func (e *Engine) Apply(ctx context.Context, plan *pipeline.Plan) error {
-	e.mu.Lock()
-	old := e.runs[plan.ID()]
-	e.mu.Unlock()
-	if old != nil {
-		if old.plan.Hash == plan.Hash && old.currentState() == "running" {
-			return nil
+	s, err := e.lock(plan.ID(), true)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	old := s.run.Load()
+	if old != nil && old.plan.Hash == plan.Hash && old.currentState().Active() {
+		return nil
+	}
+	if err := e.reserve(s, plan); err != nil {
+		if old == nil {
+			e.drop(s)
 		}
-		old.stop()
+		return err
 	}
 	r, err := e.build(plan)
 	if err != nil {
+		e.mu.Lock()
+		s.plan = nil
 		if old != nil {
-			e.mu.Lock()
-			delete(e.runs, plan.ID())
-			e.refreshFilters()
-			e.mu.Unlock()
+			s.plan = old.plan
+		}
+		e.mu.Unlock()
+		if old == nil {
+			e.drop(s)
+		} else {
+			old.logger.Warn("new plan failed to build; the running one keeps running", "err", err, "newHash", plan.Hash)
 		}
 		return err
 	}
-	if err := e.start(ctx, r); err != nil {
-		return err
+	if old != nil {
+		old.stop()
 	}
+	e.start(ctx, r)
+	s.run.Store(r)
 	e.mu.Lock()
-	e.runs[plan.ID()] = r
 	e.refreshFilters()
 	e.mu.Unlock()
+	return nil
+}
+
+// reserve checks that plan closes no cycle with the other pipelines and
+// records it as the slot's plan, in one step under e.mu, so that two
+// pipelines applied at once cannot each miss the other. The caller holds
+// s.mu.
+func (e *Engine) reserve(s *slot, plan *pipeline.Plan) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	plans := []*pipeline.Plan{plan}
+	for id, o := range e.slots {
+		if id != s.id && o.plan != nil {
+			plans = append(plans, o.plan)
+		}
+	}
+	if cyc := pipeline.FindCycle(plans); cyc != nil {
+		return fmt.Errorf("pipeline %s would close a feedback loop across pipelines: %s; every output would come back as input. Publish to topics no pipeline of the loop reads, or set allowLoop: true on a sink of the loop if a step ends it",
+			plan.ID(), strings.Join(cyc, " "))
+	}
+	s.plan = plan
 	return nil
 }
 
 // refreshFilters publishes the source filters of all pipelines for Reads.
 // The caller holds e.mu.
 func (e *Engine) refreshFilters() {
-	fs := make([]string, 0, len(e.runs))
-	for _, r := range e.runs {
-		fs = append(fs, r.topicFilter)
+	fs := make([]string, 0, len(e.slots))
+	for _, s := range e.slots {
+		if s.plan != nil {
+			fs = append(fs, s.plan.Spec.SourceTopic())
+		}
 	}
 	e.filters.Store(&fs)
 }
@@ -214,379 +344,128 @@ func (e *Engine) Reads(topic string) bool {
 	return false
 }
 
-// Remove stops a pipeline and deletes its checkpoint.
+// Remove stops a pipeline, closes its sinks, releases its WAL consumer
+// (retention no longer waits for it) and deletes its checkpoint, all
+// before it returns.
 func (e *Engine) Remove(ctx context.Context, id string) error {
-	e.mu.Lock()
-	r := e.runs[id]
-	delete(e.runs, id)
-	e.refreshFilters()
-	e.mu.Unlock()
-	if r == nil {
-		return fmt.Errorf("no pipeline %q", id)
+	s, err := e.lock(id, false)
+	if err != nil {
+		return err
 	}
-	r.stop()
-	r.closeSinks()
+	defer s.mu.Unlock()
+	if r := s.run.Load(); r != nil {
+		r.stop()
+	}
+	e.drop(s)
 	if t, ok := e.opts.Log.(ConsumerTracker); ok {
 		t.RemoveConsumer(id)
 	}
 	return e.opts.Checkpoints.Delete(ctx, id)
 }
 
-// Stop stops a pipeline but keeps it (and its checkpoint) so Start can
-// resume it.
+// Stop stops a pipeline (final checkpoint, sinks closed) but keeps it, its
+// checkpoint and its WAL consumer, so Start resumes without loss.
 func (e *Engine) Stop(id string) error {
-	e.mu.Lock()
-	r := e.runs[id]
-	e.mu.Unlock()
-	if r == nil {
-		return fmt.Errorf("no pipeline %q", id)
+	s, err := e.lock(id, false)
+	if err != nil {
+		return err
 	}
-	r.stop()
+	defer s.mu.Unlock()
+	if r := s.run.Load(); r != nil {
+		r.stop()
+	}
 	return nil
 }
 
-// Start resumes a stopped pipeline from its checkpoint.
+// Start resumes a stopped or failed pipeline from its checkpoint.
 func (e *Engine) Start(ctx context.Context, id string) error {
-	e.mu.Lock()
-	r := e.runs[id]
-	e.mu.Unlock()
-	if r == nil {
-		return fmt.Errorf("no pipeline %q", id)
+	s, err := e.lock(id, false)
+	if err != nil {
+		return err
 	}
-	if r.currentState() == "running" {
+	defer s.mu.Unlock()
+	return e.restart(ctx, s, nil)
+}
+
+// restart builds a fresh run of the slot's plan and starts it, unless one
+// is already active. before, when set, runs in between (with no run
+// active), e.g. to move the checkpoint. The caller holds s.mu.
+func (e *Engine) restart(ctx context.Context, s *slot, before func() error) error {
+	old := s.run.Load()
+	if old == nil {
+		return &NotFoundError{ID: s.id}
+	}
+	if before == nil && old.currentState().Active() {
 		return nil
 	}
-	r.closeSinks()
-	return e.Apply(ctx, r.plan)
-}
-
-// Close checkpoints and stops every pipeline.
-func (e *Engine) Close() error {
-	e.mu.Lock()
-	runs := make([]*run, 0, len(e.runs))
-	for _, r := range e.runs {
-		runs = append(runs, r)
-	}
-	e.mu.Unlock()
-	for _, r := range runs {
-		r.stop()
-		r.closeSinks()
-	}
-	e.cancel()
-	return nil
-}
-
-func (e *Engine) build(plan *pipeline.Plan) (*run, error) {
-	logger := e.opts.Logger.With("pipeline", plan.ID())
-	r := &run{e: e, plan: plan, logger: logger, clock: e.opts.Clock, states: map[string]operators.Stateful{},
-		done: make(chan struct{}), state: "starting"}
-	src := plan.Spec.Source
-	switch {
-	case src.MQTT != nil:
-		r.topicFilter = src.MQTT.Topic
-		r.format = mqtt.Format(src.MQTT.Format)
-	case src.Stream != nil:
-		r.topicFilter = StreamTopic(src.Stream.Name)
-		r.format = mqtt.JSON
-	}
-	r.decoder = mqtt.Decoder{Format: r.format}
-	if names, all := plan.Spec.SourceFields(); !all && !e.opts.decodeAll {
-		// Decode only what the steps read; sinks forward the raw bytes.
-		r.decoder.Fields = mqtt.NewProjection(names)
-	}
-	var err error
-	if plan.Spec.EventTime != "" {
-		if r.eventTime, err = pipeline.CompileExpr(plan.Spec.EventTime, nil); err != nil {
-			return nil, fmt.Errorf("eventTime: %w", err)
+	old.stop()
+	if before != nil {
+		if err := before(); err != nil {
+			return err
 		}
 	}
-	if plan.Spec.Key != "" {
-		if r.key, err = pipeline.CompileExpr(plan.Spec.Key, nil); err != nil {
-			return nil, fmt.Errorf("key: %w", err)
-		}
-	}
-	r.idleTimeout = idleTimeout(plan, e.opts.DefaultIdleTimeout)
-	r.source = &stepStats{id: "source", kind: string(r.format), role: "source"}
-
-	// Late sinks first: window steps route late events to them.
-	for _, n := range plan.Nodes {
-		if n.Role != "late" {
-			continue
-		}
-		s, err := e.opts.Registry.sink(&Build{Plan: plan, Node: n, Logger: logger, Clock: e.opts.Clock})
-		if err != nil {
-			r.closeSinks()
-			return nil, err
-		}
-		r.late = append(r.late, &sinkStage{sink: s, run: r, stats: &stepStats{id: n.ID, kind: n.Kind, role: "late"}})
-	}
-	lateFn := func(ev *pipeline.Event) {
-		r.lateCnt.Add(1)
-		if len(r.late) == 0 {
-			logger.Warn("late event dropped: it arrived after its window closed; add a late: sink to keep such events",
-				"key", ev.Key, "eventTime", ev.EventTime(), "offset", ev.Offset)
-			return
-		}
-		for _, s := range r.late {
-			s.write(ev)
-		}
-	}
-	for _, n := range plan.Nodes {
-		if n.Role != "sink" {
-			continue
-		}
-		s, err := e.opts.Registry.sink(&Build{Plan: plan, Node: n, Logger: logger, Clock: e.opts.Clock})
-		if err != nil {
-			r.closeSinks()
-			return nil, err
-		}
-		r.sinks = append(r.sinks, &sinkStage{sink: s, run: r, stats: &stepStats{id: n.ID, kind: n.Kind, role: "sink"}})
-	}
-
-	// Steps, built back to front so each knows its next stage.
-	var steps []pipeline.Node
-	for _, n := range plan.Nodes {
-		if n.Role == "step" {
-			steps = append(steps, n)
-		}
-	}
-	var next operators.Emitter = chainEnd{r}
-	r.stages = make([]*stage, len(steps))
-	for i := len(steps) - 1; i >= 0; i-- {
-		n := steps[i]
-		b := &Build{Plan: plan, Node: n, Logger: logger.With("step", n.ID), Clock: e.opts.Clock, Late: lateFn, Twins: e.opts.Twins}
-		if i+1 < len(steps) {
-			b.Next = plan.Step(steps[i+1])
-		}
-		op, err := e.opts.Registry.step(b)
-		if err != nil {
-			r.closeSinks()
-			return nil, err
-		}
-		st := &stage{op: op, run: r, stats: &stepStats{id: n.ID, kind: n.Kind, role: "step"}, sample: latencySample}
-		out := next
-		if n.Kind == "alert" && e.opts.OnAlert != nil {
-			out = alertHook{e: e, r: r, next: next}
-		}
-		st.out = stageOut{stats: st.stats, next: out}
-		if sz, ok := op.(operators.Sized); ok {
-			st.stats.size = sz.StateSize
-		}
-		if sf, ok := op.(operators.Stateful); ok {
-			r.states[n.ID] = sf
-		}
-		r.stages[i] = st
-		next = st
-	}
-	for _, st := range r.stages {
-		if td, ok := st.op.(operators.TimeDriven); ok {
-			r.timed = append(r.timed, timedStage{op: td, out: &st.out})
-			if d, ok := td.(operators.Deadliner); ok {
-				r.deadliners = append(r.deadliners, d)
-			}
-		}
-	}
-	r.head = next
-	return r, nil
-}
-
-type alertHook struct {
-	e    *Engine
-	r    *run
-	next operators.Emitter
-}
-
-func (h alertHook) Emit(ev *pipeline.Event) {
-	h.e.alert.add(AlertRecord{Pipeline: h.r.plan.ID(), Fields: ev.Clone().Fields, Time: ev.EventTime()})
-	h.e.opts.OnAlert(h.r.plan, ev)
-	h.next.Emit(ev)
-}
-
-// idleTimeout is how long a source may be silent before the event clock
-// follows processing time: the pipeline's idleTimeout, else its longest
-// window (size or gap) plus allowed lateness, else the default.
-func idleTimeout(plan *pipeline.Plan, def time.Duration) time.Duration {
-	if plan.Spec.IdleTimeout != nil {
-		return plan.Spec.IdleTimeout.Duration
-	}
-	var longest time.Duration
-	for _, st := range plan.Spec.Steps {
-		w := st.Window
-		if w == nil {
-			continue
-		}
-		var d time.Duration
-		switch {
-		case w.Tumbling != nil:
-			d = w.Tumbling.Duration
-		case w.Sliding != nil:
-			d = w.Sliding.Size.Duration
-		case w.Session != nil:
-			d = w.Session.Gap.Duration
-		}
-		if w.AllowedLateness != nil {
-			d += w.AllowedLateness.Duration
-		}
-		longest = max(longest, d)
-	}
-	if longest == 0 {
-		return def
-	}
-	return longest
-}
-
-func (e *Engine) start(ctx context.Context, r *run) error {
-	cp, ok, err := e.opts.Checkpoints.Load(ctx, r.plan.ID())
+	r, err := e.build(old.plan)
 	if err != nil {
-		r.logger.Error("loading checkpoint failed; starting without it", "err", err)
-		ok = false
+		old.setFailed(fmt.Errorf("restarting: %w", err))
+		return err
 	}
-	switch {
-	case ok && cp.PlanHash == r.plan.Hash:
-		if err := r.restore(cp.State); err != nil {
-			r.logger.Error("restoring state failed; continuing from the cursor with fresh state", "err", err)
-		}
-		r.cursor.Store(cp.Offset)
-		r.logger.Info("pipeline resumed from checkpoint", "offset", cp.Offset)
-	case ok:
-		r.cursor.Store(cp.Offset)
-		r.logger.Info("pipeline changed; continuing from the old cursor with fresh state",
-			"offset", cp.Offset, "oldHash", cp.PlanHash, "newHash", r.plan.Hash)
-	case e.opts.StartAtEnd:
-		r.cursor.Store(e.opts.Log.Last() + 1)
-	default:
-		r.cursor.Store(1)
-	}
-	r.started = e.opts.Clock.Now()
-	r.lastActivity = r.started
-	runCtx, cancel := context.WithCancel(e.ctx)
-	r.cancel = cancel
-	r.setState("running")
-	// A first checkpoint right away, so a crash before the next one
-	// replays from here rather than from wherever a new pipeline starts.
-	r.checkpoint(runCtx, false)
-	go r.loop(runCtx)
+	e.start(ctx, r)
+	s.run.Store(r)
 	return nil
 }
 
-func (r *run) setState(s string) {
-	r.stateMu.Lock()
-	r.state = s
-	r.stateMu.Unlock()
-}
+// Close stops every pipeline (each finishes its event, checkpoints and
+// closes its sinks) and refuses later calls. It waits as long as that
+// takes; Shutdown bounds the wait.
+func (e *Engine) Close() error { return e.Shutdown(context.Background()) }
 
-func (r *run) currentState() string {
-	r.stateMu.Lock()
-	defer r.stateMu.Unlock()
-	return r.state
-}
-
-// stop cancels the goroutine and waits for its final checkpoint.
-func (r *run) stop() {
-	if r.cancel == nil {
-		return
-	}
-	r.cancel()
-	<-r.done
-	r.stateMu.Lock()
-	if r.state != "failed" {
-		r.state = "stopped"
-	}
-	r.stateMu.Unlock()
-}
-
-func (r *run) closeSinks() {
-	for _, s := range append(append([]*sinkStage(nil), r.sinks...), r.late...) {
-		if err := s.sink.Close(); err != nil {
-			r.logger.Warn("closing sink", "sink", s.stats.id, "err", err)
-		}
-	}
-}
-
-// StreamTopic is the log topic of a runner-internal stream (twin,
-// device_state, membership). The runner appends stream events there as JSON.
-func StreamTopic(name string) string { return "$eddy/streams/" + name }
-
-// Status is a snapshot of one pipeline.
-type Status struct {
-	ID        string         `json:"id"`
-	Name      string         `json:"name"`
-	Namespace string         `json:"namespace"`
-	Hash      string         `json:"hash"`
-	Version   int64          `json:"version"`
-	State     string         `json:"state"`
-	Error     string         `json:"error,omitempty"`
-	Started   time.Time      `json:"started"`
-	Cursor    uint64         `json:"cursor"`
-	Head      uint64         `json:"head"`
-	Lag       uint64         `json:"lag"`
-	Committed uint64         `json:"committed"`
-	EventTime time.Time      `json:"eventTime,omitzero"`
-	Late      int64          `json:"late"`
-	Source    StepStatus     `json:"source"`
-	Steps     []StepStatus   `json:"steps"`
-	Sinks     []StepStatus   `json:"sinks"`
-	Plan      *pipeline.Plan `json:"-"`
-}
-
-// Status returns a pipeline's status.
-func (e *Engine) Status(id string) (Status, bool) {
+// Shutdown stops every pipeline at once, like Close, but returns when ctx
+// is done even if some have not finished: the error names them (their
+// output since the last checkpoint will be replayed on the next start).
+func (e *Engine) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
-	r := e.runs[id]
-	e.mu.Unlock()
-	if r == nil {
-		return Status{}, false
+	if e.closed {
+		e.mu.Unlock()
+		return nil
 	}
-	return r.status(), true
-}
-
-// List returns every pipeline's status, sorted by id.
-func (e *Engine) List() []Status {
-	e.mu.Lock()
-	runs := make([]*run, 0, len(e.runs))
-	for _, r := range e.runs {
-		runs = append(runs, r)
+	e.closed = true
+	slots := make([]*slot, 0, len(e.slots))
+	for _, s := range e.slots {
+		slots = append(slots, s)
 	}
 	e.mu.Unlock()
-	out := make([]Status, 0, len(runs))
-	for _, r := range runs {
-		out = append(out, r.status())
+	var mu sync.Mutex
+	pending := map[string]bool{}
+	var wg sync.WaitGroup
+	for _, s := range slots {
+		pending[s.id] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if r := s.run.Load(); r != nil {
+				r.stop()
+			}
+			mu.Lock()
+			delete(pending, s.id)
+			mu.Unlock()
+		}()
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
-
-// Alerts returns recent alert events, oldest first.
-func (e *Engine) Alerts() []AlertRecord { return e.alert.items() }
-
-func (r *run) status() Status {
-	r.stateMu.Lock()
-	st := Status{State: r.state}
-	if r.err != nil {
-		st.Error = r.err.Error()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
 	}
-	r.stateMu.Unlock()
-	st.ID, st.Name, st.Namespace = r.plan.ID(), r.plan.Name, r.plan.Namespace
-	st.Hash, st.Version, st.Plan, st.Started = r.plan.Hash, r.plan.Version, r.plan, r.started
-	st.Cursor = r.cursor.Load()
-	st.Head = r.e.opts.Log.Last()
-	if st.Head+1 > st.Cursor {
-		st.Lag = st.Head + 1 - st.Cursor
+	mu.Lock()
+	defer mu.Unlock()
+	left := make([]string, 0, len(pending))
+	for id := range pending {
+		left = append(left, id)
 	}
-	st.Committed = r.ckptOffset.Load()
-	if ec := r.pubEvClock.Load(); ec != 0 {
-		st.EventTime = time.Unix(0, ec).UTC()
-	}
-	st.Late = r.lateCnt.Load()
-	st.Source = r.source.status()
-	for _, s := range r.stages {
-		st.Steps = append(st.Steps, s.stats.status())
-	}
-	for _, s := range r.sinks {
-		st.Sinks = append(st.Sinks, s.stats.status())
-	}
-	for _, s := range r.late {
-		st.Sinks = append(st.Sinks, s.stats.status())
-	}
-	return st
+	sort.Strings(left)
+	return fmt.Errorf("engine: abandoned %d pipeline(s) that did not stop in time (a sink or checkpoint write hung): %s; they resume from their last checkpoint",
+		len(left), strings.Join(left, ", "))
 }

@@ -88,24 +88,17 @@ func (h *harness) publish(topic string, payloads ...string) {
 }
 
 // waitCursor waits until the pipeline has processed everything in the log.
+// The cursor and the counters are published together after each batch, so
+// the status it returns has every counter of that work.
 func (h *harness) waitCursor(id string) Status {
 	h.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st, ok := h.eng.Status(id)
-		if ok && st.Cursor > h.log.Last() && st.Source.In+st.Source.Errors >= 0 {
-			// Counters are published after the batch that moved the cursor.
-			time.Sleep(0)
-			st2, _ := h.eng.Status(id)
-			if st2.Cursor == st.Cursor {
-				return st2
-			}
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("pipeline %s did not catch up: status %+v, log last %d", id, st, h.log.Last())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	var st Status
+	mqtttest.WaitFor(h.t, "pipeline "+id+" to read the whole log", func() bool {
+		var ok bool
+		st, ok = h.eng.Status(id)
+		return ok && st.Cursor > h.log.Last()
+	})
+	return st
 }
 
 const filterYAML = `
@@ -301,9 +294,14 @@ func TestIdleKeysCloseOnProcessingTime(t *testing.T) {
 	}
 	// idleTimeout defaults to size+lateness = 12 s. Step the processing
 	// clock past it: the event clock follows and the window closes.
+	// After each step, wait until the pipeline has woken for it.
 	for i := 0; i < 14 && len(h.pub.get()) == 0; i++ {
 		h.clock.Advance(time.Second)
-		time.Sleep(5 * time.Millisecond)
+		now := h.clock.Now()
+		mqtttest.WaitFor(t, "the pipeline to wake for the tick", func() bool {
+			st, _ := h.eng.Status("default/overheat")
+			return !st.Heartbeat.Before(now)
+		})
 	}
 	mqtttest.WaitFor(t, "alert from the idle window", func() bool { return len(h.pub.get()) == 1 })
 }

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"strconv"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,14 +59,16 @@ func (s *stage) Emit(ev *pipeline.Event) {
 	}
 	if err := s.op.Process(ev, &s.out); err != nil {
 		s.stats.fail(err, s.run.clock.Now())
+		s.run.deadLetter(s.stats.id, ev, err)
 	}
 	if !t0.IsZero() {
 		s.stats.latency.Observe(s.run.clock.Now().Sub(t0))
 	}
 }
 
-// run is one running pipeline: a goroutine that reads the log from its
-// cursor and pushes each decoded event through the fused chain.
+// run is one run of a pipeline: a goroutine that reads the log from its
+// cursor and pushes each decoded event through the fused chain. A run is
+// started once and stopped once; Apply and Start make a new run.
 type run struct {
 	e      *Engine
 	plan   *pipeline.Plan
@@ -80,17 +82,18 @@ type run struct {
 	key         *pipeline.Program
 	vm          vm.VM
 
-	source *stepStats
-	head   operators.Emitter
-	stages []*stage
-	timed  []timedStage
+	source  *stepStats
+	head    operators.Emitter
+	stages  []*stage
+	timed   []timedStage
 	// deadliners are the timed operators that know when they next emit
 	// (windows): processing-time pipelines wake for them.
 	deadliners []operators.Deadliner
 	states     map[string]operators.Stateful
-	sinks      []*sinkStage
-	late       []*sinkStage
-	lateCnt    atomic.Int64
+	sinks   []*sinkStage
+	late    []*sinkStage
+	errs    []*sinkStage // errors: (dead-letter) sinks
+	lateCnt atomic.Int64
 
 	// Event clock: the largest event time seen, and the processing time at
 	// which the last event was processed (for idle advancement).
@@ -98,19 +101,41 @@ type run struct {
 	lastActivity time.Time
 	idleTimeout  time.Duration
 
-	cursor     atomic.Uint64 // next offset to read
+	// Owned by the pipeline goroutine (and by start, before it).
+	cursor    uint64 // next offset to read
+	current   uint64 // offset of the record being processed; 0 for timer output
+	dead      int64  // events that failed permanently
+	abandoned bool   // an event's output was given up because the run stopped
+	lastCkpt  time.Time
+	scratch   pipeline.Event
+	errLog    logLimiter
+
+	// Published for Status.
+	pubCursor  atomic.Uint64
+	pubDead    atomic.Int64
 	pubEvClock atomic.Int64
-	started    time.Time
-	stateMu    sync.Mutex // guards state and err
-	state      string
-	err        error
-	cancel     context.CancelFunc
-	done       chan struct{}
-	lastCkpt   time.Time
+	heartbeat  atomic.Int64  // unix ns of the last wake-up
+	blockedAt  atomic.Uint64 // offset a sink keeps failing on
 	ckptOffset atomic.Uint64
-	scratch    pipeline.Event
-	tapMu      sync.Mutex
-	taps       atomic.Pointer[[]*Tap]
+	started    time.Time
+
+	stateMu sync.Mutex // guards state and err
+	state   State
+	err     error
+
+	// ctx ends the loop (Stop); writeCtx ends sink writes in progress,
+	// StopGrace later. skip makes the stop checkpoint past the record the
+	// run is blocked on (Engine.Skip).
+	ctx         context.Context
+	cancel      context.CancelFunc
+	writeCtx    context.Context
+	cancelWrite context.CancelFunc
+	skip        atomic.Bool
+	stopOnce    sync.Once
+	done        chan struct{}
+
+	tapMu sync.Mutex
+	taps  atomic.Pointer[[]*Tap]
 }
 
 // chainEnd is the Emitter after the last step: it fans out to the sinks.
@@ -118,7 +143,9 @@ type chainEnd struct{ r *run }
 
 func (c chainEnd) Emit(ev *pipeline.Event) {
 	for _, s := range c.r.sinks {
-		s.write(ev)
+		if !s.write(ev) {
+			return
+		}
 	}
 	c.r.e.tap(c.r, ev)
 }
@@ -130,120 +157,196 @@ type sinkStage struct {
 	run   *run
 }
 
-// write delivers ev, retrying with backoff while the sink fails, so that
-// output is at-least-once. Only shutdown interrupts the retries.
-func (s *sinkStage) write(ev *pipeline.Event) {
+// write delivers ev and reports whether the run may go on with the next
+// output. An error marked permanent (pipeline.IsPermanent) sends the event
+// to the errors sinks and moves on; any other error is retried with
+// backoff (10ms doubling to 5s) while the run shows as degraded, so output
+// is at-least-once. Only a stop ends the retries: then write returns false
+// and the run ends without a final checkpoint past this event.
+func (s *sinkStage) write(ev *pipeline.Event) bool {
+	r := s.run
+	if r.abandoned {
+		return false
+	}
 	s.stats.in++
 	backoff := 10 * time.Millisecond
-	for {
-		err := s.sink.Write(s.run.ctx(), ev)
+	for failed := false; ; failed = true {
+		err := s.sink.Write(r.writeCtx, ev)
 		if err == nil {
 			s.stats.out++
-			return
+			if failed {
+				r.recovered(s)
+			}
+			return true
 		}
-		s.stats.fail(err, s.run.clock.Now())
-		s.stats.publish()
-		s.run.logger.Warn("sink write failed; retrying", "sink", s.stats.id, "err", err, "backoff", backoff)
-		if !s.run.sleep(backoff) {
-			return
+		s.stats.fail(err, r.clock.Now())
+		if pipeline.IsPermanent(err) {
+			if failed {
+				r.recovered(s)
+			}
+			if s.stats.role == "errors" {
+				r.warnDropped("an errors: sink refused a dead-letter record", s.stats.id, ev, err)
+				return true
+			}
+			r.deadLetter(s.stats.id, ev, err)
+			return true
+		}
+		if r.ctx.Err() != nil {
+			r.abandoned = true
+			return false
+		}
+		r.degrade(s, err, backoff)
+		if !r.sleep(backoff) {
+			r.abandoned = true
+			return false
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 
-func (r *run) ctx() context.Context { return r.e.ctx }
+// degrade marks the run degraded by a retryable sink error.
+func (r *run) degrade(s *sinkStage, err error, backoff time.Duration) {
+	r.blockedAt.Store(r.current)
+	r.stateMu.Lock()
+	r.state, r.err = StateDegraded, fmt.Errorf("sink %s: %w", s.stats.id, err)
+	r.stateMu.Unlock()
+	s.stats.publish()
+	r.publish()
+	r.logger.Warn("sink write failed; retrying (pipeline degraded, its cursor waits)", "sink", s.stats.id,
+		"offset", r.current, "err", err, "backoff", backoff)
+}
 
-// sleep waits d on the engine's clock; false when the pipeline stops first.
+// recovered ends a degraded spell.
+func (r *run) recovered(s *sinkStage) {
+	r.blockedAt.Store(0)
+	r.stateMu.Lock()
+	if r.state == StateDegraded {
+		r.state, r.err = StateRunning, nil
+	}
+	r.stateMu.Unlock()
+	r.logger.Info("sink recovered; pipeline running again", "sink", s.stats.id)
+}
+
+// sleep waits d on the engine's clock; false when the run stops first.
 func (r *run) sleep(d time.Duration) bool {
 	t := r.e.opts.Clock.NewTicker(d)
 	defer t.Stop()
 	select {
 	case <-t.C():
 		return true
-	case <-r.done:
-		return false
-	case <-r.e.ctx.Done():
+	case <-r.ctx.Done():
 		return false
 	}
 }
 
-// loop is the pipeline goroutine.
-func (r *run) loop(ctx context.Context) {
+// loop is the pipeline goroutine. It waits for records (the log's own
+// notification), its tick or its stop, whichever comes first.
+func (r *run) loop() {
 	defer close(r.done)
 	buf := make([]wal.Record, r.e.opts.BatchSize)
 	tick := r.e.opts.Clock.NewTicker(r.e.opts.TickInterval)
 	defer tick.Stop()
+	log := r.e.opts.Log
 	for {
-		readCtx, cancel := context.WithCancel(ctx)
-		stop := make(chan struct{})
+		var n int
+		var err error
+		// A processing-time window due now: read what is there, then
+		// advance; due later (before the tick): wake for it.
 		wake, due := r.windowTimer()
-		if due {
-			cancel() // a window is due now: read what is there, then advance
+		var at <-chan time.Time
+		if wake != nil {
+			at = wake.C()
 		}
-		go func() {
-			var at <-chan time.Time
-			if wake != nil {
-				at = wake.C()
-			}
+		ready := log.Wait(r.cursor)
+		if due {
 			select {
-			case <-tick.C():
-				cancel()
-			case <-at:
-				cancel()
-			case <-stop:
+			case <-ready:
+				n, err = log.Read(r.ctx, r.cursor, buf)
+			default:
 			}
-		}()
-		n, err := r.e.opts.Log.Read(readCtx, r.cursor.Load(), buf)
-		close(stop)
-		cancel()
+		} else {
+			select {
+			case <-r.ctx.Done():
+			case <-ready:
+				n, err = log.Read(r.ctx, r.cursor, buf)
+			case <-tick.C():
+			case <-at:
+			}
+		}
 		if wake != nil {
 			wake.Stop()
 		}
+		r.heartbeat.Store(r.clock.Now().UnixNano())
 		if n > 0 {
 			r.process(buf[:n])
+		}
+		if r.ctx.Err() != nil {
+			r.exit()
+			return
 		}
 		if err != nil {
 			var gap *wal.GapError
 			var ahead *wal.AheadError
 			switch {
-			case ctx.Err() != nil:
-				r.checkpoint(context.Background(), true)
-				return
 			case errors.As(err, &gap):
 				r.logger.Error("records were removed by retention before this pipeline read them",
 					"lost", gap.Lost(), "resume", gap.First)
 				r.source.fail(gap, r.clock.Now())
-				r.cursor.Store(gap.First)
+				r.cursor = gap.First
 			case errors.As(err, &ahead):
 				// The log lost records after our checkpoint (buffered
 				// writes in a power loss): go on from its end.
 				r.logger.Error("checkpoint is beyond the end of the log; continuing from the log's end", "cursor", ahead.From, "last", ahead.Last)
 				r.source.fail(ahead, r.clock.Now())
-				r.cursor.Store(ahead.Last + 1)
-			case errors.Is(err, context.Canceled):
-				// The tick cancelled the read.
+				r.cursor = ahead.Last + 1
 			default:
-				r.fail(fmt.Errorf("reading the log: %w", err))
+				r.fail(fmt.Errorf("reading the log at offset %d: %w", r.cursor, err))
+				r.publish()
 				return
 			}
 		}
 		r.advance()
+		if r.abandoned {
+			continue // stopping: the next select sees ctx done
+		}
 		r.publish()
 		if now := r.clock.Now(); now.Sub(r.lastCkpt) >= r.e.opts.CheckpointInterval {
-			r.checkpoint(ctx, false)
+			r.checkpoint(false)
 		}
 	}
 }
 
-// process pushes a batch of records through the chain.
+// exit ends a stopped run: a final checkpoint, unless an event's output
+// was given up (then the run resumes from its last checkpoint and replays,
+// which is at-least-once) or an operator asked to skip it.
+func (r *run) exit() {
+	switch {
+	case r.abandoned && r.skip.Load():
+		r.logger.Warn("operator skipped the output the pipeline was blocked on", "offset", r.current, "resume", r.cursor)
+		r.checkpoint(true)
+	case r.abandoned:
+		r.logger.Warn("stopped while a sink was failing: no final checkpoint; the pipeline resumes from its last checkpoint and replays from there",
+			"blockedAt", r.current, "checkpoint", r.ckptOffset.Load())
+	default:
+		r.checkpoint(true)
+	}
+	r.publish()
+}
+
+// process pushes a batch of records through the chain. It stops early
+// when the run is stopped (between records) or an output was given up.
 func (r *run) process(recs []wal.Record) {
 	now := r.clock.Now()
 	for i := range recs {
+		if r.abandoned || r.ctx.Err() != nil {
+			return
+		}
 		rec := &recs[i]
-		r.cursor.Store(rec.Offset + 1)
+		r.cursor = rec.Offset + 1
 		if !mqtt.MatchTopic(r.topicFilter, rec.Topic) {
 			continue
 		}
+		r.current = rec.Offset
 		r.source.in++
 		r.lastActivity = now
 		err := r.decoder.Decode(rec.Topic, rec.Payload, func(d mqtt.Decoded) {
@@ -259,7 +362,9 @@ func (r *run) process(recs []wal.Record) {
 			r.head.Emit(ev)
 		})
 		if err != nil {
-			r.source.fail(fmt.Errorf("offset %d topic %s: %w", rec.Offset, rec.Topic, err), now)
+			err = fmt.Errorf("offset %d topic %s: %w", rec.Offset, rec.Topic, err)
+			r.source.fail(err, now)
+			r.deadLetter("source", &pipeline.Event{Time: rec.Time, Key: rec.Topic, Topic: rec.Topic, Offset: rec.Offset, Raw: rec.Payload}, err)
 		}
 	}
 }
@@ -299,69 +404,6 @@ func (r *run) stamp(ev *pipeline.Event) {
 			}
 		}
 	}
-}
-
-// toUnixNano converts an eventTime value: numbers are unix seconds (below
-// 1e11), milliseconds (below 1e14), microseconds (below 1e17) or
-// nanoseconds; strings are RFC 3339.
-func toUnixNano(v any) (int64, error) {
-	switch x := v.(type) {
-	case float64:
-		return floatUnixNano(x), nil
-	case int:
-		return intUnixNano(int64(x)), nil
-	case int64:
-		return intUnixNano(x), nil
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return intUnixNano(i), nil
-		}
-		f, err := x.Float64()
-		if err != nil {
-			return 0, err
-		}
-		return floatUnixNano(f), nil
-	case string:
-		if t, err := time.Parse(time.RFC3339Nano, x); err == nil {
-			return t.UnixNano(), nil
-		}
-		if i, err := strconv.ParseInt(x, 10, 64); err == nil {
-			return intUnixNano(i), nil
-		}
-		if f, err := strconv.ParseFloat(x, 64); err == nil {
-			return floatUnixNano(f), nil
-		}
-		return 0, fmt.Errorf("%q is not an RFC 3339 time or a unix timestamp", x)
-	case time.Time:
-		return x.UnixNano(), nil
-	case nil:
-		return 0, fmt.Errorf("is nil (field missing?)")
-	default:
-		return 0, fmt.Errorf("%T %v is not a time", v, v)
-	}
-}
-
-// unitOf returns the nanoseconds per unit of a unix timestamp of magnitude a.
-func unitOf(a float64) int64 {
-	switch {
-	case a < 1e11:
-		return 1e9
-	case a < 1e14:
-		return 1e6
-	case a < 1e17:
-		return 1e3
-	}
-	return 1
-}
-
-func intUnixNano(i int64) int64 {
-	return i * unitOf(math.Abs(float64(i)))
-}
-
-func floatUnixNano(f float64) int64 {
-	unit := unitOf(math.Abs(f))
-	whole, frac := math.Modf(f)
-	return int64(whole)*unit + int64(math.Round(frac*float64(unit)))
 }
 
 // eventClock returns the pipeline's event clock: the largest event time
@@ -409,7 +451,7 @@ func (r *run) windowTimer() (t clock.Ticker, due bool) {
 // has read everything in the log: every record stamped before now - grace
 // is assumed read, so windows ending before it can close.
 func (r *run) processingClock() int64 {
-	if r.eventTime != nil || len(r.deadliners) == 0 || r.cursor.Load() <= r.e.opts.Log.Last() {
+	if r.eventTime != nil || len(r.deadliners) == 0 || r.cursor <= r.e.opts.Log.Last() {
 		return 0
 	}
 	return r.clock.Now().Add(-r.e.opts.ProcessingTimeGrace).UnixNano()
@@ -417,9 +459,10 @@ func (r *run) processingClock() int64 {
 
 func (r *run) advance() {
 	ec := max(r.eventClock(), r.processingClock())
-	if ec == 0 {
+	if ec == 0 || r.abandoned {
 		return
 	}
+	r.current = 0
 	r.pubEvClock.Store(ec)
 	for _, t := range r.timed {
 		t.op.Advance(ec, t.out)
@@ -433,6 +476,8 @@ type timedStage struct {
 }
 
 func (r *run) publish() {
+	r.pubCursor.Store(r.cursor)
+	r.pubDead.Store(r.dead)
 	r.source.publish()
 	for _, s := range r.stages {
 		s.stats.publish()
@@ -443,13 +488,14 @@ func (r *run) publish() {
 	for _, s := range r.late {
 		s.stats.publish()
 	}
+	for _, s := range r.errs {
+		s.stats.publish()
+	}
 }
 
 func (r *run) fail(err error) {
 	r.logger.Error("pipeline failed", "err", err)
-	r.stateMu.Lock()
-	r.state, r.err = "failed", err
-	r.stateMu.Unlock()
+	r.setFailed(err)
 }
 
 // snapshot is a pipeline's checkpointed state.
@@ -461,12 +507,10 @@ type snapshot struct {
 // checkpoint flushes the sinks, then saves the cursor with every stateful
 // operator's snapshot. The order matters: output before the cursor, so a
 // crash between the two replays (at-least-once) instead of losing output.
-func (r *run) checkpoint(ctx context.Context, final bool) {
+func (r *run) checkpoint(final bool) {
 	r.lastCkpt = r.clock.Now()
-	if ctx.Err() != nil {
-		ctx = context.Background()
-	}
-	for _, s := range append(append([]*sinkStage(nil), r.sinks...), r.late...) {
+	ctx := r.writeCtx
+	for _, s := range slices.Concat(r.sinks, r.late, r.errs) {
 		if err := s.sink.Flush(ctx); err != nil {
 			s.stats.fail(fmt.Errorf("flush: %w", err), r.clock.Now())
 			r.logger.Error("sink flush failed; checkpoint skipped", "sink", s.stats.id, "err", err)
@@ -487,8 +531,10 @@ func (r *run) checkpoint(ctx context.Context, final bool) {
 		r.logger.Error("encoding checkpoint", "err", err)
 		return
 	}
-	off := r.cursor.Load()
-	if err := r.e.opts.Checkpoints.Save(ctx, checkpointOf(r.plan, off, state, r.clock.Now())); err != nil {
+	off := r.cursor
+	// The save is not cancelled with the run's writes: a stopping run's
+	// final checkpoint is what lets it resume without replaying.
+	if err := r.e.opts.Checkpoints.Save(context.Background(), checkpointOf(r.plan, off, state, r.clock.Now())); err != nil {
 		r.logger.Error("saving checkpoint", "err", err)
 		return
 	}
@@ -501,8 +547,11 @@ func (r *run) checkpoint(ctx context.Context, final bool) {
 	}
 }
 
-// restore applies a saved snapshot.
+// restore applies a saved snapshot (none: fresh state).
 func (r *run) restore(state []byte) error {
+	if len(state) == 0 {
+		return nil
+	}
 	var snap snapshot
 	if err := json.Unmarshal(state, &snap); err != nil {
 		return fmt.Errorf("decoding checkpoint: %w", err)

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"encoding/json"
-	"fmt"
 	"sync/atomic"
 
 	"github.com/eddy-edge/eddy/pipeline"
@@ -27,10 +26,14 @@ func (t *Tap) Dropped() int64 { return t.dropped.Load() }
 // returned function to detach it.
 func (e *Engine) Tap(id string, buf int) (*Tap, func(), error) {
 	e.mu.Lock()
-	r := e.runs[id]
+	s := e.slots[id]
 	e.mu.Unlock()
+	var r *run
+	if s != nil {
+		r = s.run.Load()
+	}
 	if r == nil {
-		return nil, nil, fmt.Errorf("no pipeline %q", id)
+		return nil, nil, &NotFoundError{ID: id}
 	}
 	if buf <= 0 {
 		buf = 64

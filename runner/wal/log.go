@@ -38,6 +38,11 @@ type Log interface {
 	// returns a *[GapError] telling how many were lost and where to go on;
 	// if from is beyond the end of the log it returns an *[AheadError].
 	Read(ctx context.Context, from uint64, buf []Record) (int, error)
+	// Wait returns a channel that is closed once Read(from) would not
+	// block: a record at or after from was appended (or retention removed
+	// from, or the log was closed). A reader that also waits on a ticker
+	// or a stop signal selects on it instead of cancelling a Read.
+	Wait(from uint64) <-chan struct{}
 	// First returns the offset of the oldest record kept (Last()+1 when the
 	// log is empty).
 	First() uint64
