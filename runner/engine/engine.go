@@ -439,6 +439,8 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, s := range slots {
 		pending[s.id] = true
+	}
+	for _, s := range slots {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -39,17 +39,21 @@ func (p *published) get() []string {
 }
 
 type harness struct {
-	t     *testing.T
-	log   *wal.Memory
-	ckpt  *checkpoint.MemoryStore
-	clock *clock.Fake
-	pub   *published
-	eng   *Engine
+	t        *testing.T
+	log      *wal.Memory
+	ckpt     *checkpoint.MemoryStore
+	clock    *clock.Fake
+	pub      *published
+	eng      *Engine
+	register func(*Registry)
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil) }
+
+// newHarnessWith lets register replace the sinks.
+func newHarnessWith(t *testing.T, register func(*Registry)) *harness {
 	h := &harness{t: t, log: wal.NewMemory(wal.MemoryOptions{}), ckpt: checkpoint.NewMemoryStore(),
-		clock: clock.NewFake(time.Unix(1_700_000_000, 0)), pub: &published{}}
+		clock: clock.NewFake(time.Unix(1_700_000_000, 0)), pub: &published{}, register: register}
 	h.start()
 	t.Cleanup(func() { h.eng.Close() })
 	return h
@@ -58,6 +62,9 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) start() {
 	reg := NewRegistry()
 	reg.RegisterSink("mqtt", func(b *Build, s *pipeline.Sink) (Sink, error) { return mqtt.NewSink(h.pub, s.MQTT) })
+	if h.register != nil {
+		h.register(reg)
+	}
 	eng, err := New(Options{Log: h.log, Checkpoints: h.ckpt, Registry: reg, Clock: h.clock,
 		Logger: slog.New(slog.DiscardHandler), CheckpointInterval: time.Hour})
 	if err != nil {

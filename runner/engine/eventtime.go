@@ -79,8 +79,22 @@ func outOfRange(v any, unit string) error {
 }
 
 func intUnixNano(i int64) (int64, error) {
-	a := math.Abs(float64(i))
-	unit, name := unitOf(a)
+	// The magnitude as an integer: float64 would round 1e17-1 up to 1e17
+	// and pick the wrong unit.
+	a := uint64(i)
+	if i < 0 {
+		a = -a
+	}
+	var unit int64 = 1
+	name := "nanoseconds"
+	switch {
+	case a < 1e11:
+		unit, name = 1e9, "seconds"
+	case a < 1e14:
+		unit, name = 1e6, "milliseconds"
+	case a < 1e17:
+		unit, name = 1e3, "microseconds"
+	}
 	if i > math.MaxInt64/unit || i < math.MinInt64/unit {
 		return 0, outOfRange(i, name)
 	}

@@ -212,6 +212,10 @@ func (r *run) degrade(s *sinkStage, err error, backoff time.Duration) {
 	r.stateMu.Unlock()
 	s.stats.publish()
 	r.publish()
+	if r.current > 0 {
+		// The record in hand is not done: show it as unread, in the lag.
+		r.pubCursor.Store(r.current)
+	}
 	r.logger.Warn("sink write failed; retrying (pipeline degraded, its cursor waits)", "sink", s.stats.id,
 		"offset", r.current, "err", err, "backoff", backoff)
 }
