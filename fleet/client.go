@@ -19,9 +19,11 @@ import (
 // Options name the hub's JetStream assets. The zero value uses the default
 // names on a hub without a JetStream domain.
 type Options struct {
-	// Domain is the hub's JetStream domain; "" when the hub has none. An
-	// edge whose embedded server runs no JetStream reaches the hub's
-	// JetStream through its leaf connection either way.
+	// Domain is the hub's JetStream domain. Default "hub". Edges reach the
+	// hub's JetStream API through their leaf connection only under a
+	// domain prefix ($JS.<domain>.API): nats-server does not pass the plain
+	// $JS.API across a leaf connection to a JetStream-enabled hub, so a
+	// production NATS system must give its JetStream a domain too.
 	Domain string `json:"domain,omitempty"`
 	// PlansBucket is the KV bucket of desired objects. Default eddy_plans.
 	PlansBucket string `json:"plansBucket,omitempty"`
@@ -47,6 +49,9 @@ type Options struct {
 }
 
 func (o *Options) defaults() {
+	if o.Domain == "" {
+		o.Domain = DefaultDomain
+	}
 	if o.PlansBucket == "" {
 		o.PlansBucket = DefaultPlansBucket
 	}
@@ -97,13 +102,7 @@ type Client struct {
 func NewClient(nc *nats.Conn, opts Options) (*Client, error) {
 	opts.defaults()
 	jsOpts := []jetstream.JetStreamOpt{jetstream.WithPublishAsyncTimeout(10 * time.Second)}
-	var js jetstream.JetStream
-	var err error
-	if opts.Domain != "" {
-		js, err = jetstream.NewWithDomain(nc, opts.Domain, jsOpts...)
-	} else {
-		js, err = jetstream.New(nc, jsOpts...)
-	}
+	js, err := jetstream.NewWithDomain(nc, opts.Domain, jsOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("fleet: JetStream: %w", err)
 	}

@@ -17,7 +17,7 @@ import (
 // gives it and checks that it reaches its own keys and subjects and nothing
 // of edge-2's.
 func TestNodeIsolation(t *testing.T) {
-	for _, domain := range []string{"", "hub"} {
+	for _, domain := range []string{"", "other"} {
 		t.Run("domain="+domain, func(t *testing.T) {
 			creds := &hub.Credentials{}
 			adminPW, _ := creds.Set("admin", false)

@@ -9,6 +9,8 @@ import (
 // Default names of the hub's JetStream assets. Options can override them
 // (several Eddy fleets may share one NATS system).
 const (
+	// DefaultDomain is the hub's JetStream domain.
+	DefaultDomain = "hub"
 	// DefaultPlansBucket is the KV bucket of desired objects per node.
 	DefaultPlansBucket = "eddy_plans"
 	// DefaultNodesBucket is the KV bucket of node registrations and status.

@@ -23,16 +23,10 @@ func InboxPrefix(node string) string { return "_INBOX_" + node }
 // may be any NATS server: put these lists in its authorization block.
 func NodePermissions(node string, opts Options) Permissions {
 	opts.defaults()
-	api := "$JS.API"
-	if opts.Domain != "" {
-		api = "$JS." + opts.Domain + ".API"
-	}
+	api := "$JS." + opts.Domain + ".API"
 	// nats.go puts KV values through the domain's API prefix when the
 	// JetStream handle has a domain.
-	put := "$KV."
-	if opts.Domain != "" {
-		put = api + ".$KV."
-	}
+	put := api + ".$KV."
 	plans := "KV_" + opts.PlansBucket
 	nodes := "KV_" + opts.NodesBucket
 	pub := []string{
@@ -42,13 +36,10 @@ func NodePermissions(node string, opts Options) Permissions {
 		// stalls on big values).
 		"$JS.FC." + plans + ".>",
 	}
-	apis := []string{"$JS.API"}
-	if opts.Domain != "" {
-		// A leaf's request keeps the domain prefix; a client connected
-		// to the hub directly is checked after the server maps it to
-		// $JS.API: allow both forms, each confined to the node.
-		apis = append(apis, api)
-	}
+	// A leaf's request keeps the domain prefix; a client connected to
+	// the hub directly is checked after the server maps it to $JS.API:
+	// allow both forms, each confined to the node.
+	apis := []string{"$JS.API", api}
 	for _, a := range apis {
 		pub = append(pub,
 			// Plans: bind the bucket, create its own filtered ordered
@@ -61,9 +52,6 @@ func NodePermissions(node string, opts Options) Permissions {
 		)
 	}
 	// Status: put its own key.
-	pub = append(pub, "$KV."+opts.NodesBucket+"."+node)
-	if opts.Domain != "" {
-		pub = append(pub, put+opts.NodesBucket+"."+node)
-	}
+	pub = append(pub, "$KV."+opts.NodesBucket+"."+node, put+opts.NodesBucket+"."+node)
 	return Permissions{Publish: pub, Subscribe: []string{InboxPrefix(node) + ".>"}}
 }

@@ -64,9 +64,6 @@ func (r *Runner) BrokerTopics() []broker.TopicInfo { return r.broker.Topics() }
 // WALStats returns the log's counters.
 func (r *Runner) WALStats() wal.Stats { return r.log.Stats() }
 
-// Link reports the uplink; a standalone runner has none.
-func (r *Runner) Link() api.LinkStatus { return api.LinkStatus{State: api.LinkNone} }
-
 // ReadOnly is true when pipelines are managed by the cloud controller.
 // Runners started from files manage their own pipelines.
 func (r *Runner) ReadOnly() bool { return r.cfg.ReadOnly }

@@ -32,6 +32,7 @@ import (
 	"github.com/eddy-edge/eddy/runner/budget"
 	"github.com/eddy-edge/eddy/runner/checkpoint"
 	"github.com/eddy-edge/eddy/runner/engine"
+	"github.com/eddy-edge/eddy/runner/link"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
 
@@ -89,6 +90,9 @@ type Config struct {
 	ReadOnly bool
 	// Pprof serves Go's profiler under /debug/pprof/ on HTTPAddr.
 	Pprof bool
+	// Link connects the runner to a hub (runner/link): plans down, status
+	// and the WAL outbox up. Off when Link.Hub is empty.
+	Link link.Config
 	// HTTPHandler, when set, builds the HTTP handler served on HTTPAddr
 	// (the API and dashboard); otherwise only /healthz is served.
 	HTTPHandler func(r *Runner) (http.Handler, error)
@@ -106,6 +110,7 @@ type Runner struct {
 	httpSrv *http.Server
 	httpLn  net.Listener
 	devices *deviceRuntime
+	link    *link.Link
 
 	mu       sync.Mutex
 	sources  map[string][]byte // pipeline id -> the YAML it was loaded from
@@ -204,6 +209,7 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 		CheckpointInterval: r.cfg.CheckpointInterval,
 		StartAtEnd:         false,
 		OnAlert: func(plan *pipeline.Plan, ev *pipeline.Event) {
+			r.alertUplink(plan, ev)
 			r.logger.Info("alert", "pipeline", plan.ID(), "state", ev.Fields["state"], "severity", ev.Fields["severity"],
 				"key", ev.Key, "alert_id", ev.Fields["alert_id"], "message", ev.Fields["message"])
 		},
@@ -218,6 +224,9 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 	}
 	r.logger.Info("MQTT broker listening", "addr", r.broker.Addr().String(), "anonymous", r.cfg.AllowAnonymous)
 	if err := r.startDevices(ctx); err != nil {
+		return err
+	}
+	if err := r.startLink(ctx); err != nil {
 		return err
 	}
 	return r.startHTTP()
@@ -386,6 +395,10 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	r.closing.Store(true)
 	start := r.cfg.Clock.Now()
 	var errs []error
+	if r.link != nil {
+		// First: no plan may be applied while the engine stops.
+		errs = append(errs, r.link.Close())
+	}
 	if r.broker != nil {
 		r.broker.StopIntake()
 	}

@@ -123,7 +123,7 @@ func (cfg *Config) serverOptions() (*server.Options, error) {
 		Host:                  host,
 		Port:                  port,
 		JetStream:             true,
-		JetStreamDomain:       cfg.Fleet.Domain,
+		JetStreamDomain:       cfg.fleetDomain(),
 		StoreDir:              cfg.DataDir,
 		NoSigs:                true,
 		MaxPayload:            2 * fleet.MaxValueSize,
@@ -255,3 +255,10 @@ func (a *slogAdapter) Fatalf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v..
 func (a *slogAdapter) Errorf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...)) }
 func (a *slogAdapter) Debugf(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }
 func (a *slogAdapter) Tracef(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }
+
+func (cfg *Config) fleetDomain() string {
+	if cfg.Fleet.Domain == "" {
+		return fleet.DefaultDomain
+	}
+	return cfg.Fleet.Domain
+}

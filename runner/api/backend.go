@@ -13,6 +13,7 @@ package api
 
 import (
 	"context"
+	"time"
 
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner/broker"
@@ -76,6 +77,22 @@ type LinkStatus struct {
 	State string `json:"state"`
 	// Hub is the hub's address, if any.
 	Hub string `json:"hub,omitempty"`
-	// Pending is how many records wait to be forwarded.
+	// Node is this edge's name on the hub.
+	Node string `json:"node,omitempty"`
+	// Since is when State last changed.
+	Since time.Time `json:"since,omitzero"`
+	// Pending is how many WAL records the outbox has not passed yet.
 	Pending uint64 `json:"pending"`
+	// Forwarded is how many records the hub acknowledged.
+	Forwarded uint64 `json:"forwarded"`
+	// Duplicates is how many acknowledged records the hub already had.
+	Duplicates uint64 `json:"duplicates"`
+	// Errors is how many forwarding attempts failed (and were retried).
+	Errors uint64 `json:"errors"`
+	// Reconnects is how many times the link came back.
+	Reconnects uint64 `json:"reconnects"`
+	// Objects is how many objects the hub gave this node; Problems how
+	// many of them are Failed or Rejected.
+	Objects  int `json:"objects"`
+	Problems int `json:"problems"`
 }

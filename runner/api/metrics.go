@@ -39,7 +39,12 @@ var (
 	descAlertsFiring = prometheus.NewDesc("eddy_alerts_firing", "Alerts currently firing.", []string{"pipeline", "severity"}, nil)
 	descDevices      = prometheus.NewDesc("eddy_devices", "Devices known to the twin manager, by state.", []string{"state"}, nil)
 	descLink         = prometheus.NewDesc("eddy_link_up", "1 when the uplink to the hub is connected.", []string{"state"}, nil)
-	descLinkPending  = prometheus.NewDesc("eddy_link_pending_records", "Records waiting to be forwarded to the hub.", nil, nil)
+	descLinkPending  = prometheus.NewDesc("eddy_link_pending_records", "WAL records the outbox has not passed yet (forwarded or skipped).", nil, nil)
+	descLinkFwd      = prometheus.NewDesc("eddy_link_forwarded_records_total", "Records the hub acknowledged.", nil, nil)
+	descLinkDup      = prometheus.NewDesc("eddy_link_duplicate_records_total", "Acknowledged records the hub's stream already had (resends).", nil, nil)
+	descLinkErr      = prometheus.NewDesc("eddy_link_errors_total", "Failed forwarding attempts (each followed by a resend from the last acknowledged record).", nil, nil)
+	descLinkRecon    = prometheus.NewDesc("eddy_link_reconnects_total", "Times the leaf connection to the hub came back.", nil, nil)
+	descLinkProblems = prometheus.NewDesc("eddy_link_objects_problems", "Objects from the hub that are Failed or Rejected on this node.", nil, nil)
 )
 
 type brokerMetric struct {
@@ -114,7 +119,8 @@ func b2f(b bool) float64 {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descStepIn, descStepOut, descStepErrors, descStepLatency, descStepState,
 		descPipeUp, descPipeLag, descPipeCursor, descPipeCommitted, descPipeLate, descPipeDead, descPipeState, descPipeWatermark,
-		descAlertsFiring, descDevices, descLink, descLinkPending} {
+		descAlertsFiring, descDevices, descLink, descLinkPending,
+		descLinkFwd, descLinkDup, descLinkErr, descLinkRecon, descLinkProblems} {
 		ch <- d
 	}
 	for _, m := range brokerMetrics {
@@ -181,6 +187,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descLink, prometheus.GaugeValue, b2f(l.State == LinkConnected), l.State)
 	ch <- prometheus.MustNewConstMetric(descLinkPending, prometheus.GaugeValue, float64(l.Pending))
+	if l.State != LinkNone {
+		ch <- prometheus.MustNewConstMetric(descLinkFwd, prometheus.CounterValue, float64(l.Forwarded))
+		ch <- prometheus.MustNewConstMetric(descLinkDup, prometheus.CounterValue, float64(l.Duplicates))
+		ch <- prometheus.MustNewConstMetric(descLinkErr, prometheus.CounterValue, float64(l.Errors))
+		ch <- prometheus.MustNewConstMetric(descLinkRecon, prometheus.CounterValue, float64(l.Reconnects))
+		ch <- prometheus.MustNewConstMetric(descLinkProblems, prometheus.GaugeValue, float64(l.Problems))
+	}
 }
 
 func (c *Collector) collectPipeline(ch chan<- prometheus.Metric, st engine.Status) {

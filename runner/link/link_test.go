@@ -1,0 +1,380 @@
+package link_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/eddy-edge/eddy/fleet"
+	"github.com/eddy-edge/eddy/fleet/hub"
+	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/pipeline"
+	"github.com/eddy-edge/eddy/runner"
+	"github.com/eddy-edge/eddy/runner/link"
+	"github.com/eddy-edge/eddy/runner/wal"
+)
+
+// testHub is a real hub whose ports survive a restart.
+type testHub struct {
+	t       *testing.T
+	h       *hub.Hub
+	dir     string
+	client  string // host:port
+	leaf    string
+	creds   *hub.Credentials
+	adminPW string
+	nodePW  map[string]string
+	domain  string
+}
+
+func newTestHub(t *testing.T, nodes ...string) *testHub {
+	th := &testHub{t: t, dir: t.TempDir(), client: freeAddr(t), leaf: freeAddr(t), creds: &hub.Credentials{}, nodePW: map[string]string{}}
+	th.adminPW, _ = th.creds.Set("admin", false)
+	for _, n := range nodes {
+		th.nodePW[n], _ = th.creds.Set(n, true)
+	}
+	th.start()
+	t.Cleanup(th.stop)
+	return th
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func (th *testHub) start() {
+	th.t.Helper()
+	h, err := hub.New(hub.Config{ClientAddr: th.client, LeafAddr: th.leaf, DataDir: th.dir, Credentials: th.creds,
+		Fleet: fleet.Options{Domain: th.domain}})
+	if err != nil {
+		th.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.Start(ctx); err != nil {
+		th.t.Fatal(err)
+	}
+	th.h = h
+}
+
+func (th *testHub) stop() {
+	if th.h != nil {
+		th.h.Close()
+		th.h = nil
+	}
+}
+
+func (th *testHub) admin() *fleet.Client {
+	th.t.Helper()
+	nc, err := nats.Connect("nats://"+th.client, nats.UserInfo("admin", th.adminPW), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		th.t.Fatal(err)
+	}
+	th.t.Cleanup(nc.Close)
+	c, err := fleet.NewClient(nc, fleet.Options{Domain: th.domain, Writer: "test"})
+	if err != nil {
+		th.t.Fatal(err)
+	}
+	return c
+}
+
+func startEdge(t *testing.T, th *testHub, node, dataDir string) *runner.Runner {
+	t.Helper()
+	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
+		Node: node, CheckpointInterval: 100 * time.Millisecond, Logger: testLogger(t),
+		Link: link.Config{Hub: []string{"nats-leaf://" + th.leaf}, User: node, Password: th.nodePW[node], LocalAddr: "-",
+			ReconnectInterval: pd(100 * time.Millisecond), HeartbeatInterval: pd(time.Second),
+			Fleet: fleet.Options{Domain: th.domain}, Labels: map[string]string{"site": "test"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+const pipelineYAML = `apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: %s}
+spec:
+  source: {mqtt: {topic: "sensors/%s"}}
+  steps:
+    - filter: "temperature > %d"
+  sinks:
+    - log: {}
+`
+
+func pipelineObj(t *testing.T, name string, threshold int) fleet.Object {
+	t.Helper()
+	objs, err := fleet.Load(name+".yaml", []byte(fmt.Sprintf(pipelineYAML, name, name, threshold)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs[0]
+}
+
+func put(t *testing.T, c *fleet.Client, node string, o fleet.Object) fleet.PutResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := c.Put(ctx, o.Envelope(node, "", time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// running returns the hash of the pipeline running on r, or "".
+func running(r *runner.Runner, id string) string {
+	st, ok := r.Engine().Status(id)
+	if !ok || st.State != "running" {
+		return ""
+	}
+	return st.Hash
+}
+
+func pd(d time.Duration) pipeline.Duration { return pipeline.D(d) }
+
+func TestPlansDownUpdateDeleteAndStatus(t *testing.T) {
+	th := newTestHub(t, "edge-1", "edge-2")
+	admin := th.admin()
+	e1 := startEdge(t, th, "edge-1", t.TempDir())
+	e2 := startEdge(t, th, "edge-2", t.TempDir())
+
+	a := pipelineObj(t, "a", 30)
+	put(t, admin, "edge-1", a)
+	mqtttest.WaitFor(t, "edge-1 runs a", func() bool { return running(e1, "default/a") == a.Hash })
+	if running(e2, "default/a") != "" {
+		t.Fatal("edge-2 runs a pipeline meant for edge-1")
+	}
+
+	// Update: hot swap to the new hash; the status record reports it.
+	a2 := pipelineObj(t, "a", 40)
+	res := put(t, admin, "edge-1", a2)
+	mqtttest.WaitFor(t, "edge-1 runs a v2", func() bool { return running(e1, "default/a") == a2.Hash })
+	mqtttest.WaitForErr(t, "edge-1 reports a v2", func() error {
+		st, err := admin.Node(context.Background(), "edge-1")
+		if err != nil {
+			return err
+		}
+		o, ok := st.Object(fleet.ObjectKey{Node: "edge-1", Kind: fleet.KindPipeline, Namespace: "default", Name: "a"})
+		if !ok || o.State != fleet.StateRunning || o.Generation != res.Generation || o.Hash != a2.Hash {
+			return fmt.Errorf("status %+v", o)
+		}
+		if st.Labels["site"] != "test" || st.Capacity.CPUs == 0 {
+			return fmt.Errorf("registration %+v", st)
+		}
+		return nil
+	})
+
+	// Delete: edge-1 stops it.
+	if err := admin.Delete(context.Background(), fleet.ObjectKey{Node: "edge-1", Kind: fleet.KindPipeline, Namespace: "default", Name: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, "edge-1 removes a", func() bool { _, ok := e1.Engine().Status("default/a"); return !ok })
+	if l := e1.Link(); l.State != "connected" || l.Node != "edge-1" {
+		t.Fatalf("link status %+v", l)
+	}
+}
+
+func TestLatestVersionWinsAfterOfflineAndAutonomy(t *testing.T) {
+	th := newTestHub(t, "edge-1")
+	admin := th.admin()
+	dir := t.TempDir()
+	e1 := startEdge(t, th, "edge-1", dir)
+	put(t, admin, "edge-1", pipelineObj(t, "keep", 1))
+	put(t, admin, "edge-1", pipelineObj(t, "gone", 1))
+	mqtttest.WaitFor(t, "edge-1 runs both", func() bool {
+		return running(e1, "default/keep") != "" && running(e1, "default/gone") != ""
+	})
+	e1.Close()
+
+	// While the edge is away: 200 versions of one pipeline, a delete, a new one.
+	var last fleet.Object
+	for i := 0; i < 200; i++ {
+		last = pipelineObj(t, "keep", 100+i)
+		put(t, admin, "edge-1", last)
+	}
+	admin.Delete(context.Background(), fleet.ObjectKey{Node: "edge-1", Kind: fleet.KindPipeline, Namespace: "default", Name: "gone"})
+	fresh := pipelineObj(t, "fresh", 5)
+	put(t, admin, "edge-1", fresh)
+
+	e1 = startEdge(t, th, "edge-1", dir)
+	mqtttest.WaitFor(t, "edge-1 runs the latest set", func() bool {
+		_, goneThere := e1.Engine().Status("default/gone")
+		return running(e1, "default/keep") == last.Hash && running(e1, "default/fresh") == fresh.Hash && !goneThere
+	})
+
+	// Autonomy: with the hub down, a restarted edge runs its last plans from disk.
+	e1.Close()
+	th.stop()
+	e1 = startEdge(t, th, "edge-1", dir)
+	if running(e1, "default/keep") != last.Hash || running(e1, "default/fresh") != fresh.Hash {
+		t.Fatalf("after a restart without the hub: keep=%q fresh=%q", running(e1, "default/keep"), running(e1, "default/fresh"))
+	}
+	if l := e1.Link(); l.State != "disconnected" {
+		t.Fatalf("link state %q without a hub", l.State)
+	}
+	// The hub comes back: a new version arrives quickly (the watcher is
+	// made again on reconnect instead of waiting 13-17 s).
+	th.start()
+	admin = th.admin()
+	mqtttest.WaitFor(t, "edge-1 reconnects", func() bool { return e1.Link().State == "connected" })
+	newer := pipelineObj(t, "keep", 7)
+	start := time.Now()
+	put(t, admin, "edge-1", newer)
+	mqtttest.WaitFor(t, "edge-1 runs the version put after the hub restart", func() bool { return running(e1, "default/keep") == newer.Hash })
+	t.Logf("plan delivered %v after the put (hub restarted)", time.Since(start))
+}
+
+func TestMalformedPlansAreRefusedAndReported(t *testing.T) {
+	th := newTestHub(t, "edge-1")
+	admin := th.admin()
+	e1 := startEdge(t, th, "edge-1", t.TempDir())
+	good := pipelineObj(t, "good", 1)
+	put(t, admin, "edge-1", good)
+	mqtttest.WaitFor(t, "good runs", func() bool { return running(e1, "default/good") == good.Hash })
+
+	kv, err := admin.JetStream().KeyValue(context.Background(), fleet.DefaultPlansBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := good.Envelope("edge-1", "test", time.Now())
+	badStep := *env
+	badStep.Name = "badstep"
+	badStep.Object = json.RawMessage(strings.Replace(string(env.Object), `"filter":`, `"filtre":`, 1))
+	badStep.Object = json.RawMessage(strings.Replace(string(badStep.Object), `"name":"good"`, `"name":"badstep"`, 1))
+	badStepJSON, _ := json.Marshal(&badStep)
+	wrongNode := *env
+	wrongNode.Node = "edge-2"
+	wrongNodeJSON, _ := json.Marshal(&wrongNode)
+	cases := map[string]struct{ val, want string }{
+		"edge-1.pipeline.default.garbage": {"this: is: not json", "not an Eddy envelope"},
+		"edge-1.pipeline.default.badstep": {string(badStepJSON), "filtre"},
+		"edge-1.pipeline.default.good":    {string(wrongNodeJSON), "not for its key"},
+	}
+	for k, c := range cases {
+		if _, err := kv.Put(context.Background(), k, []byte(c.val)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mqtttest.WaitForErr(t, "edge-1 reports every bad value", func() error {
+		st, err := admin.Node(context.Background(), "edge-1")
+		if err != nil {
+			return err
+		}
+		for k, c := range cases {
+			key, _ := fleet.ParseKey(k)
+			o, ok := st.Object(key)
+			if !ok || o.State != fleet.StateRejected || !strings.Contains(o.Error, c.want) {
+				return fmt.Errorf("%s: %+v", k, o)
+			}
+		}
+		return nil
+	})
+	// The good pipeline was never touched by the bad value under its key.
+	if running(e1, "default/good") != good.Hash {
+		t.Fatal("a malformed value stopped the pipeline that ran under its key")
+	}
+	// Fixing the value clears the problem.
+	put(t, admin, "edge-1", pipelineObj(t, "good", 2))
+	mqtttest.WaitFor(t, "good v2 runs", func() bool { return running(e1, "default/good") == pipelineObj(t, "good", 2).Hash })
+}
+
+// TestOutboxLosesNothing forwards records through a hub kill and restart
+// and an edge restart: every record arrives once in the hub's stream, in
+// order.
+func TestOutboxLosesNothing(t *testing.T) {
+	th := newTestHub(t, "edge-1")
+	dir := t.TempDir()
+	e1 := startEdge(t, th, "edge-1", dir)
+	mqtttest.WaitFor(t, "edge-1 connects", func() bool { return e1.Link().State == "connected" })
+	const perPhase = 3000
+	seq := 0
+	write := func(r *runner.Runner, n int) {
+		for i := 0; i < n; i++ {
+			seq++
+			rec := &wal.Record{Topic: link.UpTopicPrefix + "test.data", Payload: []byte(strconv.Itoa(seq)), Time: time.Now().UnixNano()}
+			// A record nobody forwards, in between.
+			other := &wal.Record{Topic: "sensors/x", Payload: []byte("{}"), Time: time.Now().UnixNano()}
+			if err := r.Log().AppendWith(context.Background(), wal.Async, rec, other); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(e1, perPhase)
+	th.stop() // the hub goes away mid-stream
+	write(e1, perPhase)
+	e1.Close() // and the edge restarts while it is away
+	e1 = startEdge(t, th, "edge-1", dir)
+	write(e1, perPhase)
+	th.start()
+	write(e1, perPhase)
+	total := seq
+
+	admin := th.admin()
+	js := admin.JetStream()
+	mqtttest.WaitForErr(t, "every record in the hub's stream", func() error {
+		st, err := js.Stream(context.Background(), fleet.DefaultUpStream)
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs < uint64(total) {
+			return fmt.Errorf("%d of %d stored", info.State.Msgs, total)
+		}
+		return nil
+	})
+	cons, err := js.OrderedConsumer(context.Background(), fleet.DefaultUpStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"eddy.up.edge-1.test.data"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := 1; want <= total; want++ {
+		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("record %d: %v", want, err)
+		}
+		if got := string(msg.Data()); got != strconv.Itoa(want) {
+			t.Fatalf("record %d: got %s (lost or out of order)", want, got)
+		}
+	}
+	st, _ := js.Stream(context.Background(), fleet.DefaultUpStream)
+	info, _ := st.Info(context.Background())
+	if info.State.Msgs != uint64(total) {
+		t.Fatalf("stream holds %d messages, want exactly %d (a duplicate was stored)", info.State.Msgs, total)
+	}
+	l := e1.Link()
+	t.Logf("forwarded %d, duplicates dropped by the hub %d, errors %d, reconnects %d", l.Forwarded, l.Duplicates, l.Errors, l.Reconnects)
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
