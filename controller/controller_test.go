@@ -1,0 +1,236 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	eddyv1alpha1 "github.com/eddy-edge/eddy/controller/apis/eddy/v1alpha1"
+	"github.com/eddy-edge/eddy/controller/k8stest"
+	"github.com/eddy-edge/eddy/internal/mqtttest"
+)
+
+// harness is one API server, one controller and in-memory fleet parts.
+type harness struct {
+	t       *testing.T
+	cluster *k8stest.Cluster
+	ctrl    *Controller
+	client  client.Client
+	store   *memStore
+	feed    *memFeed
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+func startHarness(t *testing.T, opts Options) *harness {
+	t.Helper()
+	cl := k8stest.Start(t, k8stest.Options{})
+	t.Cleanup(cl.Stop)
+	h := &harness{t: t, cluster: cl, store: newMemStore(), feed: newMemFeed()}
+	if testing.Verbose() {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	if opts.StatusInterval == 0 {
+		opts.StatusInterval = 100 * time.Millisecond
+	}
+	c, err := New(cl.Config, h.store, h.feed, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ctrl = c
+	h.client, err = client.New(cl.Config, client.Options{Scheme: Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		if err := c.Start(h.ctx); err != nil {
+			t.Errorf("controller stopped: %v", err)
+		}
+	}()
+	t.Cleanup(func() { h.cancel(); h.wg.Wait() })
+	return h
+}
+
+func (h *harness) edge(name string, labels map[string]string, fail func(Object) string) {
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		simEdge(h.ctx, h.store, h.feed, name, labels, fail)
+	}()
+}
+
+func (h *harness) pipeline(name string) *eddyv1alpha1.Pipeline {
+	var p eddyv1alpha1.Pipeline
+	if err := h.client.Get(context.Background(), types.NamespacedName{Namespace: "default", Name: name}, &p); err != nil {
+		h.t.Fatalf("get pipeline %s: %v", name, err)
+	}
+	return &p
+}
+
+// waitCond waits until the pipeline's condition t has status want for the
+// current generation, returning the pipeline.
+func (h *harness) waitCond(name string, t eddyv1alpha1.ConditionType, want bool) *eddyv1alpha1.Pipeline {
+	h.t.Helper()
+	var p *eddyv1alpha1.Pipeline
+	mqtttest.WaitForErr(h.t, fmt.Sprintf("pipeline %s %s=%v", name, t, want), func() error {
+		p = h.pipeline(name)
+		c := meta.FindStatusCondition(p.Status.Conditions, string(t))
+		if c == nil {
+			return fmt.Errorf("no %s condition; status %+v", t, p.Status)
+		}
+		if (c.Status == "True") != want || c.ObservedGeneration != p.Generation || p.Status.ObservedGeneration != p.Generation {
+			return fmt.Errorf("%s=%s (gen %d, observed %d): %s", t, c.Status, p.Generation, c.ObservedGeneration, c.Message)
+		}
+		return nil
+	})
+	return p
+}
+
+const overheat = `apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata:
+  name: overheat
+  namespace: default
+spec:
+  nodeSelector:
+    matchLabels: {site: plant-a}
+  source:
+    mqtt: {topic: "sensors/+/temp"}
+  steps:
+  - filter: "temperature > THRESHOLD"
+  - alert:
+      when: "temperature > THRESHOLD"
+      severity: critical
+  sinks:
+  - mqtt: {topic: "alerts/overheat"}
+`
+
+func overheatYAML(threshold string) string {
+	return strings.ReplaceAll(overheat, "THRESHOLD", threshold)
+}
+
+// TestPipelineLifecycle: kubectl apply → plans on the selected nodes only,
+// Compiled/Delivered/Running True with counters; an edit → new version,
+// observedGeneration follows; a bad expression → Compiled=False with the
+// field path and no node touched; delete → plans removed.
+func TestPipelineLifecycle(t *testing.T) {
+	h := startHarness(t, Options{})
+	h.edge("edge-a1", map[string]string{"site": "plant-a"}, nil)
+	h.edge("edge-a2", map[string]string{"site": "plant-a"}, nil)
+	h.edge("edge-b1", map[string]string{"site": "plant-b"}, nil)
+	mqtttest.WaitForErr(t, "three EdgeNodes registered and Ready", func() error {
+		out, err := h.cluster.Kubectl("", "get", "en", "--no-headers")
+		if err != nil {
+			return err
+		}
+		if strings.Count(out, "True") != 3 {
+			return fmt.Errorf("kubectl get en:\n%s", out)
+		}
+		return nil
+	})
+
+	h.cluster.MustKubectl(t, overheatYAML("80"), "apply", "-f", "-")
+	p := h.waitCond("overheat", eddyv1alpha1.Running, true)
+	if p.Status.Nodes != "2/2" || p.Status.MessagesIn == 0 || p.Status.AlertsFiring != 2 {
+		t.Errorf("status after apply: nodes %q, in %d, alerts %d; want 2/2, >0, 2", p.Status.Nodes, p.Status.MessagesIn, p.Status.AlertsFiring)
+	}
+	for _, c := range []eddyv1alpha1.ConditionType{eddyv1alpha1.Compiled, eddyv1alpha1.Delivered} {
+		if !meta.IsStatusConditionTrue(p.Status.Conditions, string(c)) {
+			t.Errorf("%s not True: %+v", c, p.Status.Conditions)
+		}
+	}
+	if _, ok := h.store.get("edge-b1", KindPipeline, "default", "overheat"); ok {
+		t.Errorf("edge-b1 (site=plant-b) got the plan")
+	}
+	first, _ := h.store.get("edge-a1", KindPipeline, "default", "overheat")
+	if first.Version != 1 || first.Hash != p.Status.Hash {
+		t.Errorf("edge-a1 holds version %d hash %s; want 1, %s", first.Version, first.Hash, p.Status.Hash)
+	}
+	out := h.cluster.MustKubectl(t, "", "get", "pl", "overheat")
+	if !strings.Contains(out, "2/2") {
+		t.Errorf("kubectl get pl shows no 2/2:\n%s", out)
+	}
+
+	// Edit: a new generation reaches both nodes.
+	h.cluster.MustKubectl(t, overheatYAML("90"), "apply", "-f", "-")
+	p = h.waitCond("overheat", eddyv1alpha1.Running, true)
+	if p.Generation != 2 || p.Status.Hash == first.Hash {
+		t.Errorf("after edit: generation %d hash %s (was %s)", p.Generation, p.Status.Hash, first.Hash)
+	}
+	if o, _ := h.store.get("edge-a2", KindPipeline, "default", "overheat"); o.Version != 2 {
+		t.Errorf("edge-a2 holds version %d, want 2", o.Version)
+	}
+
+	// A bad expression: Compiled=False naming the field, nodes untouched.
+	puts := h.store.putCount()
+	h.cluster.MustKubectl(t, overheatYAML("90 +* nope"), "apply", "-f", "-")
+	p = h.waitCond("overheat", eddyv1alpha1.Compiled, false)
+	msg := meta.FindStatusCondition(p.Status.Conditions, string(eddyv1alpha1.Compiled)).Message
+	if !strings.Contains(msg, "spec.steps[0].filter") {
+		t.Errorf("compile error does not name the field: %q", msg)
+	}
+	if h.store.putCount() != puts {
+		t.Errorf("a spec that does not compile was written to nodes")
+	}
+	if o, _ := h.store.get("edge-a1", KindPipeline, "default", "overheat"); o.Version != 2 {
+		t.Errorf("edge-a1 holds version %d after a bad edit, want the last good 2", o.Version)
+	}
+
+	// Relabel: a node moved into the selector gets the plan, one moved
+	// out loses it.
+	h.cluster.MustKubectl(t, overheatYAML("95"), "apply", "-f", "-")
+	h.cluster.MustKubectl(t, "", "label", "en", "edge-b1", "site=plant-a", "--overwrite")
+	h.cluster.MustKubectl(t, "", "label", "en", "edge-a2", "site=plant-c", "--overwrite")
+	mqtttest.WaitForErr(t, "plan follows the labels", func() error {
+		_, b1 := h.store.get("edge-b1", KindPipeline, "default", "overheat")
+		_, a2 := h.store.get("edge-a2", KindPipeline, "default", "overheat")
+		if !b1 || a2 {
+			return fmt.Errorf("edge-b1 holds: %v (want true), edge-a2 holds: %v (want false)", b1, a2)
+		}
+		return nil
+	})
+	h.waitCond("overheat", eddyv1alpha1.Running, true)
+
+	h.cluster.MustKubectl(t, "", "delete", "pl", "overheat", "--wait=true", "--timeout=30s")
+	for _, n := range []string{"edge-a1", "edge-a2", "edge-b1"} {
+		if _, ok := h.store.get(n, KindPipeline, "default", "overheat"); ok {
+			t.Errorf("%s still holds the deleted pipeline", n)
+		}
+	}
+}
+
+// TestRunningReportsFailure: a node that cannot apply the plan turns
+// Running False with the node and its error in the message.
+func TestRunningReportsFailure(t *testing.T) {
+	h := startHarness(t, Options{})
+	h.edge("edge-ok", map[string]string{"site": "plant-a"}, nil)
+	h.edge("edge-bad", map[string]string{"site": "plant-a"}, func(Object) string { return "open /data/wal: read-only file system" })
+	h.cluster.MustKubectl(t, overheatYAML("80"), "apply", "-f", "-")
+	var msg string
+	mqtttest.WaitForErr(t, "Running=False naming edge-bad", func() error {
+		p := h.pipeline("overheat")
+		c := meta.FindStatusCondition(p.Status.Conditions, string(eddyv1alpha1.Running))
+		if c == nil || c.Status != "False" || !strings.Contains(c.Message, "edge-bad: failed: open /data/wal") {
+			return fmt.Errorf("Running: %+v", c)
+		}
+		msg = c.Message
+		if p.Status.Nodes != "1/2" {
+			return fmt.Errorf("nodes %q, want 1/2", p.Status.Nodes)
+		}
+		return nil
+	})
+	t.Log(msg)
+}

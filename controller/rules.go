@@ -1,0 +1,3 @@
+package controller
+
+func (c *Controller) setupRules() error { return nil }
