@@ -200,9 +200,6 @@ func (c *Controller) setup() error {
 	if err := c.setupDevices(); err != nil {
 		return fmt.Errorf("controller: devices: %w", err)
 	}
-	if err := c.setupRules(); err != nil {
-		return fmt.Errorf("controller: rules: %w", err)
-	}
 	if c.opts.HealthAddr != "" {
 		if err := c.mgr.AddHealthzCheck("ping", func(*http.Request) error { return nil }); err != nil {
 			return err

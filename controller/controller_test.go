@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -33,8 +34,12 @@ type harness struct {
 }
 
 func startHarness(t *testing.T, opts Options) *harness {
+	return startHarnessOn(t, k8stest.Options{}, opts)
+}
+
+func startHarnessOn(t *testing.T, ko k8stest.Options, opts Options) *harness {
 	t.Helper()
-	cl := k8stest.Start(t, k8stest.Options{})
+	cl := k8stest.Start(t, ko)
 	t.Cleanup(cl.Stop)
 	h := &harness{t: t, cluster: cl, store: newMemStore(), feed: newMemFeed()}
 	if testing.Verbose() {
@@ -48,7 +53,11 @@ func startHarness(t *testing.T, opts Options) *harness {
 		t.Fatal(err)
 	}
 	h.ctrl = c
-	h.client, err = client.New(cl.Config, client.Options{Scheme: Scheme()})
+	sch := Scheme()
+	if err := apiextensionsv1.AddToScheme(sch); err != nil {
+		t.Fatal(err)
+	}
+	h.client, err = client.New(cl.Config, client.Options{Scheme: sch})
 	if err != nil {
 		t.Fatal(err)
 	}

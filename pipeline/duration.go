@@ -8,12 +8,12 @@ import (
 	"time"
 )
 
-// Duration is a time.Duration written as a Go duration string with a unit
-// ("10s", "1m30s", "250ms") in YAML and JSON.
-//
 // +kubebuilder:object:generate=true
 // +kubebuilder:validation:Type=string
 // +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+
+// Duration is a time.Duration written as a Go duration string with a unit
+// ("10s", "1m30s", "250ms") in YAML and JSON.
 type Duration struct {
 	time.Duration
 }

@@ -18,9 +18,10 @@ const APIVersion = "eddy.dev/v1alpha1"
 // Kind is the kind name of a pipeline resource.
 const Kind = "Pipeline"
 
+// +kubebuilder:object:generate=true
+
 // Pipeline is a declared stream computation: one source, a chain of steps and
 // one or more sinks.
-// +kubebuilder:object:generate=true
 type Pipeline struct {
 	// APIVersion must be eddy.dev/v1alpha1.
 	APIVersion string `json:"apiVersion"`
@@ -32,8 +33,9 @@ type Pipeline struct {
 	Spec Spec `json:"spec"`
 }
 
-// ObjectMeta is the subset of Kubernetes object metadata a pipeline uses.
 // +kubebuilder:object:generate=true
+
+// ObjectMeta is the subset of Kubernetes object metadata a pipeline uses.
 type ObjectMeta struct {
 	// Name identifies the pipeline; a DNS label (a-z, 0-9, '-', at most 63).
 	Name string `json:"name"`
@@ -51,8 +53,9 @@ type ObjectMeta struct {
 	UID string `json:"uid,omitempty"`
 }
 
-// Spec is the body of a pipeline.
 // +kubebuilder:object:generate=true
+
+// Spec is the body of a pipeline.
 type Spec struct {
 	// NodeSelector picks the edge nodes that run the pipeline (used by the
 	// controller; a local `eddy run` ignores it).
@@ -95,8 +98,9 @@ type Spec struct {
 	IdleTimeout *Duration `json:"idleTimeout,omitempty"`
 }
 
-// LabelSelector is Kubernetes' label selector.
 // +kubebuilder:object:generate=true
+
+// LabelSelector is Kubernetes' label selector.
 type LabelSelector struct {
 	// MatchLabels requires each label to have the given value.
 	MatchLabels map[string]string `json:"matchLabels,omitempty"`
@@ -104,8 +108,9 @@ type LabelSelector struct {
 	MatchExpressions []LabelSelectorRequirement `json:"matchExpressions,omitempty"`
 }
 
-// LabelSelectorRequirement is one set-based label requirement.
 // +kubebuilder:object:generate=true
+
+// LabelSelectorRequirement is one set-based label requirement.
 type LabelSelectorRequirement struct {
 	// Key is the label key.
 	Key string `json:"key"`
@@ -115,8 +120,9 @@ type LabelSelectorRequirement struct {
 	Values []string `json:"values,omitempty"`
 }
 
-// Source says where a pipeline reads events. Exactly one field is set.
 // +kubebuilder:object:generate=true
+
+// Source says where a pipeline reads events. Exactly one field is set.
 type Source struct {
 	// MQTT reads messages published to the edge broker.
 	MQTT *MQTTSource `json:"mqtt,omitempty"`
@@ -125,8 +131,9 @@ type Source struct {
 	Stream *StreamSource `json:"stream,omitempty"`
 }
 
-// MQTTSource reads messages from the embedded broker's log.
 // +kubebuilder:object:generate=true
+
+// MQTTSource reads messages from the embedded broker's log.
 type MQTTSource struct {
 	// Topic is an MQTT topic filter; + and # wildcards are allowed.
 	Topic string `json:"topic"`
@@ -139,15 +146,17 @@ type MQTTSource struct {
 	QoS int `json:"qos,omitempty"`
 }
 
-// StreamSource reads an internal stream of the runner.
 // +kubebuilder:object:generate=true
+
+// StreamSource reads an internal stream of the runner.
 type StreamSource struct {
 	// Name is twin, device_state or membership.
 	Name string `json:"name"`
 }
 
-// Step is one operator. Exactly one of the operator fields is set.
 // +kubebuilder:object:generate=true
+
+// Step is one operator. Exactly one of the operator fields is set.
 type Step struct {
 	// Name overrides the step's generated name (kind-index, e.g. filter-0).
 	Name string `json:"name,omitempty"`
@@ -180,8 +189,9 @@ type Step struct {
 	Enrich *EnrichSpec `json:"enrich,omitempty"`
 }
 
-// WindowSpec is one of tumbling, sliding, session or count.
 // +kubebuilder:object:generate=true
+
+// WindowSpec is one of tumbling, sliding, session or count.
 type WindowSpec struct {
 	// Tumbling windows of this size, aligned to the unix epoch.
 	Tumbling *Duration `json:"tumbling,omitempty"`
@@ -196,8 +206,9 @@ type WindowSpec struct {
 	AllowedLateness *Duration `json:"allowedLateness,omitempty"`
 }
 
-// SlidingSpec configures sliding windows.
 // +kubebuilder:object:generate=true
+
+// SlidingSpec configures sliding windows.
 type SlidingSpec struct {
 	// Size is the length of each window.
 	Size Duration `json:"size"`
@@ -205,15 +216,17 @@ type SlidingSpec struct {
 	Every Duration `json:"every"`
 }
 
-// SessionSpec configures session windows.
 // +kubebuilder:object:generate=true
+
+// SessionSpec configures session windows.
 type SessionSpec struct {
 	// Gap of inactivity after which a key's session closes.
 	Gap Duration `json:"gap"`
 }
 
-// AlertSpec follows Prometheus alerting semantics.
 // +kubebuilder:object:generate=true
+
+// AlertSpec follows Prometheus alerting semantics.
 type AlertSpec struct {
 	// When is the condition, an expression on each event.
 	When string `json:"when"`
@@ -235,8 +248,9 @@ type AlertSpec struct {
 	StaleAfter *Duration `json:"staleAfter,omitempty"`
 }
 
-// DedupeSpec configures the dedupe step.
 // +kubebuilder:object:generate=true
+
+// DedupeSpec configures the dedupe step.
 type DedupeSpec struct {
 	// Key is an expression; events with an equal key within the horizon
 	// are dropped. Default: the whole event.
@@ -245,8 +259,9 @@ type DedupeSpec struct {
 	Within Duration `json:"within"`
 }
 
-// ThrottleSpec configures the throttle step.
 // +kubebuilder:object:generate=true
+
+// ThrottleSpec configures the throttle step.
 type ThrottleSpec struct {
 	// Max events passed per key and interval.
 	Max int `json:"max"`
@@ -254,8 +269,9 @@ type ThrottleSpec struct {
 	Per Duration `json:"per"`
 }
 
-// EnrichSpec adds runner state to events.
 // +kubebuilder:object:generate=true
+
+// EnrichSpec adds runner state to events.
 type EnrichSpec struct {
 	// Twin lists the device twin properties to add; each becomes a field
 	// named twin_<property> holding the reported value (or the desired
@@ -263,8 +279,9 @@ type EnrichSpec struct {
 	Twin []string `json:"twin,omitempty"`
 }
 
-// Sink is one destination. Exactly one field is set.
 // +kubebuilder:object:generate=true
+
+// Sink is one destination. Exactly one field is set.
 type Sink struct {
 	// Name overrides the sink's generated name (kind-index).
 	Name string `json:"name,omitempty"`
@@ -276,8 +293,9 @@ type Sink struct {
 	Log *LogSink `json:"log,omitempty"`
 }
 
-// MQTTSink publishes events through the edge broker.
 // +kubebuilder:object:generate=true
+
+// MQTTSink publishes events through the edge broker.
 type MQTTSink struct {
 	// Topic is a template: {{field}} is replaced by the event's field.
 	Topic string `json:"topic"`
@@ -293,16 +311,18 @@ type MQTTSink struct {
 	AllowLoop bool `json:"allowLoop,omitempty"`
 }
 
+// +kubebuilder:object:generate=true
+
 // FileSink appends JSON Lines to a file; it is flushed and fsynced at each
 // checkpoint.
-// +kubebuilder:object:generate=true
 type FileSink struct {
 	// Path of the file; parent directories are created.
 	Path string `json:"path"`
 }
 
-// LogSink writes events to the runner's log.
 // +kubebuilder:object:generate=true
+
+// LogSink writes events to the runner's log.
 type LogSink struct {
 	// Level is debug, info, warn or error. Default info.
 	Level string `json:"level,omitempty"`

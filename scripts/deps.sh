@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages Eddy's tests and demo use, only when missing:
 # Debian's MQTT clients and broker (interop tests), socat (serial pty pairs),
-# chromium (dashboard browser test). Safe to run repeatedly.
+# chromium (dashboard browser test); and kube-apiserver/etcd/kubectl
+# (scripts/k8s-bins.sh) for the controller's envtest tests. Safe to run repeatedly.
 set -euo pipefail
+# kube-apiserver, etcd and kubectl for the controller's tests, built from the
+# Go module proxy and cached in ~/.cache/eddy (a few seconds when cached).
+"$(dirname "$0")/k8s-bins.sh" >/dev/null
 need=()
 command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)

@@ -38,6 +38,7 @@ func TestDependencyDirection(t *testing.T) {
 		{mod + "operators/...", []string{mod + "runner", mod + "controller", mod + "connectors"}},
 		{mod + "runner/...", []string{mod + "controller", "k8s.io/client-go", "github.com/apache/beam"}},
 		{mod + "connectors/...", []string{mod + "runner", mod + "controller"}},
+		{mod + "controller/...", []string{mod + "runner"}},
 	}
 	for _, r := range rules {
 		for pkg, ds := range deps(t, r.pattern) {

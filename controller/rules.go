@@ -1,3 +1,0 @@
-package controller
-
-func (c *Controller) setupRules() error { return nil }
