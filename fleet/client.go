@@ -35,10 +35,10 @@ type Options struct {
 	UpPrefix string `json:"upPrefix,omitempty"`
 	// UpDuplicateWindow is how long the up stream remembers Nats-Msg-Ids
 	// to drop resends (Setup only). Default 10m.
-	UpDuplicateWindow time.Duration `json:"upDuplicateWindow,omitempty"`
+	UpDuplicateWindow time.Duration `json:"-"`
 	// UpMaxAge is how long the up stream keeps data (Setup only). Default
 	// 7 days; cloud consumers are expected to read it well within that.
-	UpMaxAge time.Duration `json:"upMaxAge,omitempty"`
+	UpMaxAge time.Duration `json:"-"`
 	// Writer is recorded in the envelopes this client writes. Default
 	// "eddy".
 	Writer string `json:"-"`

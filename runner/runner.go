@@ -92,7 +92,7 @@ type Config struct {
 	Pprof bool
 	// Link connects the runner to a hub (runner/link): plans down, status
 	// and the WAL outbox up. Off when Link.Hub is empty.
-	Link link.Config
+	Link link.Config `json:"link,omitempty"`
 	// HTTPHandler, when set, builds the HTTP handler served on HTTPAddr
 	// (the API and dashboard); otherwise only /healthz is served.
 	HTTPHandler func(r *Runner) (http.Handler, error)

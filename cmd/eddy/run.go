@@ -15,6 +15,7 @@ import (
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/budget"
+	"github.com/eddy-edge/eddy/runner/link"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
 
@@ -66,6 +67,9 @@ type runnerSettings struct {
 	Pipelines []string `json:"pipelines,omitempty"`
 	// Devices are YAML files of KubeEdge Device and DeviceModel resources.
 	Devices []string `json:"devices,omitempty"`
+	// Link connects the edge to a hub (docs/fleet.md): hub URLs, node
+	// credentials, CA, labels.
+	Link link.Config `json:"link,omitempty"`
 
 	// edge is set by `eddy edge`: the API always requires a token.
 	edge bool
@@ -98,6 +102,7 @@ func (s *runnerSettings) config(g *globals) (runner.Config, error) {
 		Retention: wal.RetentionOptions{MaxAge: s.RetentionMaxAge.Duration, MaxBytes: s.RetentionMaxBytes,
 			Policy: wal.Policy(s.RetentionPolicy)},
 		Pprof:  s.Pprof,
+		Link:   s.Link,
 		Logger: g.logger(),
 	}, nil
 }
