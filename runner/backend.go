@@ -38,6 +38,18 @@ func (r *Runner) StartPipeline(ctx context.Context, id string) error { return r.
 // StopPipeline stops a pipeline and keeps its checkpoint.
 func (r *Runner) StopPipeline(id string) error { return r.engine.Stop(id) }
 
+var _ api.PipelineControl = (*Runner)(nil)
+
+// SkipPipeline drops the output a degraded pipeline is blocked on.
+func (r *Runner) SkipPipeline(ctx context.Context, id string) (engine.SkipResult, error) {
+	return r.engine.Skip(ctx, id)
+}
+
+// SeekPipeline moves a pipeline's cursor.
+func (r *Runner) SeekPipeline(ctx context.Context, id string, offset uint64) (engine.SeekResult, error) {
+	return r.engine.Seek(ctx, id, offset)
+}
+
 // Tap attaches a bounded tap to a pipeline's output.
 func (r *Runner) Tap(id string, buf int) (*engine.Tap, func(), error) { return r.engine.Tap(id, buf) }
 

@@ -310,7 +310,14 @@ func statsCommand() *cobra.Command {
 			if ok, err := printStructured(w, f.output, st); ok {
 				return err
 			}
-			fmt.Fprintf(w, "%s  %s  lag %d  late %d\n\n", st.ID, st.State, st.Lag, st.Late)
+			fmt.Fprintf(w, "%s  %s  lag %d  late %d  dead-lettered %d\n", st.ID, st.State, st.Lag, st.Late, st.DeadLettered)
+			if st.Error != "" {
+				fmt.Fprintf(w, "error: %s\n", st.Error)
+			}
+			if st.BlockedAt > 0 {
+				fmt.Fprintf(w, "blocked on offset %d (eddy pipeline skip %s drops its output)\n", st.BlockedAt, st.ID)
+			}
+			fmt.Fprintln(w)
 			return writeSteps(w, st)
 		},
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -125,6 +126,10 @@ func (s *Server) deletePipeline(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := s.b.Remove(r.Context(), st.ID); err != nil {
+		var nf *engine.NotFoundError
+		if errors.As(err, &nf) { // removed by a concurrent request
+			return errorf(http.StatusNotFound, "not_found", "no pipeline %s on this runner (removed meanwhile)", st.ID)
+		}
 		return fmt.Errorf("removing pipeline %s: %w", st.ID, err)
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -141,6 +141,7 @@ func (s *Server) routes() http.Handler {
 	add("DELETE", p, RoleAdmin, s.deletePipeline)
 	add("POST", p+"/start", RoleAdmin, s.startPipeline)
 	add("POST", p+"/stop", RoleAdmin, s.stopPipeline)
+	s.controlRoutes(add, p)
 	add("GET", p+"/stats", RoleRead, s.pipelineStats)
 	add("GET", p+"/explain", RoleRead, s.explainPipeline)
 	add("GET", p+"/tap", RoleRead, s.tap)

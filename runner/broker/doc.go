@@ -2,17 +2,22 @@
 // with Eddy's authentication, ACLs, durability and flow control.
 //
 // It owns:
+//
 //   - the listeners (TCP, optional TLS and WebSocket) and MQTT 3.1.1 / 5
 //     sessions, QoS 0/1/2, retained messages, wildcards, in-memory persistent
 //     sessions (clean session false);
+//
 //   - authentication from a YAML auth file with bcrypt hashes, and per-user
 //     publish/subscribe ACLs with %u / %c substitution;
+//
 //   - durability: every accepted publish is handed to Options.Log before the
 //     publisher is acknowledged (QoS 1/2 durably, QoS 0 not), and a publish
 //     that cannot be logged is refused and never delivered;
+//
 //   - backpressure: a publish waits while a QoS>0 subscriber it would be
 //     delivered to is congested, so that mochi never drops an acknowledged
 //     message for a slow subscriber (see Options.HighWater);
+//
 //   - an inline client for the runner's own publishers (sinks) and
 //     subscribers (twin manager).
 //

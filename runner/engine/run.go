@@ -82,18 +82,18 @@ type run struct {
 	key         *pipeline.Program
 	vm          vm.VM
 
-	source  *stepStats
-	head    operators.Emitter
-	stages  []*stage
-	timed   []timedStage
+	source *stepStats
+	head   operators.Emitter
+	stages []*stage
+	timed  []timedStage
 	// deadliners are the timed operators that know when they next emit
 	// (windows): processing-time pipelines wake for them.
 	deadliners []operators.Deadliner
 	states     map[string]operators.Stateful
-	sinks   []*sinkStage
-	late    []*sinkStage
-	errs    []*sinkStage // errors: (dead-letter) sinks
-	lateCnt atomic.Int64
+	sinks      []*sinkStage
+	late       []*sinkStage
+	errs       []*sinkStage // errors: (dead-letter) sinks
+	lateCnt    atomic.Int64
 
 	// Event clock: the largest event time seen, and the processing time at
 	// which the last event was processed (for idle advancement).

@@ -1,0 +1,419 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/runner/api"
+	"github.com/eddy-edge/eddy/runner/engine"
+)
+
+func (p *eddyProc) client() *api.Client {
+	return api.NewClient(fmt.Sprintf("127.0.0.1:%d", p.httpPort), "")
+}
+
+func (p *eddyProc) status(t *testing.T, id string) engine.Status {
+	t.Helper()
+	st, err := p.client().Stats(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// Reproduction 1 with real clients: one poison event per class (a topic
+// field holding a wildcard, a division by zero giving +Inf, undecodable
+// bytes) goes to the errors: sink with its reason; the good event after
+// it comes out, the pipeline stays running with lag 0, and a restart does
+// not bring a stall back.
+func TestE2EPoisonEventsAreDeadLettered(t *testing.T) {
+	dir := t.TempDir()
+	spec := writeFile(t, dir, "poison.yaml", `
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: poison}
+spec:
+  source: {mqtt: {topic: "sensors/+"}}
+  steps:
+    - map: {ratio: "temperature / zero"}
+  sinks:
+    - mqtt: {topic: "alerts/{{device}}", qos: 1}
+  errors:
+    - mqtt: {topic: "dead/poison", qos: 1}
+`)
+	data := filepath.Join(dir, "data")
+	port := freePort(t)
+	p := startEddy(t, data, port, spec)
+	sub := mqtttest.StartSub(t, fmt.Sprint(port), mqtttest.SubOptions{Topics: []string{"alerts/#", "dead/#"}, QoS: 1, ProbeTopic: "alerts/probe"})
+	mqtttest.Pub(t, fmt.Sprint(port), "sensors/s1", 1,
+		`{"device":"a/+","temperature":50,"zero":1}`,
+		`{"device":"b","temperature":50,"zero":0}`,
+		`{"device":"c\u0000","temperature":50,"zero":1}`,
+		"{not json",
+		`{"device":"ok","temperature":50,"zero":2}`)
+	got := sub.Lines(5)
+	want := []struct{ topic, has string }{
+		{"dead/poison", `"error":"mqtt sink: topic \"alerts/a/+\" contains a wildcard`},
+		{"dead/poison", `"ratio":"+Inf"`},
+		{"dead/poison", `"step":"sink-mqtt-0"`},
+		{"dead/poison", `"step":"source"`},
+		{"alerts/ok", `{"device":"ok","ratio":25,"temperature":50,"zero":2}`},
+	}
+	for i, w := range want {
+		topic, payload, _ := strings.Cut(got[i], " ")
+		if topic != w.topic || !strings.Contains(payload, w.has) {
+			t.Errorf("line %d = %s; want topic %s with %s", i, got[i], w.topic, w.has)
+		}
+	}
+	mqtttest.WaitForErr(t, "the pipeline to be running with lag 0", func() error {
+		st := p.status(t, "poison")
+		if st.State != engine.StateRunning || st.Lag != 0 || st.DeadLettered != 4 {
+			return fmt.Errorf("state %s lag %d deadLettered %d", st.State, st.Lag, st.DeadLettered)
+		}
+		return nil
+	})
+	p.stop(syscall.SIGTERM)
+	sub.Close()
+
+	p2 := startEddy(t, data, port, spec)
+	sub2 := mqtttest.StartSub(t, fmt.Sprint(port), mqtttest.SubOptions{Topics: []string{"alerts/#"}, QoS: 1, ProbeTopic: "alerts/probe"})
+	mqtttest.Pub(t, fmt.Sprint(port), "sensors/s1", 1, `{"device":"after","temperature":1,"zero":1}`)
+	if line := sub2.Next(); line != `alerts/after {"device":"after","ratio":1,"temperature":1,"zero":1}` {
+		t.Fatalf("after restart: %s", line)
+	}
+	p2.stop(syscall.SIGTERM)
+}
+
+// Reproduction 4 with real clients: SIGTERM while paho publishes QoS 1 as
+// fast as it can to a pipeline with an MQTT sink (read by a subscriber)
+// and a file sink. eddy exits 0 well within the 10 s bound, writes its
+// final checkpoint, and a restart on the same data dir delivers every
+// acknowledged message to the file.
+func TestE2ESigtermUnderQoS1Load(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.jsonl")
+	spec := writeFile(t, dir, "load.yaml", fmt.Sprintf(`
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: load}
+spec:
+  source: {mqtt: {topic: "n/#"}}
+  sinks:
+    - mqtt: {topic: "out/{{n}}", qos: 1}
+    - file: {path: %q}
+`, out))
+	data := filepath.Join(dir, "data")
+	port := freePort(t)
+	p := startEddy(t, data, port, "--checkpoint-interval", "1s", spec)
+	sub := mqtttest.StartSub(t, fmt.Sprint(port), mqtttest.SubOptions{Topics: []string{"out/#"}, QoS: 1, ProbeTopic: "out/probe"})
+	defer sub.Close()
+
+	const total = 6000
+	acked := make([]bool, total)
+	var mu sync.Mutex
+	opts := paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).SetClientID("sigterm-pub").
+		SetAutoReconnect(false).SetMaxResumePubInFlight(64)
+	c := paho.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	var exited time.Duration
+	stopped := make(chan struct{})
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for i := 0; i < total; i++ {
+		if i == total/2 {
+			go func() {
+				t0 := time.Now()
+				p.stop(syscall.SIGTERM)
+				exited = time.Since(t0)
+				close(stopped)
+			}()
+		}
+		select {
+		case <-stopped:
+			i = total
+			continue
+		case sem <- struct{}{}:
+		}
+		tok := c.Publish(fmt.Sprintf("n/%d", i%7), 1, false, fmt.Sprintf(`{"n":%d}`, i))
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if tok.WaitTimeout(15*time.Second) && tok.Error() == nil {
+				mu.Lock()
+				acked[i] = true
+				mu.Unlock()
+			}
+		}(i)
+	}
+	<-stopped
+	c.Disconnect(0)
+	wg.Wait()
+	logs := p.logs.String()
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("eddy exited %d after SIGTERM", code)
+	}
+	if exited > 10*time.Second {
+		t.Fatalf("eddy took %v to exit after SIGTERM; the bound is 10s", exited)
+	}
+	for _, want := range []string{"mqtt intake stopped", "pipeline checkpointed", "shutdown complete"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("no %q in the logs of the shutdown", want)
+		}
+	}
+	nAcked := 0
+	for _, a := range acked {
+		if a {
+			nAcked++
+		}
+	}
+	if nAcked < 100 {
+		t.Fatalf("only %d messages acknowledged before SIGTERM; the test proves nothing", nAcked)
+	}
+	p2 := startEddy(t, data, port, spec)
+	mqtttest.WaitForErr(t, "every acknowledged message in the output", func() error {
+		seen := readNumbers(t, out)
+		missing := 0
+		for i, a := range acked {
+			if a && seen[i] == 0 {
+				missing++
+			}
+		}
+		if missing > 0 {
+			return fmt.Errorf("%d of %d acknowledged messages never reached the output", missing, nAcked)
+		}
+		return nil
+	})
+	p2.stop(syscall.SIGTERM)
+	t.Logf("acknowledged %d of %d before SIGTERM; eddy exited in %v", nAcked, total, exited)
+}
+
+// countFDs counts the open descriptors of a process, and lists them.
+func countFDs(t *testing.T, pid int) (int, string) {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		l, _ := os.Readlink(filepath.Join(dir, e.Name()))
+		names = append(names, l)
+	}
+	return len(ents), strings.Join(names, " ")
+}
+
+// Reproduction 3 with real clients: 100 concurrent PUT/DELETE pairs of one
+// pipeline with a file sink leave exactly one run or none, the open file
+// descriptors come back to the baseline, and a later event is written once.
+func TestE2EConcurrentPutDelete(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.jsonl")
+	doc := fmt.Sprintf(`
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: churn}
+spec:
+  source: {mqtt: {topic: "c/#"}}
+  sinks:
+    - file: {path: %q}
+`, out)
+	keep := writeFile(t, dir, "keep.yaml", `
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: keep}
+spec:
+  source: {mqtt: {topic: "k/#"}}
+  sinks: [{log: {level: debug}}]
+`)
+	port := freePort(t)
+	p := startEddy(t, filepath.Join(dir, "data"), port, keep)
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", p.httpPort, api.PipelinePath("churn"))
+	call := func(method string, body string) (int, string) {
+		req, _ := http.NewRequest(method, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/yaml")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0, ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	base, baseList := countFDs(t, p.cmd.Process.Pid)
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(2)
+		// Each PUT changes the plan (hash), so each is a real replace.
+		body := strings.Replace(doc, "  sinks:", fmt.Sprintf("  steps: [{filter: \"n > -%d\"}]\n  sinks:", i+1), 1)
+		go func() {
+			defer wg.Done()
+			if code, msg := call("PUT", body); code != 200 && code != 201 {
+				t.Errorf("PUT: %d %s", code, msg)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if code, msg := call("DELETE", ""); code != 204 && code != 404 {
+				t.Errorf("DELETE: %d %s", code, msg)
+			}
+		}()
+	}
+	wg.Wait()
+	items, err := p.client().Pipelines(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := 0
+	for _, st := range items {
+		if st.ID == "default/churn" {
+			runs++
+		}
+	}
+	if runs > 1 {
+		t.Fatalf("%d runs of one pipeline", runs)
+	}
+	if code, msg := call("PUT", doc); code != 200 && code != 201 {
+		t.Fatalf("PUT: %d %s", code, msg)
+	}
+	mqtttest.Pub(t, fmt.Sprint(port), "c/1", 1, `{"n":1}`)
+	mqtttest.WaitFor(t, "the event in the file", func() bool { return readNumbers(t, out)[1] >= 1 })
+	if code, msg := call("DELETE", ""); code != 204 {
+		t.Fatalf("DELETE: %d %s", code, msg)
+	}
+	mqtttest.Pub(t, fmt.Sprint(port), "c/1", 1, `{"n":2}`)
+	st := p.status(t, "keep")
+	mqtttest.WaitFor(t, "the other pipeline to read the last event", func() bool {
+		return p.status(t, "keep").Cursor > st.Head
+	})
+	if seen := readNumbers(t, out); seen[1] != 1 || seen[2] != 0 {
+		t.Fatalf("file output %v; want n=1 once and nothing after DELETE", seen)
+	}
+	mqtttest.WaitForErr(t, "open descriptors back to the baseline", func() error {
+		// The API client's own keep-alive connection is not the runner's.
+		http.DefaultClient.CloseIdleConnections()
+		if n, list := countFDs(t, p.cmd.Process.Pid); n > base {
+			return fmt.Errorf("%d open descriptors, baseline %d\nnow: %s\nbaseline: %s", n, base, list, baseList)
+		}
+		return nil
+	})
+	p.stop(syscall.SIGTERM)
+}
+
+// A second SIGINT/SIGTERM exits at once, whatever the shutdown is doing.
+func TestSecondSignalExits(t *testing.T) {
+	exited := make(chan struct{})
+	ctx, stop := onSignals(context.Background(), io.Discard, func() { close(exited) })
+	defer stop()
+	syscall.Kill(os.Getpid(), syscall.SIGTERM)
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first SIGTERM did not cancel the context")
+	}
+	select {
+	case <-exited:
+		t.Fatal("one signal exited")
+	case <-time.After(50 * time.Millisecond):
+	}
+	syscall.Kill(os.Getpid(), syscall.SIGINT)
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second signal did not exit")
+	}
+}
+
+
+// Reproduction 2 with real clients: a pipeline whose MQTT sink is held up
+// by a subscriber that stopped acknowledging (a paho client whose handler
+// blocks) is degraded with the broker's error, and POST .../stop, a
+// hot-replace PUT and DELETE each return within seconds; SIGTERM then
+// exits promptly.
+func TestE2EStuckPipelineStopsPromptly(t *testing.T) {
+	dir := t.TempDir()
+	doc := `
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: stuck}
+spec:
+  source: {mqtt: {topic: "s/#"}}
+  sinks:
+    - mqtt: {topic: "slow/out", qos: 1}
+`
+	spec := writeFile(t, dir, "stuck.yaml", doc)
+	port := freePort(t)
+	p := startEddy(t, filepath.Join(dir, "data"), port, spec)
+	release := make(chan struct{})
+	defer close(release)
+	opts := paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).SetClientID("slow-sub").
+		SetAutoReconnect(false).SetCleanSession(true)
+	sub := paho.NewClient(opts)
+	if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect: %v", tok.Error())
+	}
+	defer sub.Disconnect(0)
+	if tok := sub.Subscribe("slow/#", 1, func(paho.Client, paho.Message) { <-release }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe: %v", tok.Error())
+	}
+	lines := make([]string, 3000)
+	for i := range lines {
+		lines[i] = fmt.Sprintf(`{"n":%d}`, i)
+	}
+	mqtttest.PubLines(t, fmt.Sprint(port), "s/1", 0, lines...)
+	var st engine.Status
+	mqtttest.WaitForErr(t, "the pipeline to be degraded by the stalled subscriber", func() error {
+		st = p.status(t, "stuck")
+		if st.State != engine.StateDegraded {
+			return fmt.Errorf("state %s, sink %+v", st.State, st.Sinks)
+		}
+		return nil
+	})
+	if !strings.Contains(st.Error, "broker") || st.BlockedAt == 0 {
+		t.Errorf("degraded status without the broker's error or blockedAt: %+v", st)
+	}
+	timed := func(what string, fn func() error) {
+		t.Helper()
+		t0 := time.Now()
+		if err := fn(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if d := time.Since(t0); d > 4*time.Second {
+			t.Fatalf("%s took %v on a stuck pipeline", what, d)
+		}
+	}
+	c := p.client()
+	ctx := context.Background()
+	timed("stop", func() error { _, err := c.Stop(ctx, "stuck"); return err })
+	if st := p.status(t, "stuck"); st.State != engine.StateStopped {
+		t.Fatalf("after stop: %s", st.State)
+	}
+	timed("start", func() error { _, err := c.Start(ctx, "stuck"); return err })
+	timed("replace", func() error {
+		_, err := c.Apply(ctx, "stuck.yaml", []byte(strings.Replace(doc, "  sinks:", "  steps: [{filter: \"n >= 0\"}]\n  sinks:", 1)))
+		return err
+	})
+	timed("delete", func() error { return c.Delete(ctx, "stuck") })
+	t0 := time.Now()
+	p.stop(syscall.SIGTERM)
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Fatalf("SIGTERM took %v", d)
+	}
+}
