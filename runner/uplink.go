@@ -8,7 +8,6 @@ package runner
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"path/filepath"
 	"strings"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/pipeline/devices"
 	"github.com/eddy-edge/eddy/runner/api"
+	"github.com/eddy-edge/eddy/runner/engine"
 	"github.com/eddy-edge/eddy/runner/link"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
@@ -38,14 +38,7 @@ func (t linkTarget) RemovePipeline(ctx context.Context, id string) error {
 }
 
 func (t linkTarget) SetDevices(ctx context.Context, devs []devices.Device) error {
-	// Runner.SetDevices belongs to the devices work that is landing in
-	// parallel; until it has, devices from the hub are refused clearly.
-	if s, ok := any(t.r).(interface {
-		SetDevices(context.Context, []devices.Device) error
-	}); ok {
-		return s.SetDevices(ctx, NodeDevices(devs, t.r.cfg.Node))
-	}
-	return errors.New("this runner cannot change its devices at run time yet; list them in the edge's device files")
+	return t.r.SetDevices(ctx, NodeDevices(devs, t.r.cfg.Node))
 }
 
 func (t linkTarget) PipelineStatus(id string) (link.PipelineStatus, bool) {
@@ -55,8 +48,9 @@ func (t linkTarget) PipelineStatus(id string) (link.PipelineStatus, bool) {
 	}
 	ps := link.PipelineStatus{Hash: st.Hash, Error: st.Error, State: fleet.StateRunning}
 	switch st.State {
-	case "running":
-	case "stopped":
+	case engine.StateStarting, engine.StateRunning, engine.StateDegraded:
+		// Degraded: running, retrying a sink; its error says why.
+	case engine.StateStopped:
 		ps.State = fleet.StateStopped
 	default:
 		ps.State = fleet.StateFailed

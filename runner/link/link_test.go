@@ -376,5 +376,78 @@ func (w tWriter) Write(b []byte) (int, error) {
 }
 
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+const devicesYAML = `apiVersion: devices.kubeedge.io/v1beta1
+kind: DeviceModel
+metadata: {name: sensor-model, namespace: default}
+spec:
+  properties:
+  - {name: temperature, type: INT, accessMode: ReadWrite}
+---
+apiVersion: devices.kubeedge.io/v1beta1
+kind: Device
+metadata: {name: sensor-1, namespace: default}
+spec:
+  deviceModelRef: {name: sensor-model}
+  nodeName: edge-1
+  protocol: {protocolName: virtual}
+  properties:
+  - {name: temperature, desired: {value: "%d"}}
+`
+
+// TestDevicesDown ships a DeviceModel and a Device: the edge serves the
+// twin with the desired value; an update changes it; a device without its
+// model is Failed and changes nothing; deleting the device removes the twin.
+func TestDevicesDown(t *testing.T) {
+	th := newTestHub(t, "edge-1")
+	admin := th.admin()
+	e1 := startEdge(t, th, "edge-1", t.TempDir())
+	objs, err := fleet.Load("devices.yaml", []byte(fmt.Sprintf(devicesYAML, 22)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		put(t, admin, "edge-1", o)
+	}
+	desired := func() string {
+		for _, d := range e1.Devices() {
+			if d.ID == "default/sensor-1" {
+				if p, ok := d.Twins["temperature"]; ok && p.Expected != nil {
+					return strings.Trim(string(p.Expected.Value), `"`)
+				}
+			}
+		}
+		return ""
+	}
+	mqtttest.WaitFor(t, "the twin of sensor-1 with desired 22", func() bool { return desired() == "22" })
+	objs2, _ := fleet.Load("devices.yaml", []byte(fmt.Sprintf(devicesYAML, 25)))
+	put(t, admin, "edge-1", objs2[1])
+	mqtttest.WaitFor(t, "desired 25", func() bool { return desired() == "25" })
+
+	// Deleting the model leaves sensor-1 without one: refused, nothing changes.
+	ctx := context.Background()
+	modelKey := fleet.ObjectKey{Node: "edge-1", Kind: fleet.KindDeviceModel, Namespace: "default", Name: "sensor-model"}
+	if err := admin.Delete(ctx, modelKey); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitForErr(t, "the model delete reported as Failed", func() error {
+		st, err := admin.Node(ctx, "edge-1")
+		if err != nil {
+			return err
+		}
+		if o, ok := st.Object(modelKey); !ok || o.State != fleet.StateFailed {
+			return fmt.Errorf("%+v", o)
+		}
+		return nil
+	})
+	if desired() != "25" {
+		t.Fatal("a refused device set changed the twins")
+	}
+	// Deleting the device too makes the set valid (empty): both go.
+	if err := admin.Delete(ctx, fleet.ObjectKey{Node: "edge-1", Kind: fleet.KindDevice, Namespace: "default", Name: "sensor-1"}); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, "sensor-1 removed", func() bool { return len(e1.Devices()) == 0 })
 }
