@@ -111,6 +111,7 @@ type Runner struct {
 	httpLn  net.Listener
 	devices *deviceRuntime
 	link    *link.Link
+	trimmer *memoryTrimmer
 
 	mu       sync.Mutex
 	sources  map[string][]byte // pipeline id -> the YAML it was loaded from
@@ -217,6 +218,8 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	r.trimmer = newMemoryTrimmer(r.cfg.Clock, r.log.Last)
+	go r.trimmer.run()
 	// The broker must outlive ctx (a signal): pipelines publish their last
 	// output through it while they stop. Close stops it, in order.
 	if err := r.broker.Start(context.WithoutCancel(ctx)); err != nil {
@@ -418,6 +421,9 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("HTTP server: %w", err))
 		}
 		cancel()
+	}
+	if r.trimmer != nil {
+		r.trimmer.Close()
 	}
 	if r.log != nil {
 		if err := closeWithin(ctx, r.log.Close); err != nil {
