@@ -218,7 +218,7 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	r.trimmer = newMemoryTrimmer(r.cfg.Clock, r.log.Last)
+	r.trimmer = newMemoryTrimmer(r.cfg.Clock, r.log)
 	go r.trimmer.run()
 	// The broker must outlive ctx (a signal): pipelines publish their last
 	// output through it while they stop. Close stops it, in order.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/clock"
+	"github.com/eddy-edge/eddy/runner/wal"
 )
 
 // trimInterval is how often the trimmer looks at the log for activity.
@@ -16,10 +17,13 @@ const trimInterval = 5 * time.Second
 // period), then returns pages gradually: after a load peak the process
 // would keep its peak RSS for minutes. Once the log has been busy and
 // then quiet for a whole interval, the trimmer runs debug.FreeOSMemory
-// (one collection, pages returned at once). It costs one GC per burst,
-// none while traffic flows or while idle.
+// (one collection, pages returned at once), after emptying the log's tail
+// cache (every reader has caught up by then; the cache holds the burst's
+// last records). It costs one GC per burst, none while traffic flows or
+// while idle.
 type memoryTrimmer struct {
 	last  func() uint64 // the log's newest offset
+	drop  func()        // empties the log's tail cache (nil: none)
 	clk   clock.Clock
 	free  func()
 	stop  chan struct{}
@@ -29,8 +33,12 @@ type memoryTrimmer struct {
 	trims int
 }
 
-func newMemoryTrimmer(clk clock.Clock, last func() uint64) *memoryTrimmer {
-	return &memoryTrimmer{last: last, clk: clk, free: debug.FreeOSMemory, stop: make(chan struct{}), done: make(chan struct{})}
+func newMemoryTrimmer(clk clock.Clock, log wal.Log) *memoryTrimmer {
+	t := &memoryTrimmer{last: log.Last, clk: clk, free: debug.FreeOSMemory, stop: make(chan struct{}), done: make(chan struct{})}
+	if c, ok := log.(interface{ DropCache() }); ok {
+		t.drop = c.DropCache
+	}
+	return t
 }
 
 // run is the trimmer's goroutine; Close stops it.
@@ -58,6 +66,9 @@ func (t *memoryTrimmer) check() {
 	case t.busy:
 		t.busy = false
 		t.trims++
+		if t.drop != nil {
+			t.drop()
+		}
 		t.free()
 	}
 }

@@ -5,8 +5,9 @@ import "testing"
 func TestMemoryTrimmerTrimsOncePerBurst(t *testing.T) {
 	var off uint64
 	tr := &memoryTrimmer{last: func() uint64 { return off }}
-	freed := 0
+	freed, dropped := 0, 0
 	tr.free = func() { freed++ }
+	tr.drop = func() { dropped++ }
 	steps := []struct {
 		append uint64
 		want   int
@@ -22,8 +23,8 @@ func TestMemoryTrimmerTrimsOncePerBurst(t *testing.T) {
 	for i, s := range steps {
 		off += s.append
 		tr.check()
-		if freed != s.want {
-			t.Fatalf("step %d: %d trims, want %d", i, freed, s.want)
+		if freed != s.want || dropped != s.want {
+			t.Fatalf("step %d: %d trims, %d cache drops; want %d", i, freed, dropped, s.want)
 		}
 	}
 }

@@ -234,6 +234,16 @@ func (l *File) First() uint64 {
 }
 
 // Last implements Log.
+// DropCache empties the in-memory tail cache, releasing the records it
+// holds; readers then read the segment files until new appends fill it
+// again. The runner calls it when traffic stops, so an idle process does
+// not keep the last burst in memory.
+func (l *File) DropCache() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cache.dropBefore(^uint64(0))
+}
+
 func (l *File) Last() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -369,3 +369,38 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatalf("second close: %v", err)
 	}
 }
+
+// TestDropCache: after DropCache the records are read from the segment
+// files, unchanged, and new appends are cached again.
+func TestDropCache(t *testing.T) {
+	l, err := Open(context.Background(), t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := range 10 {
+		if err := l.Append(context.Background(), &Record{Topic: "t", Payload: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.DropCache()
+	if l.cache.n != 0 {
+		t.Fatalf("cache holds %d records after DropCache", l.cache.n)
+	}
+	buf := make([]Record, 16)
+	n, err := l.Read(context.Background(), 1, buf)
+	if err != nil || n != 10 {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	for i := range n {
+		if buf[i].Offset != uint64(i+1) || buf[i].Payload[0] != byte(i) {
+			t.Fatalf("record %d: %+v", i, buf[i])
+		}
+	}
+	if err := l.Append(context.Background(), &Record{Topic: "t", Payload: []byte{10}}); err != nil {
+		t.Fatal(err)
+	}
+	if l.cache.get(11) == nil {
+		t.Fatal("a new append is not cached after DropCache")
+	}
+}
