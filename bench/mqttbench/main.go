@@ -158,6 +158,9 @@ func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration, want map[s
 		}
 		rows = append(rows, r)
 	}
+	if len(rows) == 0 {
+		return nil
+	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].p50 == 0 && rows[j].p50 != 0 })
 	host, _ := os.Hostname()
 	fmt.Printf("\n### MQTT end to end (%s, %d cores, %s)\n\n", host, numCPU(), time.Now().UTC().Format("2006-01-02"))

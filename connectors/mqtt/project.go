@@ -31,6 +31,22 @@ func NewProjection(names []string) *Projection {
 // Fields returns the number of fields in the projection.
 func (p *Projection) Fields() int { return len(p.names) }
 
+// Covers reports whether p decodes every field q does (nil is every field).
+func (p *Projection) Covers(q *Projection) bool {
+	if p == nil {
+		return true
+	}
+	if q == nil {
+		return false
+	}
+	for n := range q.names {
+		if _, ok := p.names[n]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // Decoder decodes payloads of one format, building only the fields of its
 // projection (JSON only; the other formats always decode everything).
 // The zero value decodes JSON completely.

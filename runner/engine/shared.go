@@ -1,0 +1,290 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/eddy-edge/eddy/connectors/mqtt"
+	"github.com/eddy-edge/eddy/runner/wal"
+)
+
+// A shared source reads the log once for every pipeline on the same source
+// (topic filter and format) and decodes each matching record once, into
+// events that every member then reads: 300 filter pipelines on one topic
+// cost one decode per message instead of 300 (eKuiper's shared streams).
+//
+// Each member keeps its own goroutine, cursor, checkpoints, sinks and
+// retries: it only takes decoded records from the shared ring instead of
+// reading and decoding the log itself, so a member that stalls (a failing
+// sink) lags alone and everything else keeps its pace. A member whose
+// cursor is not in the ring — behind it (lagging, or restarting from an
+// old checkpoint), or at records decoded before it joined without the
+// fields it reads — reads the log and decodes on its own, as a pipeline
+// without a shared source does, until it reaches the ring.
+//
+// Decoded events are immutable and shared: a member whose steps change
+// fields (map, select, drop, enrich) copies the fields of each event first.
+//
+// Members are woken at most once per linger interval (leading edge: the
+// first record after a quiet interval wakes them at once), so at 500 msg/s
+// 300 members wake about 100 times a second each, not 500.
+type sharedSource struct {
+	key  sourceKey
+	log  wal.Log
+	cap  int           // ring capacity (records)
+	wait time.Duration // linger between wakes (real time: a cost knob, not semantics)
+
+	mu      sync.Mutex
+	members map[*run]memberFields
+	dec     mqtt.Decoder // the union of the members' projections
+	gen     uint64       // bumped when dec changes
+	ring    []sharedRec  // ring[i % cap] holds offset first+i
+	first   uint64       // offset of the oldest record in the ring
+	n       int          // records in the ring
+	next    uint64       // next offset the reader reads
+	wake    chan struct{}
+	closed  bool
+	lastW   time.Time // last wake
+	pending bool      // records added since the last wake
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// sourceKey identifies a source that pipelines can share.
+type sourceKey struct {
+	filter string
+	format mqtt.Format
+}
+
+// memberFields is what a member reads: nil names and all false means
+// nothing beyond raw bytes.
+type memberFields struct {
+	names []string
+	all   bool
+}
+
+// sharedRec is one log record as the shared source decoded it. Every
+// field is immutable once published in the ring.
+type sharedRec struct {
+	offset uint64
+	time   int64
+	topic  string
+	match  bool // the topic matches the source's filter
+	gen    uint64
+	events []mqtt.Decoded
+	err    error // decoding failed (no events)
+}
+
+// newSharedSource starts the reader at the log's next record.
+func newSharedSource(key sourceKey, log wal.Log, capacity int, linger time.Duration) *sharedSource {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &sharedSource{key: key, log: log, cap: capacity, wait: linger, members: map[*run]memberFields{},
+		ring: make([]sharedRec, capacity), wake: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
+	s.next = log.Last() + 1
+	s.first = s.next
+	s.dec = mqtt.Decoder{Format: key.format, Fields: mqtt.NewProjection(nil)}
+	go s.read(ctx)
+	return s
+}
+
+// join adds a member reading fields; it returns the generation from which
+// the ring's records carry every field the member reads.
+func (s *sharedSource) join(r *run, f memberFields) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.members[r] = f
+	return s.reproject()
+}
+
+// leave removes a member; it reports whether members remain.
+func (s *sharedSource) leave(r *run) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.members, r)
+	if len(s.members) > 0 {
+		s.reproject()
+	}
+	return len(s.members) > 0
+}
+
+// reproject sets the decoder to the union of the members' fields; the
+// caller holds mu. It returns the generation whose records carry them.
+func (s *sharedSource) reproject() uint64 {
+	union := map[string]bool{}
+	all := false
+	for _, f := range s.members {
+		all = all || f.all
+		for _, n := range f.names {
+			union[n] = true
+		}
+	}
+	var p *mqtt.Projection
+	if !all {
+		names := make([]string, 0, len(union))
+		for n := range union {
+			names = append(names, n)
+		}
+		p = mqtt.NewProjection(names)
+	}
+	if !sameProjection(s.dec.Fields, p) {
+		s.dec.Fields = p
+		s.gen++
+	}
+	return s.gen
+}
+
+func sameProjection(a, b *mqtt.Projection) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Covers(b) && b.Covers(a)
+}
+
+// close stops the reader and wakes every member (they go back to the log).
+func (s *sharedSource) close() {
+	s.cancel()
+	<-s.done
+}
+
+// read is the reader goroutine: it reads the log from next, decodes what
+// matches, publishes it in the ring and wakes the members.
+func (s *sharedSource) read(ctx context.Context) {
+	defer close(s.done)
+	defer func() {
+		s.mu.Lock()
+		s.closed = true
+		close(s.wake)
+		s.mu.Unlock()
+	}()
+	buf := make([]wal.Record, 256)
+	for {
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if d, ok := s.wakeDue(); ok {
+			// Records wait for the linger to end: read until then.
+			wctx, cancel = context.WithTimeout(ctx, d)
+		}
+		n, err := s.log.Read(wctx, s.next, buf)
+		cancel()
+		if n > 0 {
+			s.publish(buf[:n])
+		}
+		var gap *wal.GapError
+		var ahead *wal.AheadError
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.As(err, &gap):
+			s.restart(gap.First)
+		case errors.As(err, &ahead):
+			s.restart(ahead.Last + 1)
+		case err != nil && !errors.Is(err, context.DeadlineExceeded):
+			return // the log is closed or broken: members read it themselves and see why
+		}
+		s.maybeWake()
+	}
+}
+
+// restart empties the ring and goes on from off (records were removed by
+// retention, or the log restarted behind us).
+func (s *sharedSource) restart(off uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n, s.first, s.next = 0, off, off
+	clear(s.ring)
+}
+
+// publish decodes recs and adds them to the ring.
+func (s *sharedSource) publish(recs []wal.Record) {
+	s.mu.Lock()
+	dec, gen := s.dec, s.gen
+	s.mu.Unlock()
+	// Decode outside the lock: members read older records meanwhile.
+	out := make([]sharedRec, len(recs))
+	for i := range recs {
+		rec := &recs[i]
+		sr := sharedRec{offset: rec.Offset, time: rec.Time, topic: rec.Topic, gen: gen,
+			match: mqtt.MatchTopic(s.key.filter, rec.Topic)}
+		if sr.match {
+			sr.err = dec.Decode(rec.Topic, rec.Payload, func(d mqtt.Decoded) { sr.events = append(sr.events, d) })
+		}
+		out[i] = sr
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sr := range out {
+		if sr.offset != s.first+uint64(s.n) {
+			// Out of sequence (a restart raced with this batch): drop the batch.
+			return
+		}
+		if s.n == s.cap {
+			s.ring[s.first%uint64(s.cap)] = sharedRec{}
+			s.first++
+			s.n--
+		}
+		s.ring[sr.offset%uint64(s.cap)] = sr
+		s.n++
+		s.next = sr.offset + 1
+	}
+	s.pending = true
+}
+
+// wakeDue returns how long until pending records are due to be woken for.
+func (s *sharedSource) wakeDue() (time.Duration, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.pending {
+		return 0, false
+	}
+	return max(s.wait-time.Since(s.lastW), time.Microsecond), true
+}
+
+// maybeWake wakes the members if records are pending and the last wake
+// is at least a linger ago (or there was none): leading-edge throttling.
+func (s *sharedSource) maybeWake() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.pending {
+		return
+	}
+	now := time.Now()
+	if now.Sub(s.lastW) < s.wait {
+		return
+	}
+	s.lastW, s.pending = now, false
+	close(s.wake)
+	s.wake = make(chan struct{})
+}
+
+// take copies records from offset from into out for a member that needs
+// generation gen or later. ok is false when from is not in the ring (or
+// its record was decoded before gen): the member reads the log itself.
+// n == 0 with ok means nothing new yet: wait on wake, which is closed at
+// the first wake after this call.
+func (s *sharedSource) take(from, gen uint64, out []sharedRec) (n int, ok bool, wake <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok = s.takeLocked(from, gen, out)
+	return n, ok, s.wake
+}
+
+func (s *sharedSource) takeLocked(from, gen uint64, out []sharedRec) (n int, ok bool) {
+	if s.closed {
+		return 0, false
+	}
+	end := s.first + uint64(s.n)
+	if from < s.first || from > end {
+		return 0, false
+	}
+	for off := from; off < end && n < len(out); off++ {
+		sr := s.ring[off%uint64(s.cap)]
+		if sr.gen < gen {
+			return n, n > 0
+		}
+		out[n] = sr
+		n++
+	}
+	return n, true
+}
