@@ -197,3 +197,16 @@ func (f *fieldSet) has(n string) bool {
 	_, ok := f.names[n]
 	return ok
 }
+
+// ChangesFields reports whether a step changes an event's fields in place
+// (map, select, drop, enrich), so that a pipeline must copy fields it
+// shares with other pipelines before its steps run.
+func (s *Spec) ChangesFields() bool {
+	for i := range s.Steps {
+		st := &s.Steps[i]
+		if st.Map != nil || st.Select != nil || st.Drop != nil || st.Enrich != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -35,10 +35,13 @@ func (e *Engine) build(plan *pipeline.Plan) (*run, error) {
 		r.format = mqtt.JSON
 	}
 	r.decoder = mqtt.Decoder{Format: r.format}
-	if names, all := plan.Spec.SourceFields(); !all && !e.opts.decodeAll {
+	names, all := plan.Spec.SourceFields()
+	r.reads = memberFields{names: names, all: all || e.opts.decodeAll}
+	if !r.reads.all {
 		// Decode only what the steps read; sinks forward the raw bytes.
 		r.decoder.Fields = mqtt.NewProjection(names)
 	}
+	r.mutates = plan.Spec.ChangesFields()
 	var err error
 	if plan.Spec.EventTime != "" {
 		if r.eventTime, err = pipeline.CompileExpr(plan.Spec.EventTime, nil); err != nil {
@@ -211,6 +214,7 @@ func (e *Engine) start(ctx context.Context, r *run) {
 	// A first checkpoint right away, so a crash before the next one
 	// replays from here rather than from wherever a new pipeline starts.
 	r.checkpoint(false)
+	e.attachShare(r)
 	go r.loop()
 }
 

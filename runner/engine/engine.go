@@ -105,6 +105,11 @@ type Options struct {
 	// a record that takes longer is late (counted, sent to late sinks).
 	ProcessingTimeGrace time.Duration
 
+	// SharedRing is how many decoded records a shared source keeps for the
+	// pipelines on it (see shared.go): a pipeline further behind reads and
+	// decodes the log itself until it catches up. Default 2048.
+	SharedRing int
+
 	// decodeAll turns field projection off (every field is decoded); the
 	// differential test runs each pipeline both ways.
 	decodeAll bool
@@ -126,6 +131,7 @@ type Engine struct {
 	closed  bool
 	alert   *ring[AlertRecord]
 	filters atomic.Pointer[[]string] // source topic filters of all pipelines
+	shares  map[sourceKey]*share     // pipelines per source; guarded by mu
 }
 
 // slot is the home of one pipeline id. mu is held for the whole of an
@@ -180,6 +186,9 @@ func New(opts Options) (*Engine, error) {
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 256
 	}
+	if opts.SharedRing <= 0 {
+		opts.SharedRing = 2048
+	}
 	if opts.ProcessingTimeGrace <= 0 {
 		opts.ProcessingTimeGrace = 25 * time.Millisecond
 	}
@@ -195,7 +204,7 @@ func New(opts Options) (*Engine, error) {
 	if opts.ErrorLogInterval <= 0 {
 		opts.ErrorLogInterval = 10 * time.Second
 	}
-	return &Engine{opts: opts, slots: map[string]*slot{}, alert: newRing[AlertRecord](500)}, nil
+	return &Engine{opts: opts, slots: map[string]*slot{}, alert: newRing[AlertRecord](500), shares: map[sourceKey]*share{}}, nil
 }
 
 // lock returns the slot of id locked, creating it when create is set.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"sync"
@@ -77,6 +78,11 @@ type run struct {
 
 	format      mqtt.Format
 	decoder     mqtt.Decoder // format + the fields the pipeline reads
+	reads       memberFields // the fields the pipeline reads (for a shared source)
+	mutates     bool         // a step changes fields in place: shared events are copied
+	share       *share       // the pipelines on this source; set by attachShare
+	joined      *sharedSource
+	joinedGen   uint64
 	topicFilter string
 	eventTime   *pipeline.Program
 	key         *pipeline.Program
@@ -247,7 +253,9 @@ func (r *run) sleep(d time.Duration) bool {
 // notification), its tick or its stop, whichever comes first.
 func (r *run) loop() {
 	defer close(r.done)
+	defer r.e.detachShare(r)
 	buf := make([]wal.Record, r.e.opts.BatchSize)
+	var sbuf []sharedRec
 	tick := r.e.opts.Clock.NewTicker(r.e.opts.TickInterval)
 	defer tick.Stop()
 	log := r.e.opts.Log
@@ -261,18 +269,41 @@ func (r *run) loop() {
 		if wake != nil {
 			at = wake.C()
 		}
+		// Records come from the shared source when it has the cursor's,
+		// else from the log.
 		ready := log.Wait(r.cursor)
+		read := func() { n, err = log.Read(r.ctx, r.cursor, buf) }
+		var shared []sharedRec
+		if src := r.sharedSource(); src != nil {
+			if sbuf == nil {
+				sbuf = make([]sharedRec, r.e.opts.BatchSize)
+			}
+			if sn, ok, w := src.take(r.cursor, r.joinedGen, sbuf); ok {
+				if sn > 0 {
+					shared, ready, read = sbuf[:sn], closedChan, func() {}
+				} else {
+					ready = w
+					read = func() {
+						if sn, ok, _ := src.take(r.cursor, r.joinedGen, sbuf); ok {
+							shared = sbuf[:sn]
+						} else {
+							n, err = log.Read(r.ctx, r.cursor, buf)
+						}
+					}
+				}
+			}
+		}
 		if due {
 			select {
 			case <-ready:
-				n, err = log.Read(r.ctx, r.cursor, buf)
+				read()
 			default:
 			}
 		} else {
 			select {
 			case <-r.ctx.Done():
 			case <-ready:
-				n, err = log.Read(r.ctx, r.cursor, buf)
+				read()
 			case <-tick.C():
 			case <-at:
 			}
@@ -281,6 +312,10 @@ func (r *run) loop() {
 			wake.Stop()
 		}
 		r.heartbeat.Store(r.clock.Now().UnixNano())
+		if len(shared) > 0 {
+			r.processShared(shared)
+			clear(shared) // drop references to decoded events
+		}
 		if n > 0 {
 			r.process(buf[:n])
 		}
@@ -369,6 +404,47 @@ func (r *run) process(recs []wal.Record) {
 			err = fmt.Errorf("offset %d topic %s: %w", rec.Offset, rec.Topic, err)
 			r.source.fail(err, now)
 			r.deadLetter("source", &pipeline.Event{Time: rec.Time, Key: rec.Topic, Topic: rec.Topic, Offset: rec.Offset, Raw: rec.Payload}, err)
+		}
+	}
+}
+
+// processShared is process for records the shared source has decoded.
+func (r *run) processShared(recs []sharedRec) {
+	now := r.clock.Now()
+	for i := range recs {
+		if r.abandoned || r.ctx.Err() != nil {
+			return
+		}
+		sr := &recs[i]
+		r.cursor = sr.offset + 1
+		if !sr.match {
+			continue
+		}
+		r.current = sr.offset
+		r.source.in++
+		r.lastActivity = now
+		if sr.err != nil {
+			err := fmt.Errorf("offset %d topic %s: %w", sr.offset, sr.topic, sr.err)
+			r.source.fail(err, now)
+			r.deadLetter("source", &pipeline.Event{Time: sr.time, Key: sr.topic, Topic: sr.topic, Offset: sr.offset, Raw: sr.payload}, err)
+			continue
+		}
+		for _, d := range sr.events {
+			if r.abandoned || r.ctx.Err() != nil {
+				return
+			}
+			fields := d.Fields
+			if r.mutates {
+				fields = maps.Clone(fields) // the decoded map is shared
+			}
+			ev := &r.scratch
+			*ev = pipeline.Event{Time: sr.time, Key: sr.topic, Topic: sr.topic, Fields: fields, Offset: sr.offset, Raw: d.Raw}
+			r.stamp(ev)
+			if ev.Time > r.maxEventTime {
+				r.maxEventTime = ev.Time
+			}
+			r.source.out++
+			r.head.Emit(ev)
 		}
 	}
 }

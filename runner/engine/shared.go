@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddy-edge/eddy/connectors/mqtt"
@@ -29,12 +30,16 @@ import (
 //
 // Members are woken at most once per linger interval (leading edge: the
 // first record after a quiet interval wakes them at once), so at 500 msg/s
-// 300 members wake about 100 times a second each, not 500.
+// 300 members wake about 200 times a second each, with 2–3 records, and
+// the wake-ups stay a few percent of a core.
+//
+// The engine creates a shared source when a second pipeline on the same
+// source starts and closes it when fewer than two remain: one pipeline
+// alone reads the log directly, with no extra hop.
 type sharedSource struct {
-	key  sourceKey
-	log  wal.Log
-	cap  int           // ring capacity (records)
-	wait time.Duration // linger between wakes (real time: a cost knob, not semantics)
+	key sourceKey
+	log Log
+	cap int // ring capacity (records)
 
 	mu      sync.Mutex
 	members map[*run]memberFields
@@ -69,19 +74,20 @@ type memberFields struct {
 // sharedRec is one log record as the shared source decoded it. Every
 // field is immutable once published in the ring.
 type sharedRec struct {
-	offset uint64
-	time   int64
-	topic  string
-	match  bool // the topic matches the source's filter
-	gen    uint64
-	events []mqtt.Decoded
-	err    error // decoding failed (no events)
+	offset  uint64
+	time    int64
+	topic   string
+	payload []byte // the raw payload (dead letters)
+	match   bool   // the topic matches the source's filter
+	gen     uint64
+	events  []mqtt.Decoded
+	err     error // decoding failed (no events)
 }
 
 // newSharedSource starts the reader at the log's next record.
-func newSharedSource(key sourceKey, log wal.Log, capacity int, linger time.Duration) *sharedSource {
+func newSharedSource(key sourceKey, log Log, capacity int) *sharedSource {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &sharedSource{key: key, log: log, cap: capacity, wait: linger, members: map[*run]memberFields{},
+	s := &sharedSource{key: key, log: log, cap: capacity, members: map[*run]memberFields{},
 		ring: make([]sharedRec, capacity), wake: make(chan struct{}), cancel: cancel, done: make(chan struct{})}
 	s.next = log.Last() + 1
 	s.first = s.next
@@ -205,7 +211,7 @@ func (s *sharedSource) publish(recs []wal.Record) {
 	out := make([]sharedRec, len(recs))
 	for i := range recs {
 		rec := &recs[i]
-		sr := sharedRec{offset: rec.Offset, time: rec.Time, topic: rec.Topic, gen: gen,
+		sr := sharedRec{offset: rec.Offset, time: rec.Time, topic: rec.Topic, payload: rec.Payload, gen: gen,
 			match: mqtt.MatchTopic(s.key.filter, rec.Topic)}
 		if sr.match {
 			sr.err = dec.Decode(rec.Topic, rec.Payload, func(d mqtt.Decoded) { sr.events = append(sr.events, d) })
@@ -231,6 +237,22 @@ func (s *sharedSource) publish(recs []wal.Record) {
 	s.pending = true
 }
 
+// Waking a member costs about a microsecond of CPU (a goroutine switch and
+// a take), so members are woken at most every lingerPerMember × members,
+// at most maxLinger: the wake-ups then cost a few percent of a core at any
+// rate, and an event waits at most that long for its pipelines (none
+// after a quiet interval: the first record wakes them at once). Real
+// time: it is a cost knob, not semantics.
+const (
+	lingerPerMember = 20 * time.Microsecond
+	maxLinger       = 5 * time.Millisecond
+)
+
+// linger is the least time between wakes; the caller holds mu.
+func (s *sharedSource) linger() time.Duration {
+	return min(maxLinger, lingerPerMember*time.Duration(len(s.members)))
+}
+
 // wakeDue returns how long until pending records are due to be woken for.
 func (s *sharedSource) wakeDue() (time.Duration, bool) {
 	s.mu.Lock()
@@ -238,7 +260,7 @@ func (s *sharedSource) wakeDue() (time.Duration, bool) {
 	if !s.pending {
 		return 0, false
 	}
-	return max(s.wait-time.Since(s.lastW), time.Microsecond), true
+	return max(s.linger()-time.Since(s.lastW), time.Microsecond), true
 }
 
 // maybeWake wakes the members if records are pending and the last wake
@@ -250,7 +272,7 @@ func (s *sharedSource) maybeWake() {
 		return
 	}
 	now := time.Now()
-	if now.Sub(s.lastW) < s.wait {
+	if now.Sub(s.lastW) < s.linger() {
 		return
 	}
 	s.lastW, s.pending = now, false
@@ -287,4 +309,78 @@ func (s *sharedSource) takeLocked(from, gen uint64, out []sharedRec) (n int, ok 
 		n++
 	}
 	return n, true
+}
+
+// share counts the pipelines on one source and holds its shared source
+// while there are at least two.
+type share struct {
+	key  sourceKey
+	runs int // guarded by Engine.mu
+	src  atomic.Pointer[sharedSource]
+}
+
+// closedChan is ready at once.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// attachShare counts r on its source and starts the shared source when r
+// is the second pipeline on it.
+func (e *Engine) attachShare(r *run) {
+	key := sourceKey{filter: r.topicFilter, format: r.format}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sh := e.shares[key]
+	if sh == nil {
+		sh = &share{key: key}
+		e.shares[key] = sh
+	}
+	sh.runs++
+	r.share = sh
+	if sh.runs >= 2 && sh.src.Load() == nil {
+		sh.src.Store(newSharedSource(key, e.opts.Log, e.opts.SharedRing))
+	}
+}
+
+// detachShare is called by r's goroutine as it ends: r leaves the shared
+// source, which closes when fewer than two pipelines remain on it.
+func (e *Engine) detachShare(r *run) {
+	if r.joined != nil {
+		r.joined.leave(r)
+		r.joined = nil
+	}
+	sh := r.share
+	if sh == nil {
+		return
+	}
+	e.mu.Lock()
+	sh.runs--
+	var stop *sharedSource
+	if sh.runs < 2 {
+		stop = sh.src.Swap(nil)
+	}
+	if sh.runs == 0 && e.shares[sh.key] == sh {
+		delete(e.shares, sh.key)
+	}
+	e.mu.Unlock()
+	if stop != nil {
+		stop.close() // members still joined fall back to the log
+	}
+}
+
+// sharedSource returns the shared source r reads from, joining (or
+// leaving) as the engine started (or stopped) one; nil when there is none.
+func (r *run) sharedSource() *sharedSource {
+	var src *sharedSource
+	if r.share != nil {
+		src = r.share.src.Load()
+	}
+	if src != r.joined {
+		if r.joined != nil {
+			r.joined.leave(r)
+		}
+		r.joined = src
+		if src != nil {
+			r.joinedGen = src.join(r, r.reads)
+		}
+	}
+	return src
 }

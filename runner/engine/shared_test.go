@@ -3,10 +3,17 @@ package engine
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/eddy-edge/eddy/clock"
+	"github.com/eddy-edge/eddy/connectors/mqtt"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
 
@@ -25,7 +32,7 @@ func appendN(t *testing.T, log wal.Log, topic string, from, n int) {
 func TestSharedSourceDecodesOnceForAll(t *testing.T) {
 	log := wal.NewMemory(wal.MemoryOptions{})
 	appendN(t, log, "other", 0, 2) // before the source: never in its ring
-	s := newSharedSource(sourceKey{filter: "a/#", format: "json"}, log, 8, time.Millisecond)
+	s := newSharedSource(sourceKey{filter: "a/#", format: "json"}, log, 8)
 	defer s.close()
 	m1, m2 := &run{}, &run{}
 	g1 := s.join(m1, memberFields{names: []string{"i"}})
@@ -77,7 +84,7 @@ func TestSharedSourceDecodesOnceForAll(t *testing.T) {
 // woken when a record arrives, even if it arrives right after take.
 func TestSharedSourceWakes(t *testing.T) {
 	log := wal.NewMemory(wal.MemoryOptions{})
-	s := newSharedSource(sourceKey{filter: "a"}, log, 64, 5*time.Millisecond)
+	s := newSharedSource(sourceKey{filter: "a"}, log, 64)
 	defer s.close()
 	g := s.join(&run{}, memberFields{all: true})
 	from := log.Last() + 1
@@ -94,4 +101,200 @@ func TestSharedSourceWakes(t *testing.T) {
 		}
 		from++
 	}
+}
+
+// sharedSpecs are pipelines of every kind on one topic, each publishing
+// under its own prefix.
+var sharedSpecs = map[string]string{
+	"filter": `
+  steps: [{filter: "temperature > 30"}]
+  sinks: [{mqtt: {topic: "filter/{{device}}"}}]`,
+	"filter2": `
+  steps: [{filter: "humidity < 20"}]
+  sinks: [{mqtt: {topic: "filter2/x"}}]`,
+	"mapsel": `
+  key: device
+  steps:
+    - map: {temp_f: "temperature * 9 / 5 + 32", device: "'renamed-' + device"}
+    - select: [device, temp_f]
+  sinks: [{mqtt: {topic: "mapsel/{{device}}"}}]`,
+	"window": `
+  key: device
+  eventTime: ts
+  steps:
+    - window: {tumbling: 10s}
+    - aggregate: {avg_t: "avg(temperature)", n: "count()"}
+  sinks: [{mqtt: {topic: "window/{{key}}"}}]`,
+	"all": `
+  steps: [{map: {seen: "true"}}]
+  sinks: [{mqtt: {topic: "all/x"}}]`,
+}
+
+func sharedPayloads(from, n int) []string {
+	var out []string
+	for i := from; i < from+n; i++ {
+		out = append(out, fmt.Sprintf(`{"device":"d%d","temperature":%d,"humidity":%d,"ts":%d,"extra":{"a":[%d]}}`,
+			i%4, 20+i%17, i%40, 1_700_000_000_000+int64(i)*700, i))
+	}
+	return append(out, `{broken`, `[{"device":"arr","temperature":99,"humidity":1,"ts":1700000100000}]`)
+}
+
+// runPipelines runs the named pipelines in one engine over payloads (half
+// appended before the pipelines start, half after) and returns what each
+// published, by name.
+func runPipelines(t *testing.T, names []string, payloads []string) (map[string][]string, bool) {
+	t.Helper()
+	log := wal.NewMemory(wal.MemoryOptions{})
+	pub := &published{}
+	reg := NewRegistry()
+	reg.RegisterSink("mqtt", func(b *Build, s *pipeline.Sink) (Sink, error) { return mqtt.NewSink(pub, s.MQTT) })
+	eng, err := New(Options{Log: log, Registry: reg, Clock: clock.NewFake(time.Unix(1_700_000_000, 0)),
+		Logger: slog.New(slog.DiscardHandler), CheckpointInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := len(payloads) / 2
+	add := func(ps []string) {
+		for _, p := range ps {
+			if err := log.Append(context.Background(), &wal.Record{Topic: "in/t", Payload: []byte(p), Time: 1_700_000_000_000_000_000}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add(payloads[:half])
+	var ids []string
+	for _, name := range names {
+		plans, err := pipeline.Load("p.yaml", []byte("apiVersion: eddy.dev/v1alpha1\nkind: Pipeline\nmetadata: {name: "+name+"}\nspec:\n  source: {mqtt: {topic: \"in/#\"}}"+sharedSpecs[name]+"\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := eng.Apply(context.Background(), plans[0]); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, plans[0].ID())
+	}
+	// Wait until the shared source exists and has caught up, so the second
+	// half goes through it.
+	shared := len(names) > 1
+	if shared {
+		mqtttest.WaitFor(t, "the shared source", func() bool {
+			eng.mu.Lock()
+			defer eng.mu.Unlock()
+			for _, sh := range eng.shares {
+				return sh.src.Load() != nil
+			}
+			return false
+		})
+	}
+	add(payloads[half:])
+	for _, id := range ids {
+		mqtttest.WaitFor(t, id+" reads the log", func() bool {
+			st, ok := eng.Status(id)
+			return ok && st.Cursor > log.Last()
+		})
+	}
+	var usedRing bool
+	eng.mu.Lock()
+	for _, sh := range eng.shares {
+		if src := sh.src.Load(); src != nil {
+			src.mu.Lock()
+			usedRing = src.n > 0
+			src.mu.Unlock()
+		}
+	}
+	eng.mu.Unlock()
+	eng.Close()
+	out := map[string][]string{}
+	for _, m := range pub.get() {
+		name := m[:strings.IndexByte(m, '/')]
+		out[name] = append(out[name], m)
+	}
+	return out, usedRing
+}
+
+// TestSharedSourceChangesNothing: pipelines of every kind on one topic
+// give the same output together (one shared decode) as each alone, with
+// some records read before the shared source existed and some through it.
+func TestSharedSourceChangesNothing(t *testing.T) {
+	payloads := sharedPayloads(0, 400)
+	var names []string
+	for n := range sharedSpecs {
+		names = append(names, n)
+	}
+	together, usedRing := runPipelines(t, names, payloads)
+	if !usedRing {
+		t.Fatal("the shared source decoded nothing: the test proves nothing")
+	}
+	for _, name := range names {
+		alone, _ := runPipelines(t, []string{name}, payloads)
+		if len(alone[name]) == 0 {
+			t.Fatalf("%s: no output alone", name)
+		}
+		if !slices.Equal(alone[name], together[name]) {
+			t.Errorf("%s: %d outputs together, %d alone\nfirst together: %q\nfirst alone:    %q", name,
+				len(together[name]), len(alone[name]), first(together[name]), first(alone[name]))
+		}
+	}
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+// gateSink blocks every write until open is closed.
+type gateSink struct {
+	open chan struct{}
+	n    *atomic.Int64
+}
+
+func (g gateSink) Write(ctx context.Context, ev *pipeline.Event) error {
+	select {
+	case <-g.open:
+		g.n.Add(1)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+func (g gateSink) Flush(context.Context) error { return nil }
+func (g gateSink) Close() error                { return nil }
+
+// TestSharedSourceSlowMemberLagsAlone: a pipeline whose sink blocks does
+// not hold up another on the same source; it falls out of the ring, and
+// once unblocked it reads the log itself and loses nothing.
+func TestSharedSourceSlowMemberLagsAlone(t *testing.T) {
+	log := wal.NewMemory(wal.MemoryOptions{})
+	pub := &published{}
+	gate := gateSink{open: make(chan struct{}), n: &atomic.Int64{}}
+	reg := NewRegistry()
+	reg.RegisterSink("mqtt", func(b *Build, s *pipeline.Sink) (Sink, error) { return mqtt.NewSink(pub, s.MQTT) })
+	reg.RegisterSink("file", func(b *Build, s *pipeline.Sink) (Sink, error) { return gate, nil })
+	eng, err := New(Options{Log: log, Registry: reg, Logger: slog.New(slog.DiscardHandler), SharedRing: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	for _, y := range []string{
+		"metadata: {name: slow}\nspec:\n  source: {mqtt: {topic: in}}\n  sinks: [{file: {path: /nowhere}}]\n",
+		"metadata: {name: fast}\nspec:\n  source: {mqtt: {topic: in}}\n  steps: [{filter: \"i >= 0\"}]\n  sinks: [{mqtt: {topic: out}}]\n",
+	} {
+		plans, err := pipeline.Load("p.yaml", []byte("apiVersion: eddy.dev/v1alpha1\nkind: Pipeline\n"+y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := eng.Apply(context.Background(), plans[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 1000
+	appendN(t, log, "in", 0, n)
+	mqtttest.WaitFor(t, "the fast pipeline's output while the slow one is blocked", func() bool { return len(pub.get()) == n })
+	if got := gate.n.Load(); got != 0 {
+		t.Fatalf("the slow sink wrote %d while closed", got)
+	}
+	close(gate.open)
+	mqtttest.WaitFor(t, "the slow pipeline catches up from the log", func() bool { return gate.n.Load() == n })
 }
