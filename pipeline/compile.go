@@ -662,8 +662,12 @@ func (c *compiler) sink(path, role string, i int, s *Sink, schema Schema, input 
 			c.errorf(path+".log.level", "unknown level %q; use debug, info, warn or error", s.Log.Level)
 		}
 	}
+	if s.Cloud != nil {
+		kinds = append(kinds, "cloud")
+		c.cloudSubject(path+".cloud.subject", s.Cloud.Subject, schema)
+	}
 	if len(kinds) != 1 {
-		c.errorf(path, "a sink has exactly one of mqtt, file or log, e.g. - mqtt: {topic: \"alerts/{{key}}\"}")
+		c.errorf(path, "a sink has exactly one of mqtt, file, log or cloud, e.g. - mqtt: {topic: \"alerts/{{key}}\"}")
 		return Node{}, false
 	}
 	id := s.Name
@@ -675,6 +679,23 @@ func (c *compiler) sink(path, role string, i int, s *Sink, schema Schema, input 
 		n.Inputs = []string{input}
 	}
 	return n, true
+}
+
+// cloudSubject checks a cloud sink's subject template: dot-separated
+// NATS subject tokens without wildcards or whitespace.
+func (c *compiler) cloudSubject(path, subj string, schema Schema) {
+	if subj == "" {
+		c.errorf(path, "is required, e.g. subject: \"readings.{{key}}\"")
+		return
+	}
+	c.template(path, subj, schema)
+	static := strings.ReplaceAll(strings.ReplaceAll(subj, "{{", ""), "}}", "")
+	switch {
+	case strings.ContainsAny(static, "*> \t\r\n"):
+		c.errorf(path, "%q: a subject cannot contain *, > or whitespace", subj)
+	case strings.HasPrefix(subj, ".") || strings.HasSuffix(subj, ".") || strings.Contains(subj, ".."):
+		c.errorf(path, "%q: empty subject token; write tokens separated by single dots, e.g. readings.{{key}}", subj)
+	}
 }
 
 // divisorBelow suggests a round period no longer than every that divides

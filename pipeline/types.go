@@ -291,6 +291,22 @@ type Sink struct {
 	File *FileSink `json:"file,omitempty"`
 	// Log writes each event as a structured log line.
 	Log *LogSink `json:"log,omitempty"`
+	// Cloud forwards each event as JSON to the fleet's hub, through the
+	// edge's WAL outbox: nothing is lost while the hub is unreachable
+	// (docs/fleet.md). Needs an edge with a link to a hub.
+	Cloud *CloudSink `json:"cloud,omitempty"`
+}
+
+// +kubebuilder:object:generate=true
+
+// CloudSink forwards events to the hub's up stream, under the subject
+// eddy.up.<node>.<subject>.
+type CloudSink struct {
+	// Subject is a template of the NATS subject below the node's up
+	// prefix, e.g. "readings.{{key}}": dot-separated tokens, no wildcards
+	// or spaces. A rendered value that is not a valid token is replaced
+	// by "_".
+	Subject string `json:"subject"`
 }
 
 // +kubebuilder:object:generate=true

@@ -200,6 +200,12 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 	reg.RegisterSink("log", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) {
 		return logsink.New(b.Logger.With("sink", b.Node.ID), s.Log.Level)
 	})
+	reg.RegisterSink("cloud", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) {
+		if !r.cfg.Link.Enabled() {
+			return nil, fmt.Errorf("a cloud sink needs a link to a hub: set link.hub in the edge config (docs/fleet.md)")
+		}
+		return link.NewCloudSink(r.log, s.Cloud, func() int64 { return r.cfg.Clock.Now().UnixNano() })
+	})
 	r.engine, err = engine.New(engine.Options{
 		Log:                r.log,
 		Checkpoints:        r.ckpt,

@@ -451,3 +451,59 @@ func TestDevicesDown(t *testing.T) {
 	}
 	mqtttest.WaitFor(t, "sensor-1 removed", func() bool { return len(e1.Devices()) == 0 })
 }
+
+// TestCloudSink runs a pipeline with a cloud sink on an edge: its output
+// reaches the hub's stream under the node's up prefix.
+func TestCloudSink(t *testing.T) {
+	th := newTestHub(t, "edge-1")
+	admin := th.admin()
+	e1 := startEdge(t, th, "edge-1", t.TempDir())
+	objs, err := fleet.Load("cloud.yaml", []byte(`apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: up}
+spec:
+  source: {mqtt: {topic: "sensors/+"}}
+  key: device
+  steps:
+    - filter: "temperature > 30"
+  sinks:
+    - cloud: {subject: "hot.{{key}}"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, admin, "edge-1", objs[0])
+	mqtttest.WaitFor(t, "the pipeline runs", func() bool { return running(e1, "default/up") != "" })
+	for i, temp := range []int{20, 35, 40} {
+		if err := e1.Broker().Publish("sensors/a", []byte(fmt.Sprintf(`{"device":"d 1","temperature":%d,"i":%d}`, temp, i)), 1, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js := admin.JetStream()
+	mqtttest.WaitForErr(t, "two readings in the hub's stream", func() error {
+		st, err := js.Stream(context.Background(), fleet.DefaultUpStream)
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(context.Background(), jetstream.WithSubjectFilter("eddy.up.edge-1.hot.>"))
+		if err != nil {
+			return err
+		}
+		// "d 1" is not a valid subject token: the space becomes "_".
+		if n := info.State.Subjects["eddy.up.edge-1.hot.d_1"]; n != 2 {
+			return fmt.Errorf("subjects %v", info.State.Subjects)
+		}
+		return nil
+	})
+	// A cloud subject with a wildcard does not compile.
+	if _, err := fleet.Load("bad.yaml", []byte(`apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: bad}
+spec:
+  source: {mqtt: {topic: "x"}}
+  sinks:
+    - cloud: {subject: "a.>"}
+`)); err == nil || !strings.Contains(err.Error(), "cannot contain") {
+		t.Fatalf("wildcard subject: %v", err)
+	}
+}
