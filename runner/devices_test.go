@@ -582,3 +582,81 @@ func TestCongestedSubscriberDoesNotStallOtherTwins(t *testing.T) {
 		t.Fatal("sensor-1's update never returned")
 	}
 }
+
+// TestSetDevicesAtRuntime: a runner started without devices takes a
+// device set later (as from the cloud link), replaces it and empties it:
+// twins appear and go, the Modbus mapper starts on the first Modbus device
+// and stops polling a removed one, and a data/update from a removed device
+// is no longer treated as the mapper's own.
+func TestSetDevicesAtRuntime(t *testing.T) {
+	r := startRunner(t, "")
+	ctx := context.Background()
+	if n := len(r.Devices()); n != 0 {
+		t.Fatalf("%d devices before SetDevices", n)
+	}
+
+	regs := modbus.NewRegisters()
+	vis := &devices.ModbusVisitor{Register: devices.HoldingRegister, Offset: 1, Limit: 1, Scale: 1, DataType: devices.Int16}
+	if err := regs.Set(vis, devices.TypeInt, int64(42)); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	addrc, done := make(chan string, 1), make(chan error, 1)
+	go func() {
+		done <- modbus.Serve(sctx, modbus.SlaveOptions{TCPAddr: "127.0.0.1:0", Registers: regs, Ready: func(a string) { addrc <- a }})
+	}()
+	defer func() { cancel(); <-done }()
+	host, port, _ := net.SplitHostPort(<-addrc)
+
+	load := func(src string) []devices.Device {
+		t.Helper()
+		devs, models, err := devices.Load("set.yaml", []byte(src))
+		if err == nil {
+			devs, err = devices.Resolve(devs, models)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return devs
+	}
+	model := "apiVersion: devices.kubeedge.io/v1beta1\nkind: DeviceModel\nmetadata: {name: m}\nspec:\n  properties: [{name: level, type: INT}]\n---\n"
+	twinOnly := model + "apiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata: {name: tank-1}\nspec:\n  deviceModelRef: {name: m}\n  properties: [{name: level}]\n"
+	withModbus := twinOnly + "---\napiVersion: devices.kubeedge.io/v1beta1\nkind: Device\nmetadata: {name: plc-9}\nspec:\n  deviceModelRef: {name: m}\n" +
+		"  protocol: {protocolName: modbus, configData: {ip: " + host + ", port: " + port + "}}\n" +
+		"  properties: [{name: level, collectCycle: 50, visitors: {protocolName: modbus, configData: {register: HoldingRegister, offset: 1}}}]\n"
+
+	if err := r.SetDevices(ctx, load(twinOnly)); err != nil {
+		t.Fatal(err)
+	}
+	if ids := deviceIDs(r); !slices.Equal(ids, []string{"default/tank-1"}) {
+		t.Fatalf("devices = %v", ids)
+	}
+	if err := r.SetDevices(ctx, load(withModbus)); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, "the Modbus reading in the new device's twin", func() bool { return twinValue(r, "default/plc-9", "level") == int64(42) })
+
+	if err := r.SetDevices(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ids := deviceIDs(r); len(ids) != 0 {
+		t.Fatalf("devices after an empty set = %v", ids)
+	}
+	// plc-9 is no longer polled: a reading in the slave stays out of the
+	// twins, and a third-party mapper may report it again.
+	if err := r.SetDevices(ctx, load(strings.Replace(withModbus, "protocol: {protocolName: modbus", "protocol: {protocolName: virtual", 1))); err == nil {
+		mqtttest.WaitFor(t, "plc-9 declared as a twin-only device", func() bool { return slices.Contains(deviceIDs(r), "default/plc-9") })
+	} else {
+		t.Fatal(err)
+	}
+	mqtttest.Pub(t, brokerPort(r), "$ke/events/device/default/plc-9/data/update", 0, `{"timestamp":1,"data":{"level":{"value":"7","metadata":{"type":"int"}}}}`)
+	mqtttest.WaitFor(t, "a third-party mapper's data/update applied to the twin", func() bool { return twinValue(r, "default/plc-9", "level") == int64(7) })
+}
+
+func deviceIDs(r *runner.Runner) []string {
+	var ids []string
+	for _, d := range r.Devices() {
+		ids = append(ids, d.ID)
+	}
+	return ids
+}
