@@ -341,7 +341,6 @@ func TestSecondSignalExits(t *testing.T) {
 	}
 }
 
-
 // Reproduction 2 with real clients: a pipeline whose MQTT sink is held up
 // by a subscriber that stopped acknowledging (a paho client whose handler
 // blocks) is degraded with the broker's error, and POST .../stop, a

@@ -41,10 +41,12 @@ func (r *run) warnDropped(msg, at string, ev *pipeline.Event, err error) {
 func deadLetterEvent(pipelineID, at string, ev *pipeline.Event, err error) *pipeline.Event {
 	var body any
 	switch {
+	case ev.Raw != nil && json.Valid(ev.Raw):
+		// Unchanged since decoding: the whole payload, even when the
+		// pipeline decoded only the fields it reads.
+		body = json.RawMessage(ev.Raw)
 	case ev.Fields != nil:
 		body = sanitize(map[string]any(ev.Fields))
-	case json.Valid(ev.Raw):
-		body = json.RawMessage(ev.Raw)
 	default:
 		body = string(ev.Raw)
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/json"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,4 +88,34 @@ spec:
 	if len(h.pub.get()) != 2 {
 		t.Fatalf("events with a bad time were dropped: %q", h.pub.get())
 	}
+}
+
+// FuzzToUnixNano: whatever a device sends, the conversion either fails or
+// gives a time that int64 nanoseconds hold and that agrees with the unit
+// chosen by magnitude (no wrap-around).
+func FuzzToUnixNano(f *testing.F) {
+	for _, s := range []string{"0", "1700000000", "1700000000123", "9223372036", "9223372037", "5e10", "20242804204",
+		"9.3e18", "-9.3e18", "9223372036854775807", "-9223372036854775808", "1e308", "NaN", "2262-04-11T23:47:16Z",
+		"9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "1.5", "-1.5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, v := range []any{s, json.Number(s)} {
+			got, err := toUnixNano(v)
+			if err != nil {
+				continue
+			}
+			tm := time.Unix(0, got)
+			if tm.Before(minEventTime) || tm.After(maxEventTime) {
+				t.Fatalf("toUnixNano(%q) = %d outside the range", s, got)
+			}
+			if f, perr := strconv.ParseFloat(s, 64); perr == nil && !math.IsInf(f, 0) {
+				unit, _ := unitOf(math.Abs(f))
+				want := f * float64(unit)
+				if math.Abs(float64(got)-want) > math.Max(1, math.Abs(want)*1e-9) {
+					t.Fatalf("toUnixNano(%q) = %d, want about %g", s, got, want)
+				}
+			}
+		}
+	})
 }

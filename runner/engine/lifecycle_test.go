@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/eddy-edge/eddy/connectors/mqtt"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/pipeline"
+	"github.com/eddy-edge/eddy/runner/wal"
 )
 
 // flaky is a publisher that fails with a retryable error while down is
@@ -404,4 +406,84 @@ spec:
 		t.Fatal("the refused pipeline exists")
 	}
 	h.apply(strings.Replace(b, `"x/out"}`, `"x/out", allowLoop: true}`, 1))
+}
+
+// hungSink blocks in Write until released, ignoring its context (a sink
+// stuck in a syscall).
+type hungSink struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (h *hungSink) Write(context.Context, *pipeline.Event) error {
+	h.entered <- struct{}{}
+	<-h.release
+	return nil
+}
+func (h *hungSink) Flush(context.Context) error { return nil }
+func (h *hungSink) Close() error                { return nil }
+
+// Shutdown is bounded: a pipeline whose sink hangs is abandoned when the
+// context ends, and the error names it; the others stop cleanly.
+func TestShutdownNamesWhatItAbandoned(t *testing.T) {
+	hung := &hungSink{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	defer close(hung.release)
+	h := newHarnessWith(t, func(reg *Registry) {
+		reg.RegisterSink("log", func(*Build, *pipeline.Sink) (Sink, error) { return hung, nil })
+	})
+	h.apply(passYAML)
+	h.apply(strings.NewReplacer("name: pass", "name: hang", "in/#", "hang/#", `- mqtt: {topic: "out/{{dev}}"}`, "- log: {}").Replace(passYAML))
+	h.publish("hang/1", `{"dev":"a","v":1,"d":1}`)
+	select {
+	case <-hung.entered:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the sink was never written to")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	err := h.eng.Shutdown(ctx)
+	if err == nil || !strings.Contains(err.Error(), "abandoned 1 pipeline(s)") || !strings.Contains(err.Error(), "default/hang") || strings.Contains(err.Error(), "default/pass") {
+		t.Fatalf("Shutdown: %v; want default/hang named as abandoned", err)
+	}
+	if st, _ := h.eng.Status("default/pass"); st.State != StateStopped {
+		t.Fatalf("the healthy pipeline is %s after Shutdown", st.State)
+	}
+	if err := h.eng.Apply(context.Background(), load(t, passYAML)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Apply after Shutdown: %v", err)
+	}
+}
+
+// Reproduction 1 (retention): under a size bound with the block policy, a
+// poison event no longer holds the log; the pipeline's consumer moves past
+// it, retention frees space and publishes keep being accepted.
+func TestPoisonDoesNotFillTheLog(t *testing.T) {
+	log := wal.NewMemory(wal.MemoryOptions{RetentionOptions: wal.RetentionOptions{MaxBytes: 4096, Interval: time.Hour}})
+	f := &flaky{}
+	reg := NewRegistry()
+	reg.RegisterSink("mqtt", func(b *Build, s *pipeline.Sink) (Sink, error) { return mqtt.NewSink(f, s.MQTT) })
+	e, err := New(Options{Log: log, Registry: reg, Logger: slog.New(slog.DiscardHandler), CheckpointInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if err := e.Apply(context.Background(), load(t, passYAML)); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	payload := []byte(`{"dev":"a/+","v":1,"d":1,"pad":"` + strings.Repeat("x", 200) + `"}`)
+	for i := 0; i < 60; i++ { // ~15 KB through a 4 KB log: only if retention keeps up
+		if err := log.Append(ctx, &wal.Record{Topic: "in/1", Payload: payload}); err != nil {
+			t.Fatalf("append %d refused: %v", i, err)
+		}
+		mqtttest.WaitFor(t, "the pipeline to checkpoint past the record", func() bool {
+			return log.Stats().Consumers["default/pass"] > log.Last()
+		})
+		if _, err := log.Retain(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _ := e.Status("default/pass")
+	if st.DeadLettered != 60 || st.State != StateRunning {
+		t.Fatalf("status %+v; want 60 dead-lettered, running", st)
+	}
 }
