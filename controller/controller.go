@@ -218,7 +218,7 @@ func (f feedRunnable) NeedLeaderElection() bool { return false }
 
 func (f feedRunnable) Start(ctx context.Context) error {
 	for {
-		err := f.c.feed.Run(ctx, f.c.track.node, f.c.track.report)
+		err := f.c.feed.Run(ctx, f.c.track)
 		if ctx.Err() != nil {
 			return nil
 		}

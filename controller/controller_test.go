@@ -17,6 +17,7 @@ import (
 
 	eddyv1alpha1 "github.com/eddy-edge/eddy/controller/apis/eddy/v1alpha1"
 	"github.com/eddy-edge/eddy/controller/k8stest"
+	"github.com/eddy-edge/eddy/fleet"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 )
 
@@ -26,8 +27,7 @@ type harness struct {
 	cluster *k8stest.Cluster
 	ctrl    *Controller
 	client  client.Client
-	store   *memStore
-	feed    *memFeed
+	fleet   *fleet.Client
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -41,14 +41,16 @@ func startHarnessOn(t *testing.T, ko k8stest.Options, opts Options) *harness {
 	t.Helper()
 	cl := k8stest.Start(t, ko)
 	t.Cleanup(cl.Stop)
-	h := &harness{t: t, cluster: cl, store: newMemStore(), feed: newMemFeed()}
+	_, fc := startHub(t)
+	h := &harness{t: t, cluster: cl, fleet: fc}
 	if testing.Verbose() {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	if opts.StatusInterval == 0 {
 		opts.StatusInterval = 100 * time.Millisecond
 	}
-	c, err := New(cl.Config, h.store, h.feed, opts)
+	store := NewFleet(fc, nil)
+	c, err := New(cl.Config, store, store, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,12 +75,16 @@ func startHarnessOn(t *testing.T, ko k8stest.Options, opts Options) *harness {
 	return h
 }
 
-func (h *harness) edge(name string, labels map[string]string, fail func(Object) string) {
+func (h *harness) edge(name string, labels map[string]string, fail func(*fleet.Envelope) string) {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		simEdge(h.ctx, h.store, h.feed, name, labels, fail)
+		simEdge(h.ctx, h.fleet, name, labels, fail)
 	}()
+}
+
+func (h *harness) get(node string, k ObjectKind, ns, name string) (*fleet.Envelope, bool) {
+	return get(h.fleet, node, k, ns, name)
 }
 
 func (h *harness) pipeline(name string) *eddyv1alpha1.Pipeline {
@@ -161,12 +167,12 @@ func TestPipelineLifecycle(t *testing.T) {
 			t.Errorf("%s not True: %+v", c, p.Status.Conditions)
 		}
 	}
-	if _, ok := h.store.get("edge-b1", KindPipeline, "default", "overheat"); ok {
+	if _, ok := h.get("edge-b1", KindPipeline, "default", "overheat"); ok {
 		t.Errorf("edge-b1 (site=plant-b) got the plan")
 	}
-	first, _ := h.store.get("edge-a1", KindPipeline, "default", "overheat")
-	if first.Version != 1 || first.Hash != p.Status.Hash {
-		t.Errorf("edge-a1 holds version %d hash %s; want 1, %s", first.Version, first.Hash, p.Status.Hash)
+	first, _ := h.get("edge-a1", KindPipeline, "default", "overheat")
+	if first == nil || first.Generation != 1 || first.Hash != p.Status.Hash {
+		t.Fatalf("edge-a1 holds %+v; want generation 1, hash %s", first, p.Status.Hash)
 	}
 	out := h.cluster.MustKubectl(t, "", "get", "pl", "overheat")
 	if !strings.Contains(out, "2/2") {
@@ -179,23 +185,23 @@ func TestPipelineLifecycle(t *testing.T) {
 	if p.Generation != 2 || p.Status.Hash == first.Hash {
 		t.Errorf("after edit: generation %d hash %s (was %s)", p.Generation, p.Status.Hash, first.Hash)
 	}
-	if o, _ := h.store.get("edge-a2", KindPipeline, "default", "overheat"); o.Version != 2 {
-		t.Errorf("edge-a2 holds version %d, want 2", o.Version)
+	if o, _ := h.get("edge-a2", KindPipeline, "default", "overheat"); o == nil || o.Generation != 2 {
+		t.Errorf("edge-a2 holds %+v, want generation 2", o)
 	}
 
 	// A bad expression: Compiled=False naming the field, nodes untouched.
-	puts := h.store.putCount()
+	puts := h.ctrl.PlanWrites()
 	h.cluster.MustKubectl(t, overheatYAML("90 +* nope"), "apply", "-f", "-")
 	p = h.waitCond("overheat", eddyv1alpha1.Compiled, false)
 	msg := meta.FindStatusCondition(p.Status.Conditions, string(eddyv1alpha1.Compiled)).Message
 	if !strings.Contains(msg, "spec.steps[0].filter") {
 		t.Errorf("compile error does not name the field: %q", msg)
 	}
-	if h.store.putCount() != puts {
+	if h.ctrl.PlanWrites() != puts {
 		t.Errorf("a spec that does not compile was written to nodes")
 	}
-	if o, _ := h.store.get("edge-a1", KindPipeline, "default", "overheat"); o.Version != 2 {
-		t.Errorf("edge-a1 holds version %d after a bad edit, want the last good 2", o.Version)
+	if o, _ := h.get("edge-a1", KindPipeline, "default", "overheat"); o == nil || o.Generation != 2 {
+		t.Errorf("edge-a1 holds %+v after a bad edit, want the last good generation 2", o)
 	}
 
 	// Relabel: a node moved into the selector gets the plan, one moved
@@ -204,8 +210,8 @@ func TestPipelineLifecycle(t *testing.T) {
 	h.cluster.MustKubectl(t, "", "label", "en", "edge-b1", "site=plant-a", "--overwrite")
 	h.cluster.MustKubectl(t, "", "label", "en", "edge-a2", "site=plant-c", "--overwrite")
 	mqtttest.WaitForErr(t, "plan follows the labels", func() error {
-		_, b1 := h.store.get("edge-b1", KindPipeline, "default", "overheat")
-		_, a2 := h.store.get("edge-a2", KindPipeline, "default", "overheat")
+		_, b1 := h.get("edge-b1", KindPipeline, "default", "overheat")
+		_, a2 := h.get("edge-a2", KindPipeline, "default", "overheat")
 		if !b1 || a2 {
 			return fmt.Errorf("edge-b1 holds: %v (want true), edge-a2 holds: %v (want false)", b1, a2)
 		}
@@ -215,7 +221,7 @@ func TestPipelineLifecycle(t *testing.T) {
 
 	h.cluster.MustKubectl(t, "", "delete", "pl", "overheat", "--wait=true", "--timeout=30s")
 	for _, n := range []string{"edge-a1", "edge-a2", "edge-b1"} {
-		if _, ok := h.store.get(n, KindPipeline, "default", "overheat"); ok {
+		if _, ok := h.get(n, KindPipeline, "default", "overheat"); ok {
 			t.Errorf("%s still holds the deleted pipeline", n)
 		}
 	}
@@ -226,7 +232,7 @@ func TestPipelineLifecycle(t *testing.T) {
 func TestRunningReportsFailure(t *testing.T) {
 	h := startHarness(t, Options{})
 	h.edge("edge-ok", map[string]string{"site": "plant-a"}, nil)
-	h.edge("edge-bad", map[string]string{"site": "plant-a"}, func(Object) string { return "open /data/wal: read-only file system" })
+	h.edge("edge-bad", map[string]string{"site": "plant-a"}, func(*fleet.Envelope) string { return "open /data/wal: read-only file system" })
 	h.cluster.MustKubectl(t, overheatYAML("80"), "apply", "-f", "-")
 	var msg string
 	mqtttest.WaitForErr(t, "Running=False naming edge-bad", func() error {

@@ -1,14 +1,11 @@
 package controller
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
-	"time"
+	"strconv"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,6 +23,7 @@ import (
 
 	devicesv1beta1 "github.com/eddy-edge/eddy/controller/apis/devices/v1beta1"
 	eddyv1alpha1 "github.com/eddy-edge/eddy/controller/apis/eddy/v1alpha1"
+	"github.com/eddy-edge/eddy/fleet"
 	"github.com/eddy-edge/eddy/pipeline/devices"
 )
 
@@ -81,56 +79,66 @@ func (c *Controller) devicesOfModel(ctx context.Context, o client.Object) []reco
 	return out
 }
 
-// DeviceDocuments renders a Device and its DeviceModel as the KubeEdge
-// documents the edge loads (pipeline/devices.Load, the loader `eddy
-// validate` and `eddy edge` use): model first, then device, as JSON
-// documents separated by "---". Fields the API server sets are left out.
-func DeviceDocuments(d *devicesv1beta1.Device, m *devicesv1beta1.DeviceModel) ([]byte, error) {
-	type meta struct {
-		Name        string            `json:"name"`
-		Namespace   string            `json:"namespace"`
-		Labels      map[string]string `json:"labels,omitempty"`
-		Annotations map[string]string `json:"annotations,omitempty"`
-	}
-	type doc struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-		Metadata   meta   `json:"metadata"`
-		Spec       any    `json:"spec"`
-	}
-	var buf bytes.Buffer
-	for i, x := range []doc{
-		{devicesv1beta1.GroupVersion.String(), "DeviceModel", meta{m.Name, m.Namespace, m.Labels, nil}, m.Spec},
-		{devicesv1beta1.GroupVersion.String(), "Device", meta{d.Name, d.Namespace, d.Labels, nil}, d.Spec},
-	} {
-		if i > 0 {
-			buf.WriteString("\n---\n")
-		}
-		b, err := json.Marshal(x)
-		if err != nil {
-			return nil, err
-		}
-		buf.Write(b)
-	}
-	return buf.Bytes(), nil
+// kubeEdgeDoc is a KubeEdge resource as a user writes it: the fields the
+// API server sets are left out.
+type kubeEdgeDoc struct {
+	APIVersion string       `json:"apiVersion"`
+	Kind       string       `json:"kind"`
+	Metadata   kubeEdgeMeta `json:"metadata"`
+	Spec       any          `json:"spec"`
 }
 
-// CompileDevice checks a device and its model with the edge's loader and
-// returns the documents to ship and their hash.
-func CompileDevice(d *devicesv1beta1.Device, m *devicesv1beta1.DeviceModel) (docs []byte, hash string, err error) {
-	docs, err = DeviceDocuments(d, m)
-	if err != nil {
-		return nil, "", err
+type kubeEdgeMeta struct {
+	Name      string            `json:"name"`
+	Namespace string            `json:"namespace"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// DeviceJSON renders a Device as the KubeEdge document the edge loads.
+func DeviceJSON(d *devicesv1beta1.Device) ([]byte, error) {
+	return json.Marshal(kubeEdgeDoc{devicesv1beta1.GroupVersion.String(), "Device",
+		kubeEdgeMeta{d.Name, d.Namespace, d.Labels}, d.Spec})
+}
+
+// ModelJSON renders a DeviceModel as the KubeEdge document the edge loads.
+func ModelJSON(m *devicesv1beta1.DeviceModel) ([]byte, error) {
+	return json.Marshal(kubeEdgeDoc{devicesv1beta1.GroupVersion.String(), "DeviceModel",
+		kubeEdgeMeta{m.Name, m.Namespace, m.Labels}, m.Spec})
+}
+
+// CompileDevice checks a device and its model with the edge's loader
+// (pipeline/devices.Load and Resolve, as `eddy validate` and `eddy edge`
+// do) and returns both as the JSON documents to ship.
+func CompileDevice(d *devicesv1beta1.Device, m *devicesv1beta1.DeviceModel) (device, model []byte, err error) {
+	if device, err = DeviceJSON(d); err != nil {
+		return nil, nil, err
 	}
+	if model, err = ModelJSON(m); err != nil {
+		return nil, nil, err
+	}
+	docs := append(append(append([]byte{}, model...), "\n---\n"...), device...)
 	devs, models, err := devices.Load("Device "+d.Namespace+"/"+d.Name, docs)
 	if err == nil {
 		_, err = devices.Resolve(devs, models)
 	}
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
-	sum := sha256.Sum256(docs)
-	return docs, hex.EncodeToString(sum[:12]), nil
+	return device, model, nil
+}
+
+// objectHash is fleet's hash of a resource: SHA-256 over its canonical
+// JSON (keys sorted).
+func objectHash(doc []byte) (string, error) {
+	var v any
+	if err := json.Unmarshal(doc, &v); err != nil {
+		return "", err
+	}
+	canon, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return fleet.ObjectHash(canon), nil
 }
 
 func (c *Controller) reconcileDevice(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -148,6 +156,11 @@ func (c *Controller) reconcileDevice(ctx context.Context, req reconcile.Request)
 			return reconcile.Result{}, err
 		}
 		c.track.forget(key)
+		if ref := d.Spec.DeviceModelRef; ref != nil && ref.Name != "" {
+			if err := c.syncModelByName(ctx, d.Namespace, ref.Name); err != nil {
+				return reconcile.Result{}, err
+			}
+		}
 		if controllerutil.RemoveFinalizer(&d, Finalizer) {
 			if err := c.client.Update(ctx, &d); err != nil && !apierrors.IsNotFound(err) {
 				return reconcile.Result{}, err
@@ -165,8 +178,7 @@ func (c *Controller) reconcileDevice(ctx context.Context, req reconcile.Request)
 	gen := d.Generation
 
 	var m devicesv1beta1.DeviceModel
-	var docs []byte
-	var hash string
+	var doc, modelDoc []byte
 	var err error
 	if d.Spec.DeviceModelRef == nil || d.Spec.DeviceModelRef.Name == "" {
 		err = fmt.Errorf("spec.deviceModelRef.name: required; name the DeviceModel of this device")
@@ -177,7 +189,11 @@ func (c *Controller) reconcileDevice(ctx context.Context, req reconcile.Request)
 		err = fmt.Errorf("spec.deviceModelRef.name: DeviceModel %s/%s does not exist; create it (kubectl apply) or fix the name",
 			d.Namespace, d.Spec.DeviceModelRef.Name)
 	} else {
-		docs, hash, err = CompileDevice(&d, &m)
+		doc, modelDoc, err = CompileDevice(&d, &m)
+	}
+	var hash string
+	if err == nil {
+		hash, err = objectHash(doc)
 	}
 	if err != nil {
 		c.setCond(&st.Conditions, gen, eddyv1alpha1.Compiled, false, "CompileError", err.Error())
@@ -191,13 +207,14 @@ func (c *Controller) reconcileDevice(ctx context.Context, req reconcile.Request)
 	if d.Spec.NodeName != "" {
 		nodes = []string{d.Spec.NodeName}
 	}
-	body, err := json.Marshal(string(docs))
-	if err != nil {
+	// The model first (the edge needs it to load the device), on every
+	// node that has a device of it.
+	if err := c.syncModel(ctx, &m, modelDoc); err != nil {
 		return reconcile.Result{}, err
 	}
 	// A device is current on a node when the hashes match: without a
 	// status subresource every status write bumps the generation.
-	obj := Object{Kind: KindDevice, Namespace: d.Namespace, Name: d.Name, Version: gen, Hash: hash, Spec: body}
+	obj := Object{Kind: KindDevice, Namespace: d.Namespace, Name: d.Name, Version: gen, Hash: hash, Resource: doc}
 	failed, err := c.shipByHash(ctx, key, obj, nodes)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -214,43 +231,92 @@ func (c *Controller) reconcileDevice(ctx context.Context, req reconcile.Request)
 	return reconcile.Result{}, c.writeDeviceStatus(ctx, &d, old)
 }
 
-// deviceTwins copies the node's reported values and online state into the
-// status (KubeEdge v1.22's status.twins[].reported and status.state).
+// modelNodes returns the nodes that have a live device of the model.
+func (c *Controller) modelNodes(ctx context.Context, ns, model string) ([]string, error) {
+	var list devicesv1beta1.DeviceList
+	if err := c.client.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{modelIndex: model}); err != nil {
+		return nil, fmt.Errorf("list devices of model %s/%s: %w", ns, model, err)
+	}
+	set := map[string]bool{}
+	for _, d := range list.Items {
+		if d.Spec.NodeName != "" && d.DeletionTimestamp.IsZero() {
+			set[d.Spec.NodeName] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// syncModel places a DeviceModel on exactly the nodes that have a device
+// of it.
+func (c *Controller) syncModel(ctx context.Context, m *devicesv1beta1.DeviceModel, doc []byte) error {
+	nodes, err := c.modelNodes(ctx, m.Namespace, m.Name)
+	if err != nil {
+		return err
+	}
+	hash, err := objectHash(doc)
+	if err != nil {
+		return err
+	}
+	obj := Object{Kind: KindDeviceModel, Namespace: m.Namespace, Name: m.Name, Version: m.Generation, Hash: hash, Resource: doc}
+	failed, err := c.shipByHash(ctx, objKey{KindDeviceModel, m.Namespace, m.Name}, obj, nodes)
+	if err != nil {
+		return err
+	}
+	for n, err := range failed {
+		return fmt.Errorf("write DeviceModel %s/%s for node %s: %w", m.Namespace, m.Name, n, err)
+	}
+	return nil
+}
+
+// syncModelByName is syncModel after a device left: it removes the model
+// from nodes that no longer need it (and ships it where still needed).
+func (c *Controller) syncModelByName(ctx context.Context, ns, name string) error {
+	var m devicesv1beta1.DeviceModel
+	if err := c.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &m); err != nil {
+		if apierrors.IsNotFound(err) {
+			return c.removeEverywhere(ctx, objKey{KindDeviceModel, ns, name})
+		}
+		return err
+	}
+	doc, err := ModelJSON(&m)
+	if err != nil {
+		return err
+	}
+	return c.syncModel(ctx, &m, doc)
+}
+
+// deviceTwins copies the reported values the device's node sent up into
+// the status (KubeEdge v1.22's status.twins[].reported, with the edge's
+// timestamp in metadata).
 func (c *Controller) deviceTwins(st *devicesv1beta1.DeviceStatus, key objKey, d *devicesv1beta1.Device) {
-	if d.Spec.NodeName == "" {
-		return
-	}
-	r, ok := c.track.reportsFor(key)[d.Spec.NodeName]
-	if !ok {
-		return
-	}
-	ts := r.Time.UTC().Format(time.RFC3339)
+	twins := c.track.twinsOf(key)
 	byName := map[string]int{}
 	for i, t := range st.Twins {
 		byName[t.PropertyName] = i
 	}
-	names := make([]string, 0, len(r.Twins))
-	for n := range r.Twins {
+	names := make([]string, 0, len(twins))
+	for n := range twins {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		v := r.Twins[n]
+		r := twins[n]
+		if d.Spec.NodeName != "" && r.Node != d.Spec.NodeName {
+			continue // a report from the node the device left
+		}
 		i, ok := byName[n]
 		if !ok {
 			st.Twins = append(st.Twins, devicesv1beta1.Twin{PropertyName: n})
 			i = len(st.Twins) - 1
 		}
-		if st.Twins[i].Reported.Value != v {
-			st.Twins[i].Reported = devicesv1beta1.TwinProperty{Value: v, Metadata: map[string]string{"timestamp": ts}}
-		}
-	}
-	if r.Online != nil {
-		if *r.Online {
-			st.State = devicesv1beta1.DeviceOnline
-			st.LastOnlineTime = ts
-		} else {
-			st.State = devicesv1beta1.DeviceOffline
+		if st.Twins[i].Reported.Value != r.Value {
+			st.Twins[i].Reported = devicesv1beta1.TwinProperty{Value: r.Value,
+				Metadata: map[string]string{"timestamp": strconv.FormatInt(r.Time.UnixMilli(), 10)}}
 		}
 	}
 }

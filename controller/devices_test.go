@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -16,6 +15,7 @@ import (
 	devicesv1beta1 "github.com/eddy-edge/eddy/controller/apis/devices/v1beta1"
 	eddyv1alpha1 "github.com/eddy-edge/eddy/controller/apis/eddy/v1alpha1"
 	"github.com/eddy-edge/eddy/controller/k8stest"
+	"github.com/eddy-edge/eddy/fleet"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/pipeline/devices"
 )
@@ -65,45 +65,24 @@ func crdVersions(t *testing.T, h *harness) map[string]string {
 }
 
 func deviceStory(t *testing.T, h *harness) {
-	// The edge reports the twin values it holds for the device.
-	reported := map[string]string{"temperature": "21.5", "limit": "30"}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		online := true
-		for {
-			h.feed.nodes <- NodeInfo{Name: "edge-1", Version: "test", Time: time.Now()}
-			for _, o := range h.store.objects("edge-1") {
-				h.feed.reports <- Report{Node: "edge-1", Kind: o.Kind, Namespace: o.Namespace, Name: o.Name,
-					Version: o.Version, Twins: reported, Online: &online, Time: time.Now()}
-			}
-			select {
-			case <-h.ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+	h.edge("edge-1", nil, nil)
 	h.cluster.MustKubectl(t, thermostatYAML(t, "edge-1"), "apply", "-f", "-")
 
 	// The device and its model reach edge-1 as documents the edge's loader
 	// accepts, with the desired value from the CR.
-	var o Object
-	mqtttest.WaitForErr(t, "device plan on edge-1", func() error {
-		var ok bool
-		if o, ok = h.store.get("edge-1", KindDevice, "default", "thermostat-1"); !ok {
-			return fmt.Errorf("no plan")
+	var dev, model *fleet.Envelope
+	mqtttest.WaitForErr(t, "device and model plans on edge-1", func() error {
+		var ok1, ok2 bool
+		dev, ok1 = h.get("edge-1", KindDevice, "default", "thermostat-1")
+		model, ok2 = h.get("edge-1", KindDeviceModel, "default", "thermostat-model")
+		if !ok1 || !ok2 {
+			return fmt.Errorf("device %v, model %v", ok1, ok2)
 		}
 		return nil
 	})
-	limit := func(o Object) string {
+	limit := func(dev *fleet.Envelope) string {
 		t.Helper()
-		var docs string
-		if err := jsonUnmarshal(o.Spec, &docs); err != nil {
-			t.Fatal(err)
-		}
+		docs := string(model.Object) + "\n---\n" + string(dev.Object)
 		devs, models, err := devices.Load("plan", []byte(docs))
 		if err != nil {
 			t.Fatalf("the edge's loader rejects the shipped device: %v", err)
@@ -114,16 +93,14 @@ func deviceStory(t *testing.T, h *harness) {
 		}
 		return fmt.Sprint(res[0].Property("limit").Desired)
 	}
-	if got := limit(o); got != "30" {
+	if got := limit(dev); got != "30" {
 		t.Errorf("desired limit on the edge = %s, want 30", got)
 	}
 
-	// Reported values and the online state come back into the status.
+	// A reported value forwarded by the edge comes back into the status.
+	publishTwin(t, h.fleet, "edge-1", "default/thermostat-1", "temperature", 21.5)
 	mqtttest.WaitForErr(t, "reported twins in the Device status", func() error {
 		d := h.device("thermostat-1")
-		if d.Status.State != devicesv1beta1.DeviceOnline {
-			return fmt.Errorf("state %q", d.Status.State)
-		}
 		for _, tw := range d.Status.Twins {
 			if tw.PropertyName == "temperature" && tw.Reported.Value == "21.5" {
 				if !meta.IsStatusConditionTrue(d.Status.Conditions, string(eddyv1alpha1.Delivered)) {
@@ -139,7 +116,10 @@ func deviceStory(t *testing.T, h *harness) {
 	h.cluster.MustKubectl(t, "", "patch", "device", "thermostat-1", "--type=json",
 		`-p=[{"op":"replace","path":"/spec/properties/1/desired/value","value":"42"}]`)
 	mqtttest.WaitForErr(t, "new desired value on edge-1", func() error {
-		o, _ := h.store.get("edge-1", KindDevice, "default", "thermostat-1")
+		o, ok := h.get("edge-1", KindDevice, "default", "thermostat-1")
+		if !ok {
+			return fmt.Errorf("no device plan")
+		}
 		if got := limit(o); got != "42" {
 			return fmt.Errorf("desired limit %s", got)
 		}
@@ -148,7 +128,7 @@ func deviceStory(t *testing.T, h *harness) {
 
 	// A value outside the model's range is refused with the field path,
 	// and the node keeps the last good version.
-	puts := h.store.putCount()
+	puts := h.ctrl.PlanWrites()
 	h.cluster.MustKubectl(t, "", "patch", "device", "thermostat-1", "--type=json",
 		`-p=[{"op":"replace","path":"/spec/properties/1/desired/value","value":"400"}]`)
 	mqtttest.WaitForErr(t, "Compiled=False for an out-of-range desired value", func() error {
@@ -159,13 +139,16 @@ func deviceStory(t *testing.T, h *harness) {
 		}
 		return nil
 	})
-	if h.store.putCount() != puts {
+	if h.ctrl.PlanWrites() != puts {
 		t.Errorf("a device that does not compile was shipped")
 	}
 
 	h.cluster.MustKubectl(t, "", "delete", "device", "thermostat-1", "--wait=true", "--timeout=30s")
-	if _, ok := h.store.get("edge-1", KindDevice, "default", "thermostat-1"); ok {
+	if _, ok := h.get("edge-1", KindDevice, "default", "thermostat-1"); ok {
 		t.Errorf("deleted device still on edge-1")
+	}
+	if _, ok := h.get("edge-1", KindDeviceModel, "default", "thermostat-model"); ok {
+		t.Errorf("the model of the deleted device (no other device uses it) is still on edge-1")
 	}
 }
 

@@ -4,17 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/eddy-edge/eddy/fleet"
 )
 
-// ObjectKind is the kind of an object shipped to a node.
-type ObjectKind string
+// ObjectKind is the kind of an object shipped to a node (fleet's kinds).
+type ObjectKind = fleet.Kind
 
 // The kinds the controller ships.
 const (
-	// KindPipeline is a compiled pipeline.
-	KindPipeline ObjectKind = "Pipeline"
-	// KindDevice is a KubeEdge device together with its model.
-	KindDevice ObjectKind = "Device"
+	// KindPipeline is an eddy.dev Pipeline.
+	KindPipeline = fleet.KindPipeline
+	// KindDevice is a KubeEdge Device.
+	KindDevice = fleet.KindDevice
+	// KindDeviceModel is a KubeEdge DeviceModel, shipped to every node
+	// that has a device of that model.
+	KindDeviceModel = fleet.KindDeviceModel
 )
 
 // Object is one plan for one node: what the edge applies.
@@ -28,9 +33,9 @@ type Object struct {
 	Version int64 `json:"version"`
 	// Hash changes iff what the edge must do changes.
 	Hash string `json:"hash"`
-	// Spec is the kind-specific body (a pipeline.Spec, or a device
-	// document set).
-	Spec json.RawMessage `json:"spec"`
+	// Resource is the object as JSON, as a user writes it in YAML (what
+	// the edge loads with the same code as `eddy validate`).
+	Resource json.RawMessage `json:"resource"`
 }
 
 // ObjectRef names an object held for a node, with its version.
@@ -89,17 +94,35 @@ type Report struct {
 	MessagesIn, MessagesOut, Errors int64
 	// AlertsFiring now.
 	AlertsFiring int64
-	// Twins are reported device property values (Device objects only).
-	Twins map[string]string
-	// Online is the device state (Device objects only; nil if unknown).
-	Online *bool
 	// Time of the report.
 	Time time.Time
 }
 
-// Feed delivers what the edges send up. Run blocks until ctx ends,
-// calling node for every registration or heartbeat and report for every
-// status report; the callbacks must be cheap (they only update memory).
+// TwinReport is one reported (actual) value of a device property, as the
+// edge's twin stream carries it up.
+type TwinReport struct {
+	// Node that reported it.
+	Node string
+	// Namespace and Name of the device.
+	Namespace, Name string
+	// Property and its reported value as a string (KubeEdge's form).
+	Property, Value string
+	// Time of the change on the edge.
+	Time time.Time
+}
+
+// FeedSink receives what a Feed reads. Both methods must be cheap: they
+// only update memory.
+type FeedSink interface {
+	// NodeRecord takes one status record of a node: its registration or
+	// heartbeat and the full set of objects it holds (an object missing
+	// from the set has left the node).
+	NodeRecord(NodeInfo, []Report)
+	// DeviceTwin takes one reported twin value.
+	DeviceTwin(TwinReport)
+}
+
+// Feed delivers what the edges send up into sink until ctx ends.
 type Feed interface {
-	Run(ctx context.Context, node func(NodeInfo), report func(Report)) error
+	Run(ctx context.Context, sink FeedSink) error
 }

@@ -156,7 +156,7 @@ func (c *Controller) reconcilePipeline(ctx context.Context, req reconcile.Reques
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("encode pipeline %s: %w", req, err)
 	}
-	obj := Object{Kind: KindPipeline, Namespace: p.Namespace, Name: p.Name, Version: p.Generation, Hash: plan.Hash, Spec: body}
+	obj := Object{Kind: KindPipeline, Namespace: p.Namespace, Name: p.Name, Version: p.Generation, Hash: plan.Hash, Resource: body}
 	failed, err := c.ship(ctx, key, obj, nodes)
 	if err != nil {
 		return reconcile.Result{}, err

@@ -21,6 +21,7 @@ type tracker struct {
 	mu         sync.Mutex
 	nodes      map[string]NodeInfo
 	reports    map[objKey]map[string]Report
+	twins      map[objKey]map[string]TwinReport // device -> property -> latest
 	dirtyObjs  map[objKey]struct{}
 	dirtyNodes map[string]struct{}
 }
@@ -29,13 +30,15 @@ func newTracker() *tracker {
 	return &tracker{
 		nodes:      map[string]NodeInfo{},
 		reports:    map[objKey]map[string]Report{},
+		twins:      map[objKey]map[string]TwinReport{},
 		dirtyObjs:  map[objKey]struct{}{},
 		dirtyNodes: map[string]struct{}{},
 	}
 }
 
-// node records a registration or heartbeat.
-func (t *tracker) node(n NodeInfo) {
+// NodeRecord takes one status record of a node: its heartbeat and the full
+// set of objects it holds.
+func (t *tracker) NodeRecord(n NodeInfo, reps []Report) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	old, seen := t.nodes[n.Name]
@@ -43,6 +46,68 @@ func (t *tracker) node(n NodeInfo) {
 	if !seen || old.Version != n.Version || !sameLabels(old.Labels, n.Labels) {
 		t.dirtyNodes[n.Name] = struct{}{}
 	}
+	held := make(map[objKey]bool, len(reps))
+	for _, r := range reps {
+		k := objKey{r.Kind, r.Namespace, r.Name}
+		held[k] = true
+		m := t.reports[k]
+		if m == nil {
+			m = map[string]Report{}
+			t.reports[k] = m
+		}
+		prev, had := m[n.Name]
+		m[n.Name] = r
+		if !had || prev.Version != r.Version || prev.Failed != r.Failed {
+			t.dirtyNodes[n.Name] = struct{}{} // its pipeline count may change
+		}
+		if !had || !sameReport(prev, r) {
+			t.dirtyObjs[k] = struct{}{}
+		}
+	}
+	// Objects the node no longer holds.
+	for k, m := range t.reports {
+		if _, ok := m[n.Name]; ok && !held[k] {
+			delete(m, n.Name)
+			t.dirtyObjs[k] = struct{}{}
+			t.dirtyNodes[n.Name] = struct{}{}
+		}
+	}
+}
+
+// DeviceTwin records a reported twin value (newest wins).
+func (t *tracker) DeviceTwin(r TwinReport) {
+	k := objKey{KindDevice, r.Namespace, r.Name}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := t.twins[k]
+	if m == nil {
+		m = map[string]TwinReport{}
+		t.twins[k] = m
+	}
+	if old, ok := m[r.Property]; ok && old.Time.After(r.Time) {
+		return
+	}
+	m[r.Property] = r
+	t.dirtyObjs[k] = struct{}{}
+}
+
+// twinsOf returns a copy of a device's latest reported values.
+func (t *tracker) twinsOf(k objKey) map[string]TwinReport {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]TwinReport, len(t.twins[k]))
+	for p, r := range t.twins[k] {
+		out[p] = r
+	}
+	return out
+}
+
+// sameReport compares two reports, ignoring their time.
+func sameReport(a, b Report) bool {
+	return a.Node == b.Node && a.Kind == b.Kind && a.Namespace == b.Namespace && a.Name == b.Name &&
+		a.Version == b.Version && a.Failed == b.Failed && a.Error == b.Error &&
+		a.MessagesIn == b.MessagesIn && a.MessagesOut == b.MessagesOut && a.Errors == b.Errors &&
+		a.AlertsFiring == b.AlertsFiring
 }
 
 func sameLabels(a, b map[string]string) bool {
@@ -55,29 +120,6 @@ func sameLabels(a, b map[string]string) bool {
 		}
 	}
 	return true
-}
-
-// report records a status report. A report also counts as a heartbeat of
-// its node.
-func (t *tracker) report(r Report) {
-	k := objKey{r.Kind, r.Namespace, r.Name}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	m := t.reports[k]
-	if m == nil {
-		m = map[string]Report{}
-		t.reports[k] = m
-	}
-	old, had := m[r.Node]
-	m[r.Node] = r
-	if !had || old.Version != r.Version || old.Failed != r.Failed {
-		t.dirtyNodes[r.Node] = struct{}{} // its pipeline count may change
-	}
-	t.dirtyObjs[k] = struct{}{}
-	if n, ok := t.nodes[r.Node]; ok && r.Time.After(n.Time) {
-		n.Time = r.Time
-		t.nodes[r.Node] = n
-	}
 }
 
 // nodeInfo returns the last heartbeat of a node.
@@ -139,6 +181,7 @@ func (t *tracker) forget(k objKey) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.reports, k)
+	delete(t.twins, k)
 	delete(t.dirtyObjs, k)
 }
 

@@ -12,7 +12,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/client-go/rest"
@@ -58,6 +62,8 @@ func RepoDir() string {
 // CRDDir is deploy/crds.
 func CRDDir() string { return filepath.Join(RepoDir(), "deploy", "crds") }
 
+var logOnce sync.Once
+
 // Cluster is a running API server.
 type Cluster struct {
 	// Config reaches the API server as an administrator.
@@ -80,6 +86,8 @@ type Options struct {
 func Start(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	assets := Assets(t)
+	// controller-runtime's process-wide logger; envtest logs through it.
+	logOnce.Do(func() { ctrllog.SetLogger(logr.Discard()) })
 	dirs := o.CRDDirs
 	if dirs == nil {
 		dirs = []string{CRDDir()}
