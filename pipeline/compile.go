@@ -48,7 +48,7 @@ type Node struct {
 	// Kind is the step, source or sink kind (filter, window, mqtt, ...).
 	Kind string `json:"kind"`
 	// Role is source, step, sink, late or errors.
-	Role string `json:"role"`
+	Role NodeRole `json:"role"`
 	// Inputs are the IDs of the nodes feeding this one.
 	Inputs []string `json:"inputs,omitempty"`
 	// Index is the position in spec.steps, spec.sinks, spec.late or
@@ -59,15 +59,33 @@ type Node struct {
 	Fields []string `json:"fields,omitempty"`
 }
 
+// NodeRole is the part a node plays in a plan.
+type NodeRole string
+
+// Node roles.
+const (
+	// RoleSource is the one source node.
+	RoleSource NodeRole = "source"
+	// RoleStep is an operator step.
+	RoleStep NodeRole = "step"
+	// RoleSink receives what leaves the last step.
+	RoleSink NodeRole = "sink"
+	// RoleLate receives events that arrived after their window closed.
+	RoleLate NodeRole = "late"
+	// RoleErrors receives dead-letter records of events that failed
+	// permanently.
+	RoleErrors NodeRole = "errors"
+)
+
 // Step returns the spec of a step node.
 func (p *Plan) Step(n Node) *Step { return &p.Spec.Steps[n.Index] }
 
 // Sink returns the spec of a sink, late or errors node.
 func (p *Plan) Sink(n Node) *Sink {
 	switch n.Role {
-	case "late":
+	case RoleLate:
 		return &p.Spec.Late[n.Index]
-	case "errors":
+	case RoleErrors:
 		return &p.Spec.Errors[n.Index]
 	}
 	return &p.Spec.Sinks[n.Index]
@@ -321,7 +339,7 @@ func (c *compiler) exprCheck(path, src string, schema Schema) {
 func (c *compiler) nodes(s *Spec) []Node {
 	var nodes []Node
 	// Source.
-	src := Node{ID: "source", Role: "source"}
+	src := Node{ID: "source", Role: RoleSource}
 	switch {
 	case s.Source.MQTT != nil && s.Source.Stream != nil:
 		c.errorf("spec.source", "set exactly one of mqtt or stream, not both")
@@ -391,7 +409,7 @@ func (c *compiler) nodes(s *Spec) []Node {
 		} else {
 			windowAt = -1
 		}
-		n := Node{ID: id, Kind: kind, Role: "step", Inputs: []string{prev}, Index: i}
+		n := Node{ID: id, Kind: kind, Role: RoleStep, Inputs: []string{prev}, Index: i}
 		if schema != nil {
 			n.Fields = schema.Names()
 		}
@@ -405,19 +423,19 @@ func (c *compiler) nodes(s *Spec) []Node {
 		c.errorf("spec.sinks", "at least one sink is required, e.g. sinks: [{mqtt: {topic: \"alerts/{{key}}\"}}]")
 	}
 	for i := range s.Sinks {
-		if n, ok := c.sink(fmt.Sprintf("spec.sinks[%d]", i), "sink", i, &s.Sinks[i], schema, prev); ok {
+		if n, ok := c.sink(fmt.Sprintf("spec.sinks[%d]", i), RoleSink, i, &s.Sinks[i], schema, prev); ok {
 			unique(fmt.Sprintf("spec.sinks[%d]", i), n.ID)
 			nodes = append(nodes, n)
 		}
 	}
 	for i := range s.Late {
-		if n, ok := c.sink(fmt.Sprintf("spec.late[%d]", i), "late", i, &s.Late[i], nil, ""); ok {
+		if n, ok := c.sink(fmt.Sprintf("spec.late[%d]", i), RoleLate, i, &s.Late[i], nil, ""); ok {
 			unique(fmt.Sprintf("spec.late[%d]", i), n.ID)
 			nodes = append(nodes, n)
 		}
 	}
 	for i := range s.Errors {
-		if n, ok := c.sink(fmt.Sprintf("spec.errors[%d]", i), "errors", i, &s.Errors[i], deadLetterSchema, ""); ok {
+		if n, ok := c.sink(fmt.Sprintf("spec.errors[%d]", i), RoleErrors, i, &s.Errors[i], deadLetterSchema, ""); ok {
 			unique(fmt.Sprintf("spec.errors[%d]", i), n.ID)
 			nodes = append(nodes, n)
 		}
@@ -632,7 +650,7 @@ func (c *compiler) window(path string, w *WindowSpec) {
 	}
 }
 
-func (c *compiler) sink(path, role string, i int, s *Sink, schema Schema, input string) (Node, bool) {
+func (c *compiler) sink(path string, role NodeRole, i int, s *Sink, schema Schema, input string) (Node, bool) {
 	var kinds []string
 	if s.MQTT != nil {
 		kinds = append(kinds, "mqtt")

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
+	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner/api"
 	"github.com/eddy-edge/eddy/runner/engine"
 	"github.com/eddy-edge/eddy/runner/twin"
@@ -167,7 +168,7 @@ func pipelineTotals(st engine.Status) (in, out, errs int64) {
 	}
 	for _, s := range st.Sinks {
 		errs += s.Errors
-		if s.Role == "sink" {
+		if s.Role == pipeline.RoleSink {
 			out += s.In
 		}
 	}

@@ -244,13 +244,13 @@ func Explain(p *pipeline.Plan) string {
 	for _, n := range p.Nodes {
 		var spec any
 		switch n.Role {
-		case "source":
+		case pipeline.RoleSource:
 			spec = sp.Source
-		case "step":
+		case pipeline.RoleStep:
 			if n.Index < len(sp.Steps) {
 				spec = sp.Steps[n.Index]
 			}
-		case "sink", "late", "errors":
+		case pipeline.RoleSink, pipeline.RoleLate, pipeline.RoleErrors:
 			spec = p.Sink(n)
 		}
 		var js strings.Builder

@@ -3,6 +3,7 @@ package api
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner/engine"
 )
 
@@ -210,11 +211,11 @@ func (c *Collector) collectPipeline(ch chan<- prometheus.Metric, st engine.Statu
 	var state int
 	steps := append(append([]engine.StepStatus{st.Source}, st.Steps...), st.Sinks...)
 	for _, s := range steps {
-		lv := []string{id, s.ID, s.Kind, s.Role}
+		lv := []string{id, s.ID, s.Kind, string(s.Role)}
 		ch <- prometheus.MustNewConstMetric(descStepIn, prometheus.CounterValue, float64(s.In), lv...)
 		ch <- prometheus.MustNewConstMetric(descStepOut, prometheus.CounterValue, float64(s.Out), lv...)
 		ch <- prometheus.MustNewConstMetric(descStepErrors, prometheus.CounterValue, float64(s.Errors), lv...)
-		if s.Role == "step" {
+		if s.Role == pipeline.RoleStep {
 			ch <- prometheus.MustNewConstMetric(descStepState, prometheus.GaugeValue, float64(s.StateSize), lv...)
 			state += s.StateSize
 		}

@@ -54,18 +54,18 @@ func (e *Engine) build(plan *pipeline.Plan) (*run, error) {
 		}
 	}
 	r.idleTimeout = idleTimeout(plan, e.opts.DefaultIdleTimeout)
-	r.source = &stepStats{id: "source", kind: string(r.format), role: "source"}
+	r.source = &stepStats{id: "source", kind: string(r.format), role: pipeline.RoleSource}
 
 	// Sinks of every role first: window steps route late events to the
 	// late sinks, and every stage may dead-letter to the errors sinks.
 	for _, n := range plan.Nodes {
 		var into *[]*sinkStage
 		switch n.Role {
-		case "sink":
+		case pipeline.RoleSink:
 			into = &r.sinks
-		case "late":
+		case pipeline.RoleLate:
 			into = &r.late
-		case "errors":
+		case pipeline.RoleErrors:
 			into = &r.errs
 		default:
 			continue
@@ -93,7 +93,7 @@ func (e *Engine) build(plan *pipeline.Plan) (*run, error) {
 	// Steps, built back to front so each knows its next stage.
 	var steps []pipeline.Node
 	for _, n := range plan.Nodes {
-		if n.Role == "step" {
+		if n.Role == pipeline.RoleStep {
 			steps = append(steps, n)
 		}
 	}
@@ -109,7 +109,7 @@ func (e *Engine) build(plan *pipeline.Plan) (*run, error) {
 		if err != nil {
 			return nil, err
 		}
-		st := &stage{op: op, run: r, stats: &stepStats{id: n.ID, kind: n.Kind, role: "step"}, sample: latencySample}
+		st := &stage{op: op, run: r, stats: &stepStats{id: n.ID, kind: n.Kind, role: pipeline.RoleStep}, sample: latencySample}
 		out := next
 		if n.Kind == "alert" && e.opts.OnAlert != nil {
 			out = alertHook{e: e, r: r, next: next}

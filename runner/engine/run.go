@@ -190,7 +190,7 @@ func (s *sinkStage) write(ev *pipeline.Event) bool {
 			if failed {
 				r.recovered(s)
 			}
-			if s.stats.role == "errors" {
+			if s.stats.role == pipeline.RoleErrors {
 				r.warnDropped("an errors: sink refused a dead-letter record", s.stats.id, ev, err)
 				return true
 			}

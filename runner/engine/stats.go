@@ -5,20 +5,22 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/eddy-edge/eddy/pipeline"
 )
 
 // StepStatus is a snapshot of one step's or sink's counters.
 type StepStatus struct {
-	ID          string        `json:"id"`
-	Kind        string        `json:"kind"`
-	Role        string        `json:"role"`
-	In          int64         `json:"in"`
-	Out         int64         `json:"out"`
-	Errors      int64         `json:"errors"`
-	LastError   string        `json:"lastError,omitempty"`
-	LastErrorAt time.Time     `json:"lastErrorAt,omitzero"`
-	LatencyP50  time.Duration `json:"latencyP50"`
-	LatencyP99  time.Duration `json:"latencyP99"`
+	ID          string            `json:"id"`
+	Kind        string            `json:"kind"`
+	Role        pipeline.NodeRole `json:"role"`
+	In          int64             `json:"in"`
+	Out         int64             `json:"out"`
+	Errors      int64             `json:"errors"`
+	LastError   string            `json:"lastError,omitempty"`
+	LastErrorAt time.Time         `json:"lastErrorAt,omitzero"`
+	LatencyP50  time.Duration     `json:"latencyP50"`
+	LatencyP99  time.Duration     `json:"latencyP99"`
 	// StateSize is the number of open windows / keys / remembered ids.
 	StateSize int `json:"stateSize"`
 	// Latency is the sampled latency histogram (see Histogram).
@@ -29,7 +31,8 @@ type StepStatus struct {
 // fields and publishes them to the atomics after every batch, so the hot
 // path pays no atomic operation per event.
 type stepStats struct {
-	id, kind, role string
+	id, kind string
+	role     pipeline.NodeRole
 
 	in, out, errs int64 // owned by the pipeline goroutine
 
