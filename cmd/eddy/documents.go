@@ -57,12 +57,13 @@ type loadedPlan struct {
 	Plan *pipeline.Plan
 	File string
 	Src  []byte
+	Pos  strictyaml.Pos // of metadata.name
 }
 
 func loadPipelineDoc(set *documentSet, doc *strictyaml.Document, src []byte) strictyaml.Errors {
 	plan, errs := pipeline.LoadDocument(doc)
 	if plan != nil {
-		set.Pipelines = append(set.Pipelines, loadedPlan{Plan: plan, File: doc.File, Src: src})
+		set.Pipelines = append(set.Pipelines, loadedPlan{Plan: plan, File: doc.File, Src: src, Pos: doc.PosOf("metadata.name")})
 	}
 	return errs
 }
@@ -158,6 +159,15 @@ func loadDocuments(paths []string) (*documentSet, error) {
 	}
 	if len(errs) == 0 && len(other) == 0 {
 		other = append(other, checkPlanSet(set.Pipelines)...)
+	}
+	seen := map[string]strictyaml.Pos{}
+	for _, p := range set.Pipelines {
+		if first, dup := seen[p.Plan.ID()]; dup {
+			errs = append(errs, strictyaml.Error{Pos: p.Pos, Path: "metadata.name",
+				Msg: fmt.Sprintf("pipeline %s is declared twice (first at %s:%d); rename one or drop it", p.Plan.ID(), first.File, first.Line)})
+			continue
+		}
+		seen[p.Plan.ID()] = p.Pos
 	}
 	if len(errs) == 0 && len(other) == 0 {
 		resolved, err := devices.Resolve(set.Devices, set.Models)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-edge/eddy/pipeline/devices"
+	"github.com/eddy-edge/eddy/pipeline/strictyaml"
 	"github.com/eddy-edge/eddy/runner"
 )
 
@@ -121,6 +123,9 @@ func TestValidateRejects(t *testing.T) {
 			`orphan.yaml:5: spec.deviceModelRef.name: unknown model "thermo-model" in namespace default; no DeviceModel is declared there, add one`,
 		}},
 		{[]string{models, writeFile(t, dir, "again.yaml", docModel)}, []string{`model default/thermo-model is declared twice`}},
+		{[]string{writeFile(t, dir, "p1.yaml", docPipeline), writeFile(t, dir, "p2.yaml", docPipeline)}, []string{
+			filepath.Join(dir, "p2.yaml") + ":3: metadata.name: pipeline default/hot is declared twice (first at " + filepath.Join(dir, "p1.yaml") + ":3); rename one or drop it",
+		}},
 	}
 	for _, tt := range tests {
 		_, errs, code := validate(t, tt.args...)
@@ -169,4 +174,34 @@ func TestServeDevices(t *testing.T) {
 			t.Errorf("eddy edge serves %d devices of another node", n)
 		}
 	}
+}
+
+// FuzzLoadDocument feeds any bytes through the kinds table: no panic, and
+// every error names the file.
+func FuzzLoadDocument(f *testing.F) {
+	for _, s := range []string{docModel, docDevice, docPipeline, "kind: Rule\n", "apiVersion: x\n", "- a\n- b\n", "kind: [1]\n"} {
+		f.Add([]byte(s))
+	}
+	for _, g := range []string{"../../pipeline/devices/testdata/*.yaml", "../../pipeline/devices/testdata/kubeedge/*.yaml", "../../examples/*/*.yaml"} {
+		files, _ := filepath.Glob(g)
+		for _, file := range files {
+			b, _ := os.ReadFile(file)
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		docs, errs := strictyaml.Split("f.yaml", src)
+		set := &documentSet{}
+		for _, doc := range docs {
+			errs = append(errs, loadDocument(set, doc, src)...)
+		}
+		for _, e := range errs {
+			if e.File != "f.yaml" || e.Msg == "" {
+				t.Fatalf("error without file or message: %#v", e)
+			}
+		}
+		if len(errs) == 0 {
+			_, _ = devices.Resolve(set.Devices, set.Models)
+		}
+	})
 }
