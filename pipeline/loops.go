@@ -106,7 +106,8 @@ func (c *compiler) checkOwnLoop(s *Spec) {
 }
 
 // Feeds reports whether one of from's sinks (not marked allowLoop)
-// publishes to a topic that to's source reads, and names the sink.
+// publishes to a topic that to's source reads, and names the sink and its
+// topic (`spec.sinks[0] "b/{{key}}"`).
 func Feeds(from, to *Plan) (sink string, ok bool) {
 	src := to.Spec.SourceTopic()
 	if src == "" {
@@ -115,7 +116,7 @@ func Feeds(from, to *Plan) (sink string, ok bool) {
 	paths, topics := from.Spec.loopSinks()
 	for i, t := range topics {
 		if TopicOverlap(src, t) {
-			return paths[i], true
+			return fmt.Sprintf("%s %q", strings.TrimSuffix(paths[i], ".mqtt.topic"), t), true
 		}
 	}
 	return "", false
@@ -123,8 +124,9 @@ func Feeds(from, to *Plan) (sink string, ok bool) {
 
 // FindCycle returns a cycle of pipelines that feed each other through
 // their sinks and sources (see Feeds), as plan IDs with the sink that
-// closes each hop ("a -[spec.sinks[0].mqtt.topic]-> b"), or nil. Self
-// loops are compile errors and are not reported here.
+// makes each hop (`default/a -[spec.sinks[0] "b/x"]-> default/b`), or
+// nil. Self loops are compile errors and are not reported here, and so
+// are plans with the same ID (see CheckUnique).
 func FindCycle(plans []*Plan) []string {
 	plans = append([]*Plan(nil), plans...)
 	sort.Slice(plans, func(i, j int) bool { return plans[i].ID() < plans[j].ID() })
@@ -135,7 +137,7 @@ func FindCycle(plans []*Plan) []string {
 	adj := make([][]edge, len(plans))
 	for i, a := range plans {
 		for j, b := range plans {
-			if i == j {
+			if i == j || a.ID() == b.ID() {
 				continue
 			}
 			if sink, ok := Feeds(a, b); ok {

@@ -97,7 +97,7 @@ func TestFindCycle(t *testing.T) {
 	}
 	c.Spec.Sinks[0].MQTT.Topic = "x/back"
 	cyc := FindCycle([]*Plan{c, b, a})
-	want := "default/a -[spec.sinks[0].mqtt.topic]-> default/b -[spec.sinks[0].mqtt.topic]-> default/c -[spec.sinks[0].mqtt.topic]-> default/a"
+	want := "default/a -[spec.sinks[0] \"y/1\"]-> default/b -[spec.sinks[0] \"z/1\"]-> default/c -[spec.sinks[0] \"x/back\"]-> default/a"
 	if strings.Join(cyc, " ") != want {
 		t.Fatalf("cycle %q, want %q", strings.Join(cyc, " "), want)
 	}

@@ -30,7 +30,7 @@ func (e *Engine) Skip(ctx context.Context, id string) (SkipResult, error) {
 	defer s.mu.Unlock()
 	r := s.run.Load()
 	if st := r.currentState(); st != StateDegraded {
-		return SkipResult{}, fmt.Errorf("%w: pipeline %s is %s, not degraded: nothing to skip; use seek to move its cursor", ErrNotBlocked, id, st)
+		return SkipResult{}, fmt.Errorf("pipeline %s is %s, not degraded: %w; use seek to move its cursor", id, st, ErrNotBlocked)
 	}
 	res := SkipResult{Skipped: r.blockedAt.Load()}
 	// With skip set, the run's exit checkpoints past the record it is
@@ -111,4 +111,4 @@ func (e *Engine) Seek(ctx context.Context, id string, offset uint64) (SeekResult
 
 // ErrNotBlocked is matched (errors.Is) by the error of Skip on a pipeline
 // that is not degraded.
-var ErrNotBlocked = errors.New("engine: pipeline is not blocked on a record")
+var ErrNotBlocked = errors.New("it is not blocked on a record, so there is nothing to skip")
