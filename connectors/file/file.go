@@ -1,11 +1,13 @@
 // Package file implements the file sink: each event appended to a file as
 // one JSON line. Writes are buffered; Flush (called by the engine at each
 // checkpoint) writes the buffer and fsyncs, so everything before a
-// checkpoint survives a crash.
+// checkpoint survives a crash. A failed write (a full disk) is retryable:
+// the file is cut back to its last whole line and every line not yet
+// written stays buffered, so once space is freed the retry writes them
+// all, none lost and none twice.
 package file
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -18,10 +20,14 @@ import (
 
 // Sink appends JSON Lines to a file.
 type Sink struct {
-	f   *os.File
-	w   *bufio.Writer
-	buf bytes.Buffer
+	f       *os.File
+	pending []byte // whole lines not written to the file yet
+	size    int64  // bytes the file holds: everything written so far
+	buf     bytes.Buffer
 }
+
+// bufferSize is how much is buffered before a write to the file.
+const bufferSize = 64 << 10
 
 // Open opens (creating it and its directories if needed) the file at path
 // for appending.
@@ -36,7 +42,12 @@ func Open(path string) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("file sink: %w", err)
 	}
-	return &Sink{f: f, w: bufio.NewWriterSize(f, 64<<10)}, nil
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("file sink: %w", err)
+	}
+	return &Sink{f: f, size: st.Size(), pending: make([]byte, 0, bufferSize)}, nil
 }
 
 // trimTornLine cuts a partial last line left by a crash in the middle of a
@@ -84,35 +95,63 @@ func trimTornLine(path string) error {
 	return f.Sync()
 }
 
-// Write appends ev as one line of JSON.
+// Write appends ev as one line of JSON. An event that cannot be encoded is
+// a permanent error (pipeline.PermanentError); a failed write to the file
+// is retryable, and leaves ev out of the buffer so that the retry adds it
+// once.
 func (s *Sink) Write(_ context.Context, ev *pipeline.Event) error {
+	mark := len(s.pending)
 	if ev.Raw != nil {
 		s.buf.Reset()
 		if err := json.Compact(&s.buf, ev.Raw); err != nil {
 			return pipeline.Permanentf("file sink: raw payload is not JSON: %w", err)
 		}
-		if _, err := s.w.Write(s.buf.Bytes()); err != nil {
-			return err
-		}
+		s.pending = append(s.pending, s.buf.Bytes()...)
 	} else {
 		b, err := json.Marshal(ev.Fields)
 		if err != nil {
 			return pipeline.Permanentf("file sink: encoding event as JSON: %w", err)
 		}
-		if _, err := s.w.Write(b); err != nil {
+		s.pending = append(s.pending, b...)
+	}
+	s.pending = append(s.pending, '\n')
+	if len(s.pending) >= bufferSize {
+		if err := s.writePending(); err != nil {
+			s.pending = s.pending[:mark]
 			return err
 		}
 	}
-	return s.w.WriteByte('\n')
+	return nil
+}
+
+// writePending writes the buffered lines. On error the file is cut back
+// to what it held before, so it never ends in a partial line, and the
+// lines stay buffered for the next try.
+func (s *Sink) writePending() error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	n, err := s.f.Write(s.pending)
+	if err != nil {
+		if n > 0 {
+			if terr := s.f.Truncate(s.size); terr != nil {
+				return fmt.Errorf("file sink: writing %s: %w (cutting the partial write failed too: %v)", s.f.Name(), err, terr)
+			}
+		}
+		return fmt.Errorf("file sink: writing %s: %w", s.f.Name(), err)
+	}
+	s.size += int64(n)
+	s.pending = s.pending[:0]
+	return nil
 }
 
 // Flush writes buffered lines and fsyncs the file.
 func (s *Sink) Flush(context.Context) error {
-	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("file sink: %w", err)
+	if err := s.writePending(); err != nil {
+		return err
 	}
 	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("file sink: fsync: %w", err)
+		return fmt.Errorf("file sink: fsync %s: %w", s.f.Name(), err)
 	}
 	return nil
 }
