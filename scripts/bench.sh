@@ -34,3 +34,6 @@ awk '
 
 go build -o bin/eddy ./cmd/eddy
 go run ./bench/mqttbench -eddy bin/eddy "$@" 2> >(grep -v 'level=WARN' >&2)
+# The cloud–edge link: uplink throughput (with a plain JetStream publisher
+# as the peer), catch-up after a hub restart, plan fan-out, edge RSS.
+go run ./bench/linkbench -eddy bin/eddy
