@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/eddy-edge/eddy/fleet"
 	"github.com/eddy-edge/eddy/fleet/hub"
@@ -19,7 +20,7 @@ import (
 func TestNodeIsolation(t *testing.T) {
 	for _, domain := range []string{"", "other"} {
 		t.Run("domain="+domain, func(t *testing.T) {
-			creds := &hub.Credentials{}
+			creds := &hub.Credentials{BcryptCost: bcrypt.MinCost}
 			adminPW, _ := creds.Set("admin", false)
 			edgePW, _ := creds.Set("edge-1", true)
 			if _, err := creds.Set("edge-2", true); err != nil {

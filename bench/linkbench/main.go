@@ -309,4 +309,3 @@ func check(err error) {
 		log.Fatal("linkbench: ", err)
 	}
 }
-

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/eddy-edge/eddy/fleet"
 	"github.com/eddy-edge/eddy/fleet/hub"
@@ -37,7 +38,7 @@ type testHub struct {
 }
 
 func newTestHub(t *testing.T, nodes ...string) *testHub {
-	th := &testHub{t: t, dir: t.TempDir(), client: freeAddr(t), leaf: freeAddr(t), creds: &hub.Credentials{}, nodePW: map[string]string{}}
+	th := &testHub{t: t, dir: t.TempDir(), client: freeAddr(t), leaf: freeAddr(t), creds: &hub.Credentials{BcryptCost: bcrypt.MinCost}, nodePW: map[string]string{}}
 	th.adminPW, _ = th.creds.Set("admin", false)
 	for _, n := range nodes {
 		th.nodePW[n], _ = th.creds.Set(n, true)
@@ -80,7 +81,7 @@ func (th *testHub) stop() {
 
 func (th *testHub) admin() *fleet.Client {
 	th.t.Helper()
-	nc, err := nats.Connect("nats://"+th.client, nats.UserInfo("admin", th.adminPW), nats.MaxReconnects(-1),
+	nc, err := nats.Connect("nats://"+th.client, nats.UserInfo("admin", th.adminPW), nats.MaxReconnects(-1), nats.Timeout(30*time.Second),
 		nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		th.t.Fatal(err)
