@@ -1,0 +1,149 @@
+package cri_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eddy-edge/eddy/connectors/cri"
+	"github.com/eddy-edge/eddy/internal/containerdtest"
+	"github.com/eddy-edge/eddy/internal/mqtttest"
+)
+
+// recorder collects lifecycle events.
+type recorder struct {
+	mu  sync.Mutex
+	evs []cri.LifecycleEvent
+}
+
+func (r *recorder) add(ev cri.LifecycleEvent) {
+	r.mu.Lock()
+	r.evs = append(r.evs, ev)
+	r.mu.Unlock()
+}
+
+// find returns the first event of typ for the container (or sandbox) id.
+func (r *recorder) find(id string, typ cri.LifecycleType) (cri.LifecycleEvent, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ev := range r.evs {
+		if ev.ContainerID == id && ev.Type == typ {
+			return ev, true
+		}
+	}
+	return cri.LifecycleEvent{}, false
+}
+
+func (r *recorder) count(typ cri.LifecycleType) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, ev := range r.evs {
+		if ev.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+func TestRunAndLifecycle(t *testing.T) {
+	ctd := containerdtest.Start(t)
+	rt := ctd.Runtime(t)
+	rec := &recorder{}
+	w := cri.NewWatcher(rt, cri.WatchOptions{OnEvent: rec.add})
+	ctx := context.Background()
+	w.Start(ctx)
+	defer w.Close()
+	mqtttest.WaitFor(t, "watcher connected", func() bool { return rec.count(cri.RuntimeConnected) == 1 })
+
+	logDir := t.TempDir()
+	l, err := rt.Run(ctx, cri.RunSpec{Name: "crash", UID: "u1", Image: containerdtest.Busybox, HostNetwork: true,
+		Command: []string{"sh", "-c", "echo hello $WHO; exit 3"}, Env: []cri.EnvVar{{Name: "WHO", Value: "eddy"}},
+		Labels: map[string]string{"app": "test"}, LogDir: logDir, CPUMillis: 200, MemoryBytes: 64 << 20})
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, ctd.Log())
+	}
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	st, err := rt.Wait(wctx, l.ContainerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.ExitCode != 3 || st.Reason != "Error" {
+		t.Fatalf("exit %d reason %q, want 3 Error", st.ExitCode, st.Reason)
+	}
+	log, _ := os.ReadFile(l.LogPath)
+	if !strings.Contains(string(log), "hello eddy") {
+		t.Fatalf("log %q lacks the output", log)
+	}
+	mqtttest.WaitFor(t, "exited event", func() bool { _, ok := rec.find(l.ContainerID, cri.Exited); return ok })
+	for _, typ := range []cri.LifecycleType{cri.Created, cri.Started} {
+		if _, ok := rec.find(l.ContainerID, typ); !ok {
+			t.Errorf("no %s event for the container", typ)
+		}
+	}
+	ex, _ := rec.find(l.ContainerID, cri.Exited)
+	if ex.ExitCode == nil || *ex.ExitCode != 3 || ex.Pod != "crash" || ex.Namespace != "eddy-actions" || ex.Container != "crash" ||
+		ex.Image == "" || ex.Labels["app"] != "test" || ex.Kind != cri.KindContainer || ex.Reason != "Error" {
+		t.Errorf("exited event %+v", ex)
+	}
+	if _, ok := rec.find(l.SandboxID, cri.Started); !ok {
+		t.Errorf("no started event for the sandbox")
+	}
+	if err := rt.RemovePod(ctx, l.SandboxID); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, "deleted event", func() bool { ev, ok := rec.find(l.ContainerID, cri.Deleted); return ok && ev.Pod == "crash" })
+}
+
+func TestOOMKilled(t *testing.T) {
+	ctd := containerdtest.Start(t)
+	rt := ctd.Runtime(t)
+	rec := &recorder{}
+	w := cri.NewWatcher(rt, cri.WatchOptions{OnEvent: rec.add})
+	ctx := context.Background()
+	w.Start(ctx)
+	defer w.Close()
+	mqtttest.WaitFor(t, "watcher connected", func() bool { return rec.count(cri.RuntimeConnected) == 1 })
+	l, err := rt.Run(ctx, cri.RunSpec{Name: "hog", UID: "u2", Image: containerdtest.Busybox, HostNetwork: true,
+		Command: []string{"sh", "-c", `x=$(head -c 100000000 /dev/zero | tr '\0' x); echo ${#x}`}, MemoryBytes: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, "exited event", func() bool { _, ok := rec.find(l.ContainerID, cri.Exited); return ok })
+	ex, _ := rec.find(l.ContainerID, cri.Exited)
+	if _, ok := rec.find(l.ContainerID, cri.OOMKilled); !ok || ex.Reason != "OOMKilled" || *ex.ExitCode != 137 {
+		t.Fatalf("want an oom_killed event and exit 137 OOMKilled, got %+v (oom event %v)", ex, ok)
+	}
+}
+
+func TestMissingImage(t *testing.T) {
+	ctd := containerdtest.Start(t)
+	rt := ctd.Runtime(t)
+	_, err := rt.Run(context.Background(), cri.RunSpec{Name: "x", UID: "u", Image: "localhost/nope:1", HostNetwork: true})
+	if err == nil || !strings.Contains(err.Error(), "ctr -n k8s.io images import") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRuntimeDown(t *testing.T) {
+	rt, err := cri.Dial("/nonexistent/c.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = rt.Version(ctx)
+	if !cri.IsUnavailable(err) || !strings.Contains(err.Error(), "is containerd running") {
+		t.Fatalf("err = %v", err)
+	}
+	rec := &recorder{}
+	w := cri.NewWatcher(rt, cri.WatchOptions{OnEvent: rec.add})
+	w.Start(ctx)
+	mqtttest.WaitFor(t, "disconnected event", func() bool { return rec.count(cri.RuntimeDisconnected) == 1 })
+	w.Close()
+}
