@@ -360,9 +360,9 @@ func (c *compiler) nodes(s *Spec) []Node {
 	case s.Source.Stream != nil:
 		src.Kind = "stream"
 		switch s.Source.Stream.Name {
-		case "twin", "device_state", "membership":
+		case "twin", "device_state", "membership", "podlifecycle", "actions":
 		default:
-			c.errorf("spec.source.stream.name", "unknown stream %q; use twin, device_state or membership", s.Source.Stream.Name)
+			c.errorf("spec.source.stream.name", "unknown stream %q; use twin, device_state, membership, podlifecycle or actions", s.Source.Stream.Name)
 		}
 	default:
 		c.errorf("spec.source", "is required: set mqtt, e.g. source: {mqtt: {topic: \"factory/+/data\"}}")
@@ -603,6 +603,11 @@ func (c *compiler) template(path, src string, schema Schema) {
 		return
 	}
 	for _, f := range t.Fields() {
+		if root, _, nested := strings.Cut(f, "."); nested {
+			if _, ok := schema[root]; ok {
+				continue // inside an object whose fields are not known (alert values)
+			}
+		}
 		if _, ok := schema[f]; !ok && f != "key" {
 			c.errorf(path, "{{%s}} is not a field here; fields: %s", f, strings.Join(schema.Names(), ", "))
 		}
@@ -684,8 +689,12 @@ func (c *compiler) sink(path string, role NodeRole, i int, s *Sink, schema Schem
 		kinds = append(kinds, "cloud")
 		c.cloudSubject(path+".cloud.subject", s.Cloud.Subject, schema)
 	}
+	if s.Action != nil {
+		kinds = append(kinds, "action")
+		c.action(path+".action", s.Action, schema)
+	}
 	if len(kinds) != 1 {
-		c.errorf(path, "a sink has exactly one of mqtt, file, log or cloud, e.g. - mqtt: {topic: \"alerts/{{key}}\"}")
+		c.errorf(path, "a sink has exactly one of mqtt, file, log, cloud or action, e.g. - mqtt: {topic: \"alerts/{{key}}\"}")
 		return Node{}, false
 	}
 	id := s.Name

@@ -150,7 +150,9 @@ type MQTTSource struct {
 
 // StreamSource reads an internal stream of the runner.
 type StreamSource struct {
-	// Name is twin, device_state or membership.
+	// Name is twin, device_state, membership, podlifecycle (container and
+	// pod-sandbox lifecycle from the container runtime) or actions (the
+	// intents and results of action sinks).
 	Name string `json:"name"`
 }
 
@@ -295,6 +297,10 @@ type Sink struct {
 	// edge's WAL outbox: nothing is lost while the hub is unreachable
 	// (docs/fleet.md). Needs an edge with a link to a hub.
 	Cloud *CloudSink `json:"cloud,omitempty"`
+	// Action runs, stops or restarts a container on the node through the
+	// container runtime (CRI), at most once per alert episode. See
+	// docs/actions.md.
+	Action *ActionSink `json:"action,omitempty"`
 }
 
 // +kubebuilder:object:generate=true
@@ -342,4 +348,69 @@ type FileSink struct {
 type LogSink struct {
 	// Level is debug, info, warn or error. Default info.
 	Level string `json:"level,omitempty"`
+}
+
+// +kubebuilder:object:generate=true
+
+// ActionSink runs, stops or restarts a container on the node when an event
+// (usually an alert notification) arrives. Whether an image may run and
+// whether containers Eddy did not start may be stopped is decided by the
+// edge's policy, not by the pipeline.
+type ActionSink struct {
+	// Do is run (start a container from Image and wait for it to exit),
+	// stop or restart (the containers Target selects). Default run.
+	Do string `json:"do,omitempty"`
+	// On lists the alert states that trigger the action, for events that
+	// are alert notifications (they carry alert_id and state): firing,
+	// resolved. Default [firing]. Other events trigger whenever When holds.
+	On []string `json:"on,omitempty"`
+	// When is an optional expression; only events for which it is true
+	// trigger the action.
+	When string `json:"when,omitempty"`
+	// Episode is a template naming the episode the action runs once for.
+	// Default {{alert_id}} for alert notifications (with the state, so a
+	// firing and a resolved action of one episode are two); for other
+	// events the log offset of the event that triggered it.
+	Episode string `json:"episode,omitempty"`
+	// Image to run; it must be in the runtime (Eddy never pulls) and in
+	// the edge's allowedImages.
+	Image string `json:"image,omitempty"`
+	// Command replaces the image's entrypoint; each item is a template.
+	Command []string `json:"command,omitempty"`
+	// Args replace the image's cmd; each item is a template, e.g.
+	// "{{key}}" or "{{avg_t}}".
+	Args []string `json:"args,omitempty"`
+	// Env sets environment variables; values are templates.
+	Env map[string]string `json:"env,omitempty"`
+	// HostNetwork runs the container in the node's network namespace.
+	// Default true; false needs a CNI plugin configured in the runtime.
+	HostNetwork *bool `json:"hostNetwork,omitempty"`
+	// CPU limits the container, in cores ("0.5") or millicores ("500m").
+	CPU string `json:"cpu,omitempty"`
+	// Memory limits the container: bytes or a Kubernetes quantity
+	// ("64Mi", "1G").
+	Memory string `json:"memory,omitempty"`
+	// Timeout stops a container still running after this long (SIGTERM,
+	// SIGKILL 2s later) and reports timed_out. Default 5m.
+	Timeout *Duration `json:"timeout,omitempty"`
+	// Concurrency is forbid, replace or allow: what a trigger does while
+	// a run of this action is still going. Default forbid.
+	Concurrency string `json:"concurrency,omitempty"`
+	// Target selects the containers stop and restart act on.
+	Target *ActionTarget `json:"target,omitempty"`
+}
+
+// +kubebuilder:object:generate=true
+
+// ActionTarget selects containers by CRI metadata and labels; every field
+// set must match. Names are templates.
+type ActionTarget struct {
+	// Namespace is the pod's namespace.
+	Namespace string `json:"namespace,omitempty"`
+	// Pod is the pod's name.
+	Pod string `json:"pod,omitempty"`
+	// Container is the container's name in its pod.
+	Container string `json:"container,omitempty"`
+	// Labels must all be on the container.
+	Labels map[string]string `json:"labels,omitempty"`
 }

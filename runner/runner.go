@@ -28,6 +28,7 @@ import (
 	"github.com/eddy-edge/eddy/connectors/logsink"
 	"github.com/eddy-edge/eddy/connectors/mqtt"
 	"github.com/eddy-edge/eddy/pipeline"
+	"github.com/eddy-edge/eddy/runner/actions"
 	"github.com/eddy-edge/eddy/runner/broker"
 	"github.com/eddy-edge/eddy/runner/budget"
 	"github.com/eddy-edge/eddy/runner/checkpoint"
@@ -93,6 +94,11 @@ type Config struct {
 	// Link connects the runner to a hub (runner/link): plans down, status
 	// and the WAL outbox up. Off when Link.Hub is empty.
 	Link link.Config `json:"link,omitempty"`
+	// Actions is the edge's policy for container actions (which images
+	// may run, which foreign containers may be stopped or restarted) and
+	// the container runtime's CRI endpoint. The zero value refuses every
+	// action; see docs/actions.md.
+	Actions actions.Config `json:"actions,omitempty"`
 	// HTTPHandler, when set, builds the HTTP handler served on HTTPAddr
 	// (the API and dashboard); otherwise only /healthz is served.
 	HTTPHandler func(r *Runner) (http.Handler, error)
@@ -112,6 +118,7 @@ type Runner struct {
 	devices *deviceRuntime
 	link    *link.Link
 	trimmer *memoryTrimmer
+	actions *actions.Manager
 
 	mu       sync.Mutex
 	sources  map[string][]byte // pipeline id -> the YAML it was loaded from
@@ -190,6 +197,9 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := r.startActions(ctx); err != nil {
+		return err
+	}
 	reg := engine.NewRegistry()
 	reg.RegisterSink("mqtt", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) {
 		return mqtt.NewSink(r.broker, s.MQTT)
@@ -205,6 +215,9 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 			return nil, fmt.Errorf("a cloud sink needs a link to a hub: set link.hub in the edge config (docs/fleet.md)")
 		}
 		return link.NewCloudSink(r.log, s.Cloud, func() int64 { return r.cfg.Clock.Now().UnixNano() })
+	})
+	reg.RegisterSink("action", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) {
+		return r.actions.NewSink(b.Plan, b.Node.ID, s.Action)
 	})
 	r.engine, err = engine.New(engine.Options{
 		Log:                r.log,
@@ -360,6 +373,26 @@ func (r *Runner) Engine() *engine.Engine { return r.engine }
 // Broker returns the embedded MQTT broker.
 func (r *Runner) Broker() *broker.Broker { return r.broker }
 
+// Actions returns the container action manager.
+func (r *Runner) Actions() *actions.Manager { return r.actions }
+
+// startActions starts the action manager: it reads the actions stream back
+// from the log and reconciles unfinished intents with the runtime before
+// any pipeline can trigger an action, and records the pod lifecycle.
+func (r *Runner) startActions(ctx context.Context) error {
+	dir := ""
+	if r.cfg.DataDir != "" {
+		dir = filepath.Join(r.cfg.DataDir, "actions")
+	}
+	m, err := actions.New(actions.Options{Config: r.cfg.Actions, Log: r.log, Node: r.cfg.Node, DataDir: dir,
+		Logger: r.logger.With("component", "actions"), Clock: r.cfg.Clock})
+	if err != nil {
+		return err
+	}
+	r.actions = m
+	return m.Start(ctx)
+}
+
 // Log returns the write-ahead log.
 func (r *Runner) Log() wal.Log { return r.log }
 
@@ -419,6 +452,9 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	}
 	if r.broker != nil {
 		errs = append(errs, r.broker.Close())
+	}
+	if r.actions != nil {
+		errs = append(errs, r.actions.Close())
 	}
 	if r.httpSrv != nil {
 		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system packages Eddy's tests and demo use, only when missing:
 # Debian's MQTT clients and broker (interop tests), socat (serial pty pairs),
-# chromium (dashboard browser test); and kube-apiserver/etcd/kubectl
-# (scripts/k8s-bins.sh) for the controller's envtest tests. Safe to run repeatedly.
+# chromium (dashboard browser test), containerd + runc + busybox-static (the
+# container action tests start a private containerd; scripts/busybox-image.sh
+# builds their image); and kube-apiserver/etcd/kubectl (scripts/k8s-bins.sh)
+# for the controller's envtest tests. Safe to run repeatedly.
 set -euo pipefail
 # kube-apiserver, etcd and kubectl for the controller's tests, built from the
 # Go module proxy and cached in ~/.cache/eddy (a few seconds when cached).
@@ -11,6 +13,10 @@ need=()
 command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v socat >/dev/null || need+=(socat)
+command -v containerd >/dev/null || need+=(containerd)
+command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need+=(runc)
+# busybox-static, not busybox: the image needs a statically linked binary.
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 if [ "${EDDY_SKIP_BROWSER:-}" = "" ]; then
   command -v chromium >/dev/null || need+=(chromium)
 fi

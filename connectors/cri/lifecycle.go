@@ -43,7 +43,7 @@ const (
 // podlifecycle stream.
 type LifecycleEvent struct {
 	// Type is what happened.
-	Type LifecycleType `json:"type"`
+	Type LifecycleType `json:"event"`
 	// Kind is container or sandbox (empty for runtime state events).
 	Kind string `json:"kind,omitempty"`
 	// Time is when the runtime reported it, unix ms.

@@ -13,6 +13,7 @@ package cri
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -171,7 +172,8 @@ type RunSpec struct {
 
 // EnvVar is one environment variable.
 type EnvVar struct {
-	Name, Value string
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // Launched identifies a started container.
@@ -461,4 +463,60 @@ func (r *Runtime) Containers(ctx context.Context, sandboxID string, sel map[stri
 		out = append(out, toRef(c))
 	}
 	return out, nil
+}
+
+// Restart stops a container (SIGTERM, SIGKILL after grace) and replaces it
+// with a new one made from the same configuration in the same pod, with
+// its attempt (restart count) incremented, as the kubelet restarts a
+// container. The configuration comes from the runtime's verbose status
+// (containerd keeps the CRI config there).
+func (r *Runtime) Restart(ctx context.Context, id string, grace time.Duration) error {
+	st, err := r.rt.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
+	if err != nil {
+		return r.wrap("ContainerStatus", err)
+	}
+	var info struct {
+		SandboxID string                      `json:"sandboxID"`
+		Config    *runtimeapi.ContainerConfig `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(st.Info["info"]), &info); err != nil || info.Config == nil || info.SandboxID == "" {
+		return fmt.Errorf("restart %s: the runtime does not report the container's configuration (verbose status), so it cannot be re-created", id)
+	}
+	sb, err := r.rt.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: info.SandboxID, Verbose: true})
+	if err != nil {
+		return r.wrap("PodSandboxStatus", err)
+	}
+	var sbInfo struct {
+		Config *runtimeapi.PodSandboxConfig `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(sb.Info["info"]), &sbInfo); err != nil || sbInfo.Config == nil {
+		return fmt.Errorf("restart %s: the runtime does not report the pod's configuration", id)
+	}
+	if err := r.StopContainer(ctx, id, grace); err != nil {
+		return err
+	}
+	cfg := info.Config
+	if cfg.Metadata == nil {
+		cfg.Metadata = &runtimeapi.ContainerMetadata{Name: st.Status.Metadata.GetName()}
+	}
+	cfg.Metadata.Attempt = st.Status.Metadata.GetAttempt() + 1
+	if cfg.LogPath != "" {
+		ext := filepath.Ext(cfg.LogPath)
+		base := strings.TrimSuffix(cfg.LogPath, ext)
+		if i := strings.LastIndexByte(base, '.'); i > 0 && strings.Trim(base[i+1:], "0123456789") == "" {
+			base = base[:i]
+		}
+		cfg.LogPath = fmt.Sprintf("%s.%d%s", base, cfg.Metadata.Attempt, ext)
+	}
+	c, err := r.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: info.SandboxID, Config: cfg, SandboxConfig: sbInfo.Config})
+	if err != nil {
+		return r.wrap("CreateContainer", err)
+	}
+	if _, err := r.rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
+		return r.wrap("StartContainer", err)
+	}
+	if _, err := r.rt.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+		return r.wrap("RemoveContainer", err)
+	}
+	return nil
 }
