@@ -323,7 +323,9 @@ func (w *Watcher) lookup(ctx context.Context, id string) (LifecycleEvent, bool) 
 }
 
 func (w *Watcher) exitReason(ctx context.Context, id string) string {
-	for try := 0; try < 20 && ctx.Err() == nil; try++ {
+	// Bounded at 1s: the reason is worth a short wait, not a stalled
+	// stream.
+	for deadline := time.Now().Add(time.Second); ctx.Err() == nil && time.Now().Before(deadline); {
 		c, err := w.rt.Container(ctx, id)
 		if err != nil {
 			return ""

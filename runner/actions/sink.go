@@ -205,6 +205,11 @@ func (m *Manager) trigger(ctx context.Context, s *Sink, ev *pipeline.Event, epis
 		}
 		m.note(rec)
 		m.log.Warn("action not run", "action", s.id, "episode", episode, "state", state, "why", why)
+		if state == Refused {
+			// Also a dead letter: the pipeline's errors: sinks get the
+			// event with the reason, like any event a sink refuses for good.
+			return pipeline.Permanentf("action %s refused by the edge policy: %s", s.id, why)
+		}
 		return nil
 	}
 	if s.refusal != "" {
