@@ -109,7 +109,7 @@ func TestOOMKilled(t *testing.T) {
 	defer w.Close()
 	mqtttest.WaitFor(t, "watcher connected", func() bool { return rec.count(cri.RuntimeConnected) == 1 })
 	l, err := rt.Run(ctx, cri.RunSpec{Name: "hog", UID: "u2", Image: containerdtest.Busybox, HostNetwork: true,
-		Command: []string{"sh", "-c", `x=$(head -c 100000000 /dev/zero | tr '\0' x); echo ${#x}`}, MemoryBytes: 16 << 20})
+		Command: []string{"sh", "-c", `x=0123456789; while :; do x=$x$x; done`}, MemoryBytes: 16 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
