@@ -96,9 +96,15 @@ func (th *testHub) admin() *fleet.Client {
 
 func startEdge(t *testing.T, th *testHub, node, dataDir string) *runner.Runner {
 	t.Helper()
+	return startEdgeLocal(t, th, node, dataDir, "-")
+}
+
+// startEdgeLocal starts an edge whose leaf serves local apps on localAddr.
+func startEdgeLocal(t *testing.T, th *testHub, node, dataDir, localAddr string) *runner.Runner {
+	t.Helper()
 	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
 		Node: node, CheckpointInterval: 100 * time.Millisecond, Logger: testLogger(t),
-		Link: link.Config{Hub: []string{"nats-leaf://" + th.leaf}, User: node, Password: th.nodePW[node], LocalAddr: "-",
+		Link: link.Config{Hub: []string{"nats-leaf://" + th.leaf}, User: node, Password: th.nodePW[node], LocalAddr: localAddr,
 			ReconnectInterval: pd(100 * time.Millisecond), HeartbeatInterval: pd(time.Second),
 			Fleet: fleet.Options{Domain: th.domain}, Labels: map[string]string{"site": "test"}}})
 	if err != nil {
@@ -506,5 +512,102 @@ spec:
     - cloud: {subject: "a.>"}
 `)); err == nil || !strings.Contains(err.Error(), "cannot contain") {
 		t.Fatalf("wildcard subject: %v", err)
+	}
+}
+
+// TestIsolationThroughTheLeaf acts as a local app on edge-1 (its loopback
+// NATS, no credentials): everything it does reaches the hub as edge-1, so
+// it can read edge-1's plans but not edge-2's, and publish under edge-1's up
+// prefix but not edge-2's.
+func TestIsolationThroughTheLeaf(t *testing.T) {
+	th := newTestHub(t, "edge-1", "edge-2")
+	admin := th.admin()
+	local := freeAddr(t)
+	e1 := startEdgeLocal(t, th, "edge-1", t.TempDir(), local)
+	mqtttest.WaitFor(t, "edge-1 connects", func() bool { return e1.Link().State == "connected" })
+	for _, n := range []string{"edge-1", "edge-2"} {
+		put(t, admin, n, pipelineObj(t, "p", 1))
+	}
+	nc, err := nats.Connect("nats://"+local, nats.CustomInboxPrefix(fleet.InboxPrefix("edge-1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	app, _ := fleet.NewClient(nc, fleet.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	read := func(node string) error {
+		c, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		w, err := app.WatchPlans(c, node)
+		if err != nil {
+			return err
+		}
+		defer w.Stop()
+		select {
+		case ent := <-w.Updates():
+			if ent == nil {
+				return fmt.Errorf("no keys")
+			}
+			return nil
+		case <-c.Done():
+			return c.Err()
+		}
+	}
+	if err := read("edge-1"); err != nil {
+		t.Fatalf("a local app on edge-1 reading edge-1's plans: %v", err)
+	}
+	if err := read("edge-2"); err == nil {
+		t.Fatal("a local app on edge-1 read edge-2's plans")
+	}
+	// Publishing: edge-1's prefix reaches the stream, edge-2's does not.
+	for _, n := range []string{"edge-1", "edge-2"} {
+		if err := nc.Publish(fleet.Options{}.UpSubject(n, "spoof"), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nc.Flush()
+	js := admin.JetStream()
+	mqtttest.WaitForErr(t, "edge-1's message stored", func() error {
+		st, err := js.Stream(ctx, fleet.DefaultUpStream)
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter("eddy.up.>"))
+		if err != nil {
+			return err
+		}
+		if info.State.Subjects["eddy.up.edge-1.spoof"] != 1 {
+			return fmt.Errorf("subjects %v", info.State.Subjects)
+		}
+		if n := info.State.Subjects["eddy.up.edge-2.spoof"]; n != 0 {
+			t.Fatalf("a local app on edge-1 published under edge-2's prefix (%d stored)", n)
+		}
+		return nil
+	})
+}
+
+// TestLargePlanThroughTheLeaf ships a plan value of about 900 KiB through
+// the leaf with node permissions (the watcher's flow control must be
+// allowed, or it stalls on large values), and a value over the bucket's
+// limit is refused by the hub.
+func TestLargePlanThroughTheLeaf(t *testing.T) {
+	th := newTestHub(t, "edge-1")
+	admin := th.admin()
+	e1 := startEdge(t, th, "edge-1", t.TempDir())
+	big := pipelineObj(t, "big", 1)
+	var obj map[string]any
+	json.Unmarshal(big.JSON, &obj)
+	obj["metadata"].(map[string]any)["annotations"] = map[string]any{"blob": strings.Repeat("x", 900<<10)}
+	big.JSON, _ = json.Marshal(obj)
+	put(t, admin, "edge-1", big)
+	mqtttest.WaitFor(t, "edge-1 runs the 900 KiB plan", func() bool { return running(e1, "default/big") == big.Hash })
+
+	kv, err := admin.JetStream().KeyValue(context.Background(), fleet.DefaultPlansBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(context.Background(), "edge-1.pipeline.default.huge", make([]byte, fleet.MaxValueSize+1)); err == nil {
+		t.Fatal("the hub stored a value over the plans bucket's limit")
 	}
 }
