@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -196,15 +197,7 @@ func (m *Mapper) Close() error {
 }
 
 // kubeEdgeType is the lower-case type name KubeEdge puts in metadata.
-func kubeEdgeType(t devices.PropertyType) string {
-	b := []byte(t)
-	for i, c := range b {
-		if c >= 'A' && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
+func kubeEdgeType(t devices.PropertyType) string { return strings.ToLower(string(t)) }
 
 // OnReading reports a reading: as the twin's actual value on every
 // reading, and on the mapper data topic at most once per reportCycle. A

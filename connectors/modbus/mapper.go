@@ -5,8 +5,9 @@
 // small simulated Modbus slave (Serve) for demos and tests.
 //
 // It owns the connections to Modbus slaves and nothing else: it does not
-// publish to MQTT, keep twins or decide what a reading means; the runner
-// does that with the callbacks in Options. One client serves each serial
+// publish to MQTT, keep twins or decide what a reading means;
+// connectors/mapper does that with the callbacks in Options (a *Mapper is
+// its mapper.Driver). One client serves each serial
 // port or TCP address, and requests on it are serialized, because a Modbus
 // line cannot carry two requests at once.
 package modbus
