@@ -113,6 +113,7 @@ type run struct {
 	dead      int64  // events that failed permanently
 	abandoned bool   // an event's output was given up because the run stopped
 	lastCkpt  time.Time
+	ckptOut   int64 // events handed to sinks at the last checkpoint
 	scratch   pipeline.Event
 	errLog    logLimiter
 
@@ -254,7 +255,9 @@ func (r *run) sleep(d time.Duration) bool {
 func (r *run) loop() {
 	defer close(r.done)
 	defer r.e.detachShare(r)
-	buf := make([]wal.Record, r.e.opts.BatchSize)
+	// Buffers are allocated on first use: a pipeline served by a shared
+	// source does not hold a log batch (with 300 pipelines that is 15 MB).
+	var buf []wal.Record
 	var sbuf []sharedRec
 	tick := r.e.opts.Clock.NewTicker(r.e.opts.TickInterval)
 	defer tick.Stop()
@@ -272,13 +275,19 @@ func (r *run) loop() {
 		// Records come from the shared source when it has the cursor's,
 		// else from the log.
 		ready := log.Wait(r.cursor)
-		read := func() { n, err = log.Read(r.ctx, r.cursor, buf) }
+		read := func() {
+			if buf == nil {
+				buf = make([]wal.Record, r.e.opts.BatchSize)
+			}
+			n, err = log.Read(r.ctx, r.cursor, buf)
+		}
 		var shared []sharedRec
 		if src := r.sharedSource(); src != nil {
 			if sbuf == nil {
-				sbuf = make([]sharedRec, r.e.opts.BatchSize)
+				sbuf = make([]sharedRec, min(r.e.opts.BatchSize, 64))
 			}
 			if sn, ok, w := src.take(r.cursor, r.joinedGen, sbuf); ok {
+				buf = nil // caught up with the ring: give the log batch back
 				if sn > 0 {
 					shared, ready, read = sbuf[:sn], closedChan, func() {}
 				} else {
@@ -287,6 +296,7 @@ func (r *run) loop() {
 						if sn, ok, _ := src.take(r.cursor, r.joinedGen, sbuf); ok {
 							shared = sbuf[:sn]
 						} else {
+							buf = make([]wal.Record, r.e.opts.BatchSize)
 							n, err = log.Read(r.ctx, r.cursor, buf)
 						}
 					}
@@ -349,7 +359,7 @@ func (r *run) loop() {
 			continue // stopping: the next select sees ctx done
 		}
 		r.publish()
-		if now := r.clock.Now(); now.Sub(r.lastCkpt) >= r.e.opts.CheckpointInterval {
+		if r.checkpointDue(r.clock.Now()) {
 			r.checkpoint(false)
 		}
 	}
@@ -587,8 +597,44 @@ type snapshot struct {
 // checkpoint flushes the sinks, then saves the cursor with every stateful
 // operator's snapshot. The order matters: output before the cursor, so a
 // crash between the two replays (at-least-once) instead of losing output.
+// quietCheckpoints is how many checkpoint intervals a pipeline without
+// state and without output since its last checkpoint waits before the
+// next one (see checkpointDue).
+const quietCheckpoints = 10
+
+// checkpointDue reports whether the periodic checkpoint is due. A pipeline
+// with stateful steps, or whose sinks got events since its last checkpoint,
+// checkpoints every CheckpointInterval. One with neither — a filter that
+// dropped everything, or an idle source — has only its cursor to save, and
+// replaying what it read since produces nothing again: it checkpoints every
+// quietCheckpoints intervals when its cursor moved, never when it did not.
+// With 300 such pipelines that is 15 checkpoints (fsyncs) a second instead
+// of 150. Retention still sees its cursor at most 20s late.
+func (r *run) checkpointDue(now time.Time) bool {
+	since := now.Sub(r.lastCkpt)
+	if since < r.e.opts.CheckpointInterval {
+		return false
+	}
+	if len(r.states) > 0 || r.sinkEvents() != r.ckptOut {
+		return true
+	}
+	return r.cursor != r.ckptOffset.Load() && since >= quietCheckpoints*r.e.opts.CheckpointInterval
+}
+
+// sinkEvents counts the events handed to every sink so far.
+func (r *run) sinkEvents() int64 {
+	var n int64
+	for _, group := range [][]*sinkStage{r.sinks, r.late, r.errs} {
+		for _, s := range group {
+			n += s.stats.in
+		}
+	}
+	return n
+}
+
 func (r *run) checkpoint(final bool) {
 	r.lastCkpt = r.clock.Now()
+	out := r.sinkEvents()
 	ctx := r.writeCtx
 	for _, s := range slices.Concat(r.sinks, r.late, r.errs) {
 		if err := s.sink.Flush(ctx); err != nil {
@@ -618,6 +664,7 @@ func (r *run) checkpoint(final bool) {
 		r.logger.Error("saving checkpoint", "err", err)
 		return
 	}
+	r.ckptOut = out
 	r.ckptOffset.Store(off)
 	if t, ok := r.e.opts.Log.(ConsumerTracker); ok {
 		t.SetConsumer(r.plan.ID(), off)

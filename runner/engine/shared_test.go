@@ -186,6 +186,12 @@ func runPipelines(t *testing.T, names []string, payloads []string) (map[string][
 			return false
 		})
 	}
+	for _, id := range ids {
+		mqtttest.WaitFor(t, id+" reads the first half", func() bool {
+			st, ok := eng.Status(id)
+			return ok && st.Cursor > log.Last()
+		})
+	}
 	add(payloads[half:])
 	for _, id := range ids {
 		mqtttest.WaitFor(t, id+" reads the log", func() bool {
