@@ -192,6 +192,10 @@ func (r *Runner) SetDevices(ctx context.Context, devs []devices.Device) error {
 	if d == nil || d.ctx == nil {
 		return errors.New("runner: SetDevices before Start")
 	}
+	specs := twinSpecs(devs)
+	if err := d.twins.Check(specs); err != nil {
+		return fmt.Errorf("declaring device twins: %w", err)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var polled []devices.Device
@@ -205,7 +209,7 @@ func (r *Runner) SetDevices(ctx context.Context, devs []devices.Device) error {
 	if err := d.setPolled(polled); err != nil {
 		return err
 	}
-	if err := d.twins.SetDevices(ctx, twinSpecs(devs)); err != nil {
+	if err := d.twins.SetDevices(ctx, specs); err != nil {
 		return fmt.Errorf("declaring device twins: %w", err)
 	}
 	d.log.Info("devices running", "devices", len(devs), "modbus", len(polled), "node", r.cfg.Node)

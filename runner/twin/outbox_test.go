@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -84,5 +85,23 @@ func TestRepliesKeepOrderPerDevice(t *testing.T) {
 	}
 	if n := len(m.out.lanes); n != 0 {
 		t.Errorf("%d lanes left in the outbox after every delivery; idle lanes must be dropped", n)
+	}
+}
+
+func TestCheckChangesNothing(t *testing.T) {
+	m, err := New(context.Background(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	bad := []DeviceSpec{{ID: "default/a", Properties: []PropertySpec{{Name: "has space"}}}}
+	if err := m.Check(bad); err == nil || !strings.Contains(err.Error(), `property name "has space" is invalid`) {
+		t.Fatalf("Check = %v", err)
+	}
+	if err := m.Check([]DeviceSpec{{ID: "default/a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(m.Devices()); n != 0 {
+		t.Fatalf("Check declared %d devices", n)
 	}
 }

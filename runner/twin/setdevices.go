@@ -48,6 +48,13 @@ func (m *Manager) SetDevices(ctx context.Context, specs []DeviceSpec) error {
 	return m.deliver(p)
 }
 
+// Check validates specs as SetDevices would, changing nothing; callers
+// that must change other things together with the twins check first.
+func (m *Manager) Check(specs []DeviceSpec) error {
+	_, err := m.parseSpecs(specs)
+	return err
+}
+
 // parsedSpec is a validated DeviceSpec with its desired values parsed.
 type parsedSpec struct {
 	DeviceSpec
