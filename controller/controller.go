@@ -123,6 +123,7 @@ type Controller struct {
 	started      time.Time    // when this replica started (grace for heartbeats)
 	statusWrites atomic.Int64 // status writes to the API server
 	planWrites   atomic.Int64 // plan writes to the store
+	reconciles   atomic.Int64 // reconciles run (all kinds)
 }
 
 // StatusWrites counts the status writes this replica made to the API

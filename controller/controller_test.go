@@ -23,14 +23,15 @@ import (
 
 // harness is one API server, one controller and in-memory fleet parts.
 type harness struct {
-	t       *testing.T
-	cluster *k8stest.Cluster
-	ctrl    *Controller
-	client  client.Client
-	fleet   *fleet.Client
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	t        *testing.T
+	cluster  *k8stest.Cluster
+	ctrl     *Controller
+	stopCtrl func()
+	client   client.Client
+	fleet    *fleet.Client
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
 }
 
 func startHarness(t *testing.T, opts Options) *harness {
@@ -43,36 +44,45 @@ func startHarnessOn(t *testing.T, ko k8stest.Options, opts Options) *harness {
 	t.Cleanup(cl.Stop)
 	_, fc := startHub(t)
 	h := &harness{t: t, cluster: cl, fleet: fc}
-	if testing.Verbose() {
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	t.Cleanup(func() { h.cancel(); h.wg.Wait() })
+	h.ctrl, h.stopCtrl = h.startController(opts)
+	sch := Scheme()
+	if err := apiextensionsv1.AddToScheme(sch); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	h.client, err = client.New(cl.Config, client.Options{Scheme: sch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// startController starts one more controller replica on the harness's
+// cluster and hub; stop stops it and waits for it.
+func (h *harness) startController(opts Options) (c *Controller, stop func()) {
+	h.t.Helper()
+	if testing.Verbose() && opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	if opts.StatusInterval == 0 {
 		opts.StatusInterval = 100 * time.Millisecond
 	}
-	store := NewFleet(fc, nil)
-	c, err := New(cl.Config, store, store, opts)
+	store := NewFleet(h.fleet, nil)
+	c, err := New(h.cluster.Config, store, store, opts)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	h.ctrl = c
-	sch := Scheme()
-	if err := apiextensionsv1.AddToScheme(sch); err != nil {
-		t.Fatal(err)
-	}
-	h.client, err = client.New(cl.Config, client.Options{Scheme: sch})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.ctx, h.cancel = context.WithCancel(context.Background())
-	h.wg.Add(1)
+	ctx, cancel := context.WithCancel(h.ctx)
+	done := make(chan struct{})
 	go func() {
-		defer h.wg.Done()
-		if err := c.Start(h.ctx); err != nil {
-			t.Errorf("controller stopped: %v", err)
+		defer close(done)
+		if err := c.Start(ctx); err != nil {
+			h.t.Errorf("controller stopped: %v", err)
 		}
 	}()
-	t.Cleanup(func() { h.cancel(); h.wg.Wait() })
-	return h
+	return c, func() { cancel(); <-done }
 }
 
 func (h *harness) edge(name string, labels map[string]string, fail func(*fleet.Envelope) string) {
@@ -248,4 +258,57 @@ func TestRunningReportsFailure(t *testing.T) {
 		return nil
 	})
 	t.Log(msg)
+}
+
+// TestLeaderChangeResendsNothing: a standby takes over when the leader
+// stops, writes no plan that is already current, keeps the status, and
+// ships the next edit.
+func TestLeaderChangeResendsNothing(t *testing.T) {
+	le := Options{LeaderElection: true, LeaderElectionNamespace: "default", LeaderElectionID: "eddy-test"}
+	h := startHarness(t, le)
+	h.edge("edge-a1", map[string]string{"site": "plant-a"}, nil)
+	h.edge("edge-a2", map[string]string{"site": "plant-a"}, nil)
+	h.cluster.MustKubectl(t, overheatYAML("80"), "apply", "-f", "-")
+	h.waitCond("overheat", eddyv1alpha1.Running, true)
+	before, _ := h.get("edge-a1", KindPipeline, "default", "overheat")
+
+	standby, stopStandby := h.startController(le)
+	defer stopStandby()
+	select {
+	case <-standby.Elected():
+		t.Fatal("the standby was elected while the leader runs")
+	case <-time.After(3 * time.Second):
+	}
+	h.stopCtrl()
+	mqtttest.WaitFor(t, "the standby becomes leader", func() bool {
+		select {
+		case <-standby.Elected():
+			return true
+		default:
+			return false
+		}
+	})
+	// Let the new leader reconcile everything (a few status intervals),
+	// then check it wrote no plan: they were all current.
+	mqtttest.WaitForErr(t, "the new leader reconciles", func() error {
+		if standby.StatusWrites()+standby.reconciles.Load() == 0 {
+			return fmt.Errorf("no reconcile yet")
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // a quiet period: nothing may be written in it
+	if n := standby.PlanWrites(); n != 0 {
+		t.Errorf("the new leader re-sent %d plans that were current", n)
+	}
+	after, _ := h.get("edge-a1", KindPipeline, "default", "overheat")
+	if !after.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Errorf("edge-a1's plan was rewritten: %v -> %v", before.UpdatedAt, after.UpdatedAt)
+	}
+	h.waitCond("overheat", eddyv1alpha1.Running, true)
+
+	h.cluster.MustKubectl(t, overheatYAML("85"), "apply", "-f", "-")
+	p := h.waitCond("overheat", eddyv1alpha1.Running, true)
+	if p.Generation != 2 || standby.PlanWrites() != 2 {
+		t.Errorf("after an edit under the new leader: generation %d, plan writes %d; want 2, 2", p.Generation, standby.PlanWrites())
+	}
 }

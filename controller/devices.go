@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -161,17 +160,13 @@ func (c *Controller) reconcileDevice(ctx context.Context, req reconcile.Request)
 				return reconcile.Result{}, err
 			}
 		}
-		if controllerutil.RemoveFinalizer(&d, Finalizer) {
-			if err := c.client.Update(ctx, &d); err != nil && !apierrors.IsNotFound(err) {
-				return reconcile.Result{}, err
-			}
+		if err := c.setFinalizer(ctx, &d, false); err != nil && !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, err
 		}
 		return reconcile.Result{}, nil
 	}
-	if controllerutil.AddFinalizer(&d, Finalizer) {
-		if err := c.client.Update(ctx, &d); err != nil {
-			return reconcile.Result{}, err
-		}
+	if err := c.setFinalizer(ctx, &d, true); err != nil {
+		return reconcile.Result{}, err
 	}
 	old := d.Status.DeepCopy()
 	st := &d.Status

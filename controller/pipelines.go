@@ -98,6 +98,7 @@ func ToPipeline(p *eddyv1alpha1.Pipeline) *pipeline.Pipeline {
 }
 
 func (c *Controller) reconcilePipeline(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	c.reconciles.Add(1)
 	log := c.opts.Logger.With("pipeline", req.String())
 	key := objKey{KindPipeline, req.Namespace, req.Name}
 	var p eddyv1alpha1.Pipeline
@@ -113,18 +114,14 @@ func (c *Controller) reconcilePipeline(ctx context.Context, req reconcile.Reques
 			return reconcile.Result{}, err
 		}
 		c.track.forget(key)
-		if controllerutil.RemoveFinalizer(&p, Finalizer) {
-			if err := c.client.Update(ctx, &p); err != nil && !apierrors.IsNotFound(err) {
-				return reconcile.Result{}, err
-			}
+		if err := c.setFinalizer(ctx, &p, false); err != nil && !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, err
 		}
 		log.Info("pipeline deleted; plans removed from its nodes")
 		return reconcile.Result{}, nil
 	}
-	if controllerutil.AddFinalizer(&p, Finalizer) {
-		if err := c.client.Update(ctx, &p); err != nil {
-			return reconcile.Result{}, err
-		}
+	if err := c.setFinalizer(ctx, &p, true); err != nil {
+		return reconcile.Result{}, err
 	}
 
 	old := p.Status.DeepCopy()
@@ -163,6 +160,26 @@ func (c *Controller) reconcilePipeline(ctx context.Context, req reconcile.Reques
 	}
 	c.pipelineStatus(st, key, p.Generation, nodes, failed)
 	return reconcile.Result{}, c.writeStatus(ctx, &p, old)
+}
+
+// setFinalizer adds or removes Finalizer with a merge patch of
+// metadata.finalizers only. (An Update would send the whole spec back as
+// the Go types print it, e.g. "5m" as "5m0s", and bump the generation.)
+func (c *Controller) setFinalizer(ctx context.Context, o client.Object, on bool) error {
+	base, ok := o.DeepCopyObject().(client.Object)
+	if !ok {
+		return fmt.Errorf("%T is not a client.Object", o)
+	}
+	changed := false
+	if on {
+		changed = controllerutil.AddFinalizer(o, Finalizer)
+	} else {
+		changed = controllerutil.RemoveFinalizer(o, Finalizer)
+	}
+	if !changed {
+		return nil
+	}
+	return c.client.Patch(ctx, o, client.MergeFrom(base))
 }
 
 // selector converts a Pipeline's nodeSelector; nil (no selector) selects
