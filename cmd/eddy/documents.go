@@ -157,9 +157,6 @@ func loadDocuments(paths []string) (*documentSet, error) {
 			errs = append(errs, loadDocument(set, doc, src)...)
 		}
 	}
-	if len(errs) == 0 && len(other) == 0 {
-		other = append(other, checkPlanSet(set.Pipelines)...)
-	}
 	seen := map[string]strictyaml.Pos{}
 	for _, p := range set.Pipelines {
 		if first, dup := seen[p.Plan.ID()]; dup {
@@ -168,6 +165,9 @@ func loadDocuments(paths []string) (*documentSet, error) {
 			continue
 		}
 		seen[p.Plan.ID()] = p.Pos
+	}
+	if len(errs) == 0 && len(other) == 0 {
+		other = append(other, checkCycles(set.Pipelines)...)
 	}
 	if len(errs) == 0 && len(other) == 0 {
 		resolved, err := devices.Resolve(set.Devices, set.Models)
@@ -188,18 +188,14 @@ func loadDocuments(paths []string) (*documentSet, error) {
 	return set, nil
 }
 
-// checkPlanSet checks what only shows across documents and files: a
-// namespace/name declared twice (naming both places), and pipelines whose
-// sinks feed each other in a cycle.
-func checkPlanSet(loaded []loadedPlan) []error {
+// checkCycles refuses pipelines whose sinks feed each other in a cycle,
+// which only shows across documents and files.
+func checkCycles(loaded []loadedPlan) []error {
 	plans := make([]*pipeline.Plan, len(loaded))
 	for i, l := range loaded {
 		plans[i] = l.Plan
 	}
 	var errs []error
-	if err := pipeline.CheckUnique(plans); err != nil {
-		errs = append(errs, err)
-	}
 	if cyc := pipeline.FindCycle(plans); cyc != nil {
 		errs = append(errs, fmt.Errorf("these pipelines feed each other in a loop: %s; every output would come back as input. Publish to topics no pipeline of the loop reads, or set allowLoop: true on a sink of the loop if a step ends it",
 			strings.Join(cyc, " ")))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -293,6 +294,12 @@ spec:
 	if code, msg := call("PUT", doc); code != 200 && code != 201 {
 		t.Fatalf("PUT: %d %s", code, msg)
 	}
+	// A replace whose plan compiles but cannot be built (its file cannot
+	// be created) is refused and leaves the running pipeline alone.
+	bad := strings.Replace(strings.Replace(doc, out, "/proc/eddy-no/out.jsonl", 1), "  sinks:", "  steps: [{filter: \"n > -1\"}]\n  sinks:", 1)
+	if code, msg := call("PUT", bad); code < 400 || !strings.Contains(msg, "/proc/eddy-no") {
+		t.Fatalf("PUT of an unbuildable plan: %d %s", code, msg)
+	}
 	mqtttest.Pub(t, fmt.Sprint(port), "c/1", 1, `{"n":1}`)
 	mqtttest.WaitFor(t, "the event in the file", func() bool { return readNumbers(t, out)[1] >= 1 })
 	if code, msg := call("DELETE", ""); code != 204 {
@@ -414,5 +421,100 @@ spec:
 	p.stop(syscall.SIGTERM)
 	if d := time.Since(t0); d > 10*time.Second {
 		t.Fatalf("SIGTERM took %v", d)
+	}
+}
+
+// Reproduction 5 with real clients: event times that overflow int64
+// nanoseconds (5e10 s, a year-2611 seconds value) are source errors that
+// use the arrival time; they do not close the open window early, so the
+// real readings after them are not late.
+func TestE2EEventTimeOverflow(t *testing.T) {
+	dir := t.TempDir()
+	spec := writeFile(t, dir, "et.yaml", `
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: et}
+spec:
+  source: {mqtt: {topic: "t/+"}}
+  eventTime: ts
+  steps:
+    - window: {tumbling: 1h}
+    - aggregate: {n: "count()"}
+  sinks: [{mqtt: {topic: "w/out"}}]
+`)
+	port := freePort(t)
+	p := startEddy(t, filepath.Join(dir, "data"), port, spec)
+	now := time.Now().Unix()
+	mqtttest.Pub(t, fmt.Sprint(port), "t/1", 1,
+		fmt.Sprintf(`{"ts":%d}`, now),
+		`{"ts":20242804204}`,
+		`{"ts":5e10}`,
+		fmt.Sprintf(`{"ts":%d}`, now+1))
+	mqtttest.WaitForErr(t, "the four readings", func() error {
+		st := p.status(t, "et")
+		if st.Source.Out != 4 {
+			return fmt.Errorf("source out %d", st.Source.Out)
+		}
+		if st.Source.Errors != 2 || !strings.Contains(st.Source.LastError, "outside the representable times") {
+			return fmt.Errorf("source errors %d (%s); want 2 out-of-range", st.Source.Errors, st.Source.LastError)
+		}
+		if st.Late != 0 || st.EventTime.After(time.Now().Add(time.Hour)) {
+			return fmt.Errorf("late %d, event clock %s: a bad timestamp moved the watermark", st.Late, st.EventTime)
+		}
+		return nil
+	})
+	p.stop(syscall.SIGTERM)
+}
+
+// Reproduction 6 through the binary: eddy validate and eddy run refuse a
+// pipeline that reads its own output, two pipelines with one name in two
+// files (naming both places), and two pipelines that feed each other.
+func TestE2EValidateLoopsAndDuplicates(t *testing.T) {
+	dir := t.TempDir()
+	self := writeFile(t, dir, "self.yaml", `
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: echo}
+spec:
+  source: {mqtt: {topic: "sensors/#"}}
+  sinks: [{mqtt: {topic: "sensors/echo/{{key}}"}}]
+`)
+	a := writeFile(t, dir, "a.yaml", `
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: hot}
+spec:
+  source: {mqtt: {topic: "a/#"}}
+  sinks: [{mqtt: {topic: "b/{{key}}"}}]
+`)
+	b := writeFile(t, dir, "b.yaml", `
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: hot}
+spec:
+  source: {mqtt: {topic: "c/#"}}
+  sinks: [{mqtt: {topic: "d"}}]
+`)
+	c := writeFile(t, dir, "c.yaml", `
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: back}
+spec:
+  source: {mqtt: {topic: "b/+"}}
+  sinks: [{mqtt: {topic: "a/x"}}]
+`)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"validate", self}, `self.yaml:7: spec.sinks[0].mqtt.topic: publishes to "sensors/echo/{{key}}", which this pipeline's own source "sensors/#" reads`},
+		{[]string{"validate", a, b}, "b.yaml:4: metadata.name: pipeline default/hot is declared twice (first at " + a + ":4)"},
+		{[]string{"validate", a, c}, `default/back -[spec.sinks[0] "a/x"]-> default/hot -[spec.sinks[0] "b/{{key}}"]-> default/back`},
+		{[]string{"run", "--data-dir", "", "--mqtt-addr", "127.0.0.1:0", "--http-addr", "-", a, c}, "feed each other in a loop"},
+	} {
+		out, err := exec.Command(eddyBin, tc.args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("eddy %s: %v\n%s\nwant it to fail with %q", strings.Join(tc.args, " "), err, out, tc.want)
+		}
 	}
 }
