@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eddy-edge/eddy/clock"
+	"github.com/eddy-edge/eddy/pipeline"
 )
 
 // Options name the hub's JetStream assets. The zero value uses the default
@@ -514,4 +516,41 @@ func MatchLabels(want, labels map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// MatchSelector reports whether labels satisfy a Kubernetes label selector
+// (a Pipeline's spec.nodeSelector): every matchLabels pair and every
+// matchExpressions requirement (In, NotIn, Exists, DoesNotExist). A nil
+// selector matches nothing: placement must be explicit.
+func MatchSelector(sel *pipeline.LabelSelector, labels map[string]string) (bool, error) {
+	if sel == nil {
+		return false, nil
+	}
+	if !MatchLabels(sel.MatchLabels, labels) {
+		return false, nil
+	}
+	for _, r := range sel.MatchExpressions {
+		v, has := labels[r.Key]
+		switch r.Operator {
+		case "In":
+			if !has || !slices.Contains(r.Values, v) {
+				return false, nil
+			}
+		case "NotIn":
+			if has && slices.Contains(r.Values, v) {
+				return false, nil
+			}
+		case "Exists":
+			if !has {
+				return false, nil
+			}
+		case "DoesNotExist":
+			if has {
+				return false, nil
+			}
+		default:
+			return false, fmt.Errorf("nodeSelector: operator %q for key %q: use In, NotIn, Exists or DoesNotExist", r.Operator, r.Key)
+		}
+	}
+	return true, nil
 }

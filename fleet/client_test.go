@@ -12,6 +12,7 @@ import (
 
 	"github.com/eddy-edge/eddy/fleet"
 	"github.com/eddy-edge/eddy/fleet/hub"
+	"github.com/eddy-edge/eddy/pipeline"
 )
 
 const pipelineYAML = `apiVersion: eddy.dev/v1alpha1
@@ -206,4 +207,28 @@ func FuzzDecodeEnvelope(f *testing.F) {
 			t.Fatalf("accepted %q for key %q", env.Key(), key)
 		}
 	})
+}
+
+func TestMatchSelector(t *testing.T) {
+	labels := map[string]string{"site": "a", "tier": "edge"}
+	for _, tc := range []struct {
+		sel  *pipeline.LabelSelector
+		want bool
+	}{
+		{nil, false},
+		{&pipeline.LabelSelector{MatchLabels: map[string]string{"site": "a"}}, true},
+		{&pipeline.LabelSelector{MatchLabels: map[string]string{"site": "b"}}, false},
+		{&pipeline.LabelSelector{MatchExpressions: []pipeline.LabelSelectorRequirement{{Key: "site", Operator: "In", Values: []string{"a", "b"}}}}, true},
+		{&pipeline.LabelSelector{MatchExpressions: []pipeline.LabelSelectorRequirement{{Key: "site", Operator: "NotIn", Values: []string{"a"}}}}, false},
+		{&pipeline.LabelSelector{MatchExpressions: []pipeline.LabelSelectorRequirement{{Key: "gpu", Operator: "DoesNotExist"}}}, true},
+		{&pipeline.LabelSelector{MatchExpressions: []pipeline.LabelSelectorRequirement{{Key: "gpu", Operator: "Exists"}}}, false},
+	} {
+		got, err := fleet.MatchSelector(tc.sel, labels)
+		if err != nil || got != tc.want {
+			t.Errorf("%+v: %v %v, want %v", tc.sel, got, err, tc.want)
+		}
+	}
+	if _, err := fleet.MatchSelector(&pipeline.LabelSelector{MatchExpressions: []pipeline.LabelSelectorRequirement{{Key: "x", Operator: "Gt"}}}, labels); err == nil {
+		t.Error("unknown operator accepted")
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ func main() {
 	backlog := flag.Int("backlog", 100_000, "records in the catch-up backlog")
 	nodes := flag.Int("nodes", 1000, "simulated nodes for the fan-out run")
 	eddyBin := flag.String("eddy", "bin/eddy", "eddy binary for the RSS run (skipped if missing)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the uplink run to this file")
 	flag.Parse()
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("\n### Cloud–edge link (bench/linkbench), load %s\n", strings.TrimSpace(string(load)))
@@ -51,10 +53,18 @@ func main() {
 
 	// Uplink throughput: records appended as fast as the WAL takes them,
 	// forwarded while they arrive.
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		check(err)
+		check(pprof.StartCPUProfile(f))
+	}
 	start := time.Now()
 	appendRecords(edge, *records, "bench.rate")
 	waitFor("uplink", 120*time.Second, func() bool { return edge.Link().Forwarded >= uint64(*records) })
 	uplink := time.Since(start)
+	if *cpuprofile != "" {
+		pprof.StopCPUProfile()
+	}
 	peer := peerPublish(h.client, *records)
 	fmt.Printf("| uplink WAL → hub stream, %d records | %.0f rec/s | plain JetStream PublishAsync client: %.0f msg/s (ratio %.2f) | ≥ 50k rec/s |\n",
 		*records, float64(*records)/uplink.Seconds(), float64(*records)/peer.Seconds(), peer.Seconds()/uplink.Seconds())

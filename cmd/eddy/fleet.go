@@ -127,7 +127,8 @@ func fleetApplyCommand(g *globals, fc *fleetConn) *cobra.Command {
 compiled, devices joined to their models), then write each to the plans of the chosen
 nodes. An unchanged object is not written again; a changed one gets the next
 generation. Nodes are chosen by --node, or by --selector against the labels the nodes
-registered with; without either, a Device goes to its spec.nodeName.`,
+registered with; without either, a Device goes to its spec.nodeName and a Pipeline to
+the nodes its spec.nodeSelector matches (matchLabels and matchExpressions).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(files) == 0 {
@@ -154,13 +155,34 @@ registered with; without either, a Device goes to its spec.nodeName.`,
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NODE\tKIND\tNAME\tGENERATION\tRESULT")
+			var registered []fleet.NodeStatus
 			for _, o := range objs {
 				dest := targets
-				if len(dest) == 0 {
-					if o.NodeName == "" {
-						return fmt.Errorf("%s: %s %s has no node: give --node or --selector", o.Source, o.Kind, o.ID())
-					}
+				switch {
+				case len(dest) > 0:
+				case o.NodeName != "":
 					dest = []string{o.NodeName}
+				case o.NodeSelector != nil:
+					if registered == nil {
+						if registered, err = c.Nodes(ctx); err != nil {
+							return err
+						}
+					}
+					for _, n := range registered {
+						ok, err := fleet.MatchSelector(o.NodeSelector, n.Labels)
+						if err != nil {
+							return fmt.Errorf("%s: %s %s: %w", o.Source, o.Kind, o.ID(), err)
+						}
+						if ok {
+							dest = append(dest, n.Node)
+						}
+					}
+					if len(dest) == 0 {
+						fmt.Fprintf(g.stderr, "%s: %s %s: its nodeSelector matches no registered node\n", o.Source, o.Kind, o.ID())
+						continue
+					}
+				default:
+					return fmt.Errorf("%s: %s %s has no node: give --node or --selector, or spec.nodeSelector", o.Source, o.Kind, o.ID())
 				}
 				for _, n := range dest {
 					res, err := c.Put(ctx, o.Envelope(n, "", time.Now()))

@@ -39,10 +39,9 @@ const ConsumerName = "link-outbox"
 const (
 	// HeaderTopic is the WAL topic the record was written under.
 	HeaderTopic = "Eddy-Topic"
-	// HeaderTime is the record's time (RFC 3339, nanoseconds).
+	// HeaderTime is the record's time in unix nanoseconds (when the edge
+	// accepted it). The node is the subject's third token.
 	HeaderTime = "Eddy-Time"
-	// HeaderNode is the node that forwarded it.
-	HeaderNode = "Eddy-Node"
 )
 
 const (
@@ -196,6 +195,8 @@ func (o *outbox) forward(ctx context.Context) error {
 	next := o.committed.Load()
 	var pending []inflight
 	lastSave := time.Now()
+	idle := time.NewTimer(time.Hour)
+	defer idle.Stop()
 	base := o.l.cfg.Fleet.UpSubject(o.l.cfg.Node, "") // eddy.up.<node>.
 	for {
 		if ctx.Err() != nil {
@@ -204,13 +205,15 @@ func (o *outbox) forward(ctx context.Context) error {
 		if !o.l.connected.Load() {
 			return errDisconnected
 		}
+		var n int
+		var err error
 		if len(pending) < outboxInflight {
 			wait := 200 * time.Millisecond
 			if len(pending) > 0 {
 				wait = time.Millisecond
 			}
 			rctx, cancel := context.WithTimeout(ctx, wait)
-			n, err := o.log.Read(rctx, next, buf[:min(outboxBatch, outboxInflight-len(pending))])
+			n, err = o.log.Read(rctx, next, buf[:min(outboxBatch, outboxInflight-len(pending))])
 			cancel()
 			var gap *wal.GapError
 			var ahead *wal.AheadError
@@ -232,8 +235,7 @@ func (o *outbox) forward(ctx context.Context) error {
 					msg.Data = rec.Payload
 					msg.Header.Set(jetstream.MsgIDHeader, o.epoch+"-"+strconv.FormatUint(rec.Offset, 10))
 					msg.Header.Set(HeaderTopic, rec.Topic)
-					msg.Header.Set(HeaderTime, time.Unix(0, rec.Time).UTC().Format(time.RFC3339Nano))
-					msg.Header.Set(HeaderNode, o.l.cfg.Node)
+					msg.Header.Set(HeaderTime, strconv.FormatInt(rec.Time, 10))
 					fut, err := o.js.PublishMsgAsync(msg)
 					if err != nil {
 						return fmt.Errorf("publishing offset %d: %w", rec.Offset, err)
@@ -243,30 +245,47 @@ func (o *outbox) forward(ctx context.Context) error {
 				next = rec.Offset + 1
 			}
 		}
-		// Collect acknowledgements in order; wait for the oldest only when
-		// the window is full.
+		// Collect acknowledgements in order. Wait for the oldest when the
+		// window is full, or (briefly) when nothing new was read, instead
+		// of polling the log.
 		for len(pending) > 0 {
 			head := pending[0]
-			if len(pending) >= outboxInflight {
-				select {
-				case ack := <-head.fut.Ok():
-					o.acked(ack)
-				case err := <-head.fut.Err():
-					return fmt.Errorf("offset %d: %w", head.off, err)
-				case <-ctx.Done():
-					return ctx.Err()
+			var wait <-chan time.Time
+			switch {
+			case len(pending) >= outboxInflight:
+			case n == 0:
+				if !idle.Stop() {
+					select {
+					case <-idle.C:
+					default:
+					}
 				}
-			} else {
+				idle.Reset(20 * time.Millisecond)
+				wait = idle.C
+			default:
 				select {
 				case ack := <-head.fut.Ok():
 					o.acked(ack)
+					pending = pending[1:]
+					continue
 				case err := <-head.fut.Err():
 					return fmt.Errorf("offset %d: %w", head.off, err)
 				default:
 					goto done
 				}
 			}
-			pending = pending[1:]
+			select {
+			case ack := <-head.fut.Ok():
+				o.acked(ack)
+				pending = pending[1:]
+				n = 1 // got one: drain the rest without waiting
+			case err := <-head.fut.Err():
+				return fmt.Errorf("offset %d: %w", head.off, err)
+			case <-wait:
+				goto done
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	done:
 		if len(pending) > 0 {
