@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -239,6 +240,9 @@ func TestLatestVersionWinsAfterOfflineAndAutonomy(t *testing.T) {
 	if l := e1.Link(); l.State != "disconnected" {
 		t.Fatalf("link state %q without a hub", l.State)
 	}
+	if err := e1.Ready(); err != nil {
+		t.Fatalf("not ready while the hub is away (autonomy is normal operation): %v", err)
+	}
 	// The hub comes back: a new version arrives quickly (the watcher is
 	// made again on reconnect instead of waiting 13-17 s).
 	th.start()
@@ -370,6 +374,9 @@ func TestOutboxLosesNothing(t *testing.T) {
 	info, _ := st.Info(context.Background())
 	if info.State.Msgs != uint64(total) {
 		t.Fatalf("stream holds %d messages, want exactly %d (a duplicate was stored)", info.State.Msgs, total)
+	}
+	if _, ok := e1.Log().Stats().Consumers[link.ConsumerName]; !ok {
+		t.Fatal("the outbox is not a WAL consumer: retention would not wait for it")
 	}
 	l := e1.Link()
 	t.Logf("forwarded %d, duplicates dropped by the hub %d, errors %d, reconnects %d", l.Forwarded, l.Duplicates, l.Errors, l.Reconnects)
@@ -609,5 +616,54 @@ func TestLargePlanThroughTheLeaf(t *testing.T) {
 	}
 	if _, err := kv.Put(context.Background(), "edge-1.pipeline.default.huge", make([]byte, fleet.MaxValueSize+1)); err == nil {
 		t.Fatal("the hub stored a value over the plans bucket's limit")
+	}
+}
+
+// TestTLSVerifiedAgainstCA runs the hub with a certificate from `eddy hub
+// dev-ca`: an edge with that CA connects over TLS; an edge that trusts
+// another CA does not.
+func TestTLSVerifiedAgainstCA(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := hub.WriteDevCA(filepath.Join(dir, "good"), []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := hub.WriteDevCA(filepath.Join(dir, "other"), []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := &hub.Credentials{BcryptCost: bcrypt.MinCost}
+	pw, _ := creds.Set("edge-1", true)
+	h, err := hub.New(hub.Config{ClientAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", Credentials: creds,
+		TLSCertFile: ca.CertFile, TLSKeyFile: ca.KeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if !strings.HasPrefix(h.LeafURL(), "tls://") {
+		t.Fatalf("leaf URL %s", h.LeafURL())
+	}
+	edge := func(caFile string) *runner.Runner {
+		r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true, Node: "edge-1",
+			Link: link.Config{Hub: []string{h.LeafURL()}, User: "edge-1", Password: pw, CAFile: caFile, LocalAddr: "-",
+				ReconnectInterval: pd(100 * time.Millisecond)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		return r
+	}
+	good := edge(ca.CAFile)
+	mqtttest.WaitFor(t, "the edge with the hub's CA connects", func() bool { return good.Link().State == "connected" })
+	bad := edge(other.CAFile)
+	time.Sleep(time.Second) // ten reconnect intervals: it must stay out
+	if s := bad.Link().State; s != "disconnected" {
+		t.Fatalf("an edge trusting another CA is %s", s)
 	}
 }
