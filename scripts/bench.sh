@@ -14,7 +14,7 @@ echo "### Operators and engine (pre-decoded events, one core)"
 echo
 go test -run '^$' -bench . -benchtime "$BENCHTIME" -benchmem \
   ./runner/engine/ ./operators/window/ ./operators/alert/ ./operators/dedupe/ ./operators/throttle/ \
-  ./runner/wal/ ./runner/twin/ ./connectors/modbus/ >"$out" 2>&1 || { cat "$out"; exit 1; }
+  ./runner/wal/ ./runner/twin/ ./connectors/modbus/ ./connectors/mqtt/ >"$out" 2>&1 || { cat "$out"; exit 1; }
 go test -run '^$' -bench PubSub -benchtime 20000x -benchmem ./runner/broker/ >>"$out" 2>&1 || { cat "$out"; exit 1; }
 awk '
   /^pkg:/ { pkg=$2; sub(/.*eddy\//, "", pkg) }

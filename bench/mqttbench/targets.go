@@ -40,6 +40,8 @@ type targetRow struct {
 	want           int64   // what received should be without loss
 	cpu            float64 // % of one core, over the publishing period
 	peakMiB        float64 // VmHWM
+	peakAnonMiB    float64 // largest RssAnon sampled (heap, stacks: what eddy allocates)
+	fileMiB        float64 // RssFile at the end (the binary's code and data mapped from its file)
 	afterMiB       float64 // VmRSS settle after the load (0: not measured)
 	load1, steal   float64
 }
@@ -54,7 +56,7 @@ func reading(i int, devices int) string {
 
 func runTargets(o targetOpts, want map[string]bool) error {
 	var rows []targetRow
-	var idleMiB float64
+	var idleMiB, idleAnon, idleFile float64
 	if want["idle"] {
 		e, err := startEddy(o.eddyBin)
 		if err != nil {
@@ -62,6 +64,7 @@ func runTargets(o targetOpts, want map[string]bool) error {
 		}
 		time.Sleep(2 * time.Second)
 		idleMiB = float64(e.rss("VmRSS")) / 1024
+		idleAnon, idleFile = float64(e.rss("RssAnon"))/1024, float64(e.rss("RssFile"))/1024
 		e.stop()
 	}
 	if want["filter"] {
@@ -171,7 +174,7 @@ spec:
 			rows = append(rows, r)
 		}
 	}
-	printTargets(rows, idleMiB, o)
+	printTargets(rows, [3]float64{idleMiB, idleAnon, idleFile}, o)
 	return nil
 }
 
@@ -234,6 +237,32 @@ func steady(o targetOpts, name, broker string, port, pid int, pubTopic, subTopic
 	cpu0 := cpuTicks(pid)
 	steal0, total0 := stealTicks()
 	start := time.Now()
+	var peakAnon atomic.Int64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() { // RssAnon every 100ms: VmHWM mixes in the binary's file pages
+		defer close(sampled)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if a := procField(pid, "RssAnon"); a > peakAnon.Load() {
+				peakAnon.Store(a)
+			}
+			select {
+			case <-t.C:
+			case <-stopSampling:
+				return
+			}
+		}
+	}()
+	defer func() {
+		select {
+		case <-stopSampling:
+		default:
+			close(stopSampling)
+		}
+		<-sampled
+	}()
 	var wg sync.WaitGroup
 	errs := make(chan error, pubs)
 	for p := range pubs {
@@ -285,7 +314,11 @@ func steady(o targetOpts, name, broker string, port, pid int, pubTopic, subTopic
 	if total1 > total0 {
 		row.steal = float64(steal1-steal0) / float64(total1-total0) * 100
 	}
+	close(stopSampling)
+	<-sampled
 	row.peakMiB = float64(procField(pid, "VmHWM")) / 1024
+	row.peakAnonMiB = float64(peakAnon.Load()) / 1024
+	row.fileMiB = float64(procField(pid, "RssFile")) / 1024
 	row.load1 = load1()
 	return row, nil
 }
@@ -402,20 +435,20 @@ func (m *mosquittoProc) stop() {
 	os.RemoveAll(m.dir)
 }
 
-func printTargets(rows []targetRow, idleMiB float64, o targetOpts) {
+func printTargets(rows []targetRow, idle [3]float64, o targetOpts) {
 	fmt.Printf("\n### Memory and CPU targets (QoS 0, %s per run, %d cores, %s)\n\n", o.dur, numCPU(), time.Now().UTC().Format("2006-01-02 15:04Z"))
-	fmt.Println("| run | broker | msg/s in | sent | received / expected | CPU % of a core | peak RSS MiB | RSS after MiB | load1 | steal % |")
-	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| run | broker | msg/s in | sent | received / expected | CPU % of a core | peak RSS MiB | of which anon (peak) / file | RSS after MiB | load1 | steal % |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
 		after := ""
 		if r.afterMiB > 0 {
 			after = fmt.Sprintf("%.1f (%s later)", r.afterMiB, o.settle)
 		}
-		fmt.Printf("| %s | %s | %d | %d | %d / %d | %.1f | %.1f | %s | %.2f | %.1f |\n",
-			r.name, r.broker, r.rate, r.sent, r.received, r.want, r.cpu, r.peakMiB, after, r.load1, r.steal)
+		fmt.Printf("| %s | %s | %d | %d | %d / %d | %.1f | %.1f | %.1f / %.1f | %s | %.2f | %.1f |\n",
+			r.name, r.broker, r.rate, r.sent, r.received, r.want, r.cpu, r.peakMiB, r.peakAnonMiB, r.fileMiB, after, r.load1, r.steal)
 	}
-	if idleMiB > 0 {
-		fmt.Printf("\neddy idle RSS (broker, WAL, 1 pipeline, HTTP, 2 s after start): %.1f MiB\n", idleMiB)
+	if idle[0] > 0 {
+		fmt.Printf("\neddy idle RSS (broker, WAL, 1 pipeline, HTTP, 2 s after start): %.1f MiB (anon %.1f, file %.1f)\n", idle[0], idle[1], idle[2])
 	}
 	for i := 0; i+1 < len(rows); i++ {
 		a, b := rows[i], rows[i+1]
