@@ -142,6 +142,11 @@ type slot struct {
 	run  atomic.Pointer[run]
 	plan *pipeline.Plan // the plan this slot runs or is about to; guarded by Engine.mu
 	gone bool           // removed: a caller that waited on mu looks again; guarded by mu
+
+	// Taps of the pipeline's output (the API's live stream), kept across
+	// replaces; every run of the slot sends to them.
+	tapMu sync.Mutex
+	taps  atomic.Pointer[[]*Tap]
 }
 
 // ErrClosed is returned by operations on a closed engine.
@@ -297,6 +302,7 @@ func (e *Engine) Apply(ctx context.Context, plan *pipeline.Plan) error {
 	if old != nil {
 		old.stop()
 	}
+	r.taps = &s.taps
 	e.start(ctx, r)
 	s.run.Store(r)
 	e.mu.Lock()
@@ -418,6 +424,7 @@ func (e *Engine) restart(ctx context.Context, s *slot, before func() error) erro
 		old.setFailed(fmt.Errorf("restarting: %w", err))
 		return err
 	}
+	r.taps = &s.taps
 	e.start(ctx, r)
 	s.run.Store(r)
 	return nil

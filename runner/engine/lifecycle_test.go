@@ -487,3 +487,24 @@ func TestPoisonDoesNotFillTheLog(t *testing.T) {
 		t.Fatalf("status %+v; want 60 dead-lettered, running", st)
 	}
 }
+
+// A tap (the API's live output) stays attached across a replace.
+func TestTapSurvivesReplace(t *testing.T) {
+	h := newHarness(t)
+	h.apply(passYAML)
+	tap, detach, err := h.eng.Tap("default/pass", 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer detach()
+	h.apply(strings.Replace(passYAML, "dead/pass", "dead/other", 1))
+	h.publish("in/1", `{"dev":"a","v":1,"d":1}`)
+	select {
+	case b := <-tap.C():
+		if !strings.Contains(string(b), `"dev":"a"`) {
+			t.Fatalf("tap got %s", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the tap went silent after a replace")
+	}
+}

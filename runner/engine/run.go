@@ -141,8 +141,8 @@ type run struct {
 	stopOnce    sync.Once
 	done        chan struct{}
 
-	tapMu sync.Mutex
-	taps  atomic.Pointer[[]*Tap]
+	// taps are the slot's: they outlive a replace of the run.
+	taps *atomic.Pointer[[]*Tap]
 }
 
 // chainEnd is the Emitter after the last step: it fans out to the sinks.

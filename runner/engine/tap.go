@@ -22,35 +22,32 @@ func (t *Tap) C() <-chan []byte { return t.c }
 // Dropped is how many events the tap skipped because its reader was slow.
 func (t *Tap) Dropped() int64 { return t.dropped.Load() }
 
-// Tap attaches a tap with room for buf events to pipeline id. Call the
-// returned function to detach it.
+// Tap attaches a tap with room for buf events to pipeline id. It stays
+// attached when the pipeline is replaced or restarted. Call the returned
+// function to detach it.
 func (e *Engine) Tap(id string, buf int) (*Tap, func(), error) {
 	e.mu.Lock()
 	s := e.slots[id]
 	e.mu.Unlock()
-	var r *run
-	if s != nil {
-		r = s.run.Load()
-	}
-	if r == nil {
+	if s == nil || s.run.Load() == nil {
 		return nil, nil, &NotFoundError{ID: id}
 	}
 	if buf <= 0 {
 		buf = 64
 	}
 	t := &Tap{c: make(chan []byte, buf)}
-	r.tapMu.Lock()
-	old := r.taps.Load()
+	s.tapMu.Lock()
+	old := s.taps.Load()
 	next := []*Tap{t}
 	if old != nil {
 		next = append(append([]*Tap(nil), (*old)...), t)
 	}
-	r.taps.Store(&next)
-	r.tapMu.Unlock()
+	s.taps.Store(&next)
+	s.tapMu.Unlock()
 	return t, func() {
-		r.tapMu.Lock()
-		defer r.tapMu.Unlock()
-		cur := r.taps.Load()
+		s.tapMu.Lock()
+		defer s.tapMu.Unlock()
+		cur := s.taps.Load()
 		if cur == nil {
 			return
 		}
@@ -60,12 +57,15 @@ func (e *Engine) Tap(id string, buf int) (*Tap, func(), error) {
 				keep = append(keep, x)
 			}
 		}
-		r.taps.Store(&keep)
+		s.taps.Store(&keep)
 	}, nil
 }
 
 // tap copies ev to the pipeline's taps, if any; one atomic load otherwise.
 func (e *Engine) tap(r *run, ev *pipeline.Event) {
+	if r.taps == nil {
+		return
+	}
 	ts := r.taps.Load()
 	if ts == nil || len(*ts) == 0 {
 		return
