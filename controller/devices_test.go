@@ -40,8 +40,7 @@ func TestDevicesWithEddyCRDs(t *testing.T) {
 // that KubeEdge's CRDs are left exactly as they were.
 func TestKubeEdgeCRDsCoexist(t *testing.T) {
 	ko := k8stest.Options{CRDDirs: []string{
-		filepath.Join(k8stest.CRDDir(), "eddy.dev_pipelines.yaml"),
-		filepath.Join(k8stest.CRDDir(), "eddy.dev_edgenodes.yaml"),
+		filepath.Join(k8stest.CRDDir(), "eddy"),
 		filepath.Join("testdata", "kubeedge-crds"),
 	}}
 	h := startHarnessOn(t, ko, Options{})

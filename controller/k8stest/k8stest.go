@@ -59,8 +59,12 @@ func RepoDir() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// CRDDir is deploy/crds.
+// CRDDir is deploy/crds: eddy/ holds Eddy's CRDs, kubeedge/ the
+// KubeEdge-compatible ones.
 func CRDDir() string { return filepath.Join(RepoDir(), "deploy", "crds") }
+
+// CRDFile is one generated CRD file: EddyCRD("eddy.dev_pipelines.yaml")...
+func CRDFile(group, file string) string { return filepath.Join(CRDDir(), group, file) }
 
 var logOnce sync.Once
 
@@ -75,8 +79,9 @@ type Cluster struct {
 
 // Options of Start.
 type Options struct {
-	// CRDDirs are installed before Start returns; nil means deploy/crds,
-	// an empty non-nil slice installs none.
+	// CRDDirs (directories or files) are installed before Start
+	// returns; nil means all of deploy/crds, an empty non-nil slice
+	// installs none.
 	CRDDirs []string
 	// CRDs are installed too.
 	CRDs []*apiextensionsv1.CustomResourceDefinition
@@ -90,7 +95,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	logOnce.Do(func() { ctrllog.SetLogger(logr.Discard()) })
 	dirs := o.CRDDirs
 	if dirs == nil {
-		dirs = []string{CRDDir()}
+		dirs = []string{filepath.Join(CRDDir(), "eddy"), filepath.Join(CRDDir(), "kubeedge")}
 	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: assets,
