@@ -405,6 +405,29 @@ spec:
 			t.Fatalf("%s took %v on a stuck pipeline", what, d)
 		}
 	}
+	// The operator's escape hatches, through the CLI.
+	server := fmt.Sprintf("127.0.0.1:%d", p.httpPort)
+	out, err := exec.Command(eddyBin, "pipeline", "skip", "stuck", "--server", server).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), fmt.Sprintf("stuck: skipped the output of offset %d; continuing from offset %d", st.BlockedAt, st.BlockedAt+1)) {
+		t.Fatalf("eddy pipeline skip: %v\n%s", err, out)
+	}
+	if !strings.Contains(p.logs.String(), "operator skipped a record") {
+		t.Error("the skip is not in the runner's log")
+	}
+	out, err = exec.Command(eddyBin, "pipeline", "seek", "stuck", "--end", "--server", server).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "stuck: cursor moved from offset") {
+		t.Fatalf("eddy pipeline seek --end: %v\n%s", err, out)
+	}
+	if st := p.status(t, "stuck"); st.Lag != 0 {
+		t.Errorf("lag %d after seek --end", st.Lag)
+	}
+	mqtttest.PubLines(t, fmt.Sprint(port), "s/1", 0, lines[:5]...)
+	mqtttest.WaitForErr(t, "the pipeline to be blocked again", func() error {
+		if st := p.status(t, "stuck"); st.State != engine.StateDegraded {
+			return fmt.Errorf("state %s", st.State)
+		}
+		return nil
+	})
 	c := p.client()
 	ctx := context.Background()
 	timed("stop", func() error { _, err := c.Stop(ctx, "stuck"); return err })
