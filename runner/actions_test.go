@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -17,6 +20,7 @@ import (
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/actions"
+	"github.com/eddy-edge/eddy/runner/api"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
 
@@ -187,6 +191,47 @@ func TestActionRunsOncePerEpisode(t *testing.T) {
 	st := r.Actions().Stats()
 	if len(st) != 1 || st[0].Started != 2 || st[0].Succeeded != 2 || st[0].LatencyP50Ms <= 0 {
 		t.Fatalf("stats %+v", st)
+	}
+
+	// The API and /metrics show them.
+	srv, err := api.New(api.Options{Backend: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	var list api.ActionList
+	getJSON(t, hs.URL+"/api/v1/actions", &list)
+	if list.Runtime != "connected" || len(list.Actions) != 1 || list.Actions[0].Succeeded != 2 || len(list.Recent) != 6 {
+		t.Fatalf("GET /api/v1/actions: %+v", list)
+	}
+	metrics := getText(t, hs.URL+"/metrics")
+	for _, want := range []string{`eddy_action_outcomes_total{action="default/overheat/cool",outcome="succeeded"} 2`,
+		`eddy_action_runtime_up 1`, `eddy_action_start_latency_seconds{action="default/overheat/cool",quantile="0.99"}`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+func getText(t *testing.T, url string) string {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		t.Fatalf("GET %s: %s %s", url, res.Status, b)
+	}
+	return string(b)
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(getText(t, url)), v); err != nil {
+		t.Fatal(err)
 	}
 }
 

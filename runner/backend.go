@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/eddy-edge/eddy/runner/actions"
 	"github.com/eddy-edge/eddy/runner/api"
 	"github.com/eddy-edge/eddy/runner/broker"
 	"github.com/eddy-edge/eddy/runner/engine"
@@ -91,4 +92,32 @@ func (r *Runner) Ready() error {
 		return errors.New("runner is starting")
 	}
 	return nil
+}
+
+// The Runner runs container actions.
+var _ api.ActionSource = (*Runner)(nil)
+
+// ActionStats returns every action's counters.
+func (r *Runner) ActionStats() []actions.Stats {
+	if r.actions == nil {
+		return nil
+	}
+	return r.actions.Stats()
+}
+
+// ActionRecords returns the latest action records, oldest first.
+func (r *Runner) ActionRecords() []actions.Record {
+	if r.actions == nil {
+		return nil
+	}
+	return r.actions.Recent()
+}
+
+// ActionRuntime is the container runtime's state as the lifecycle watcher
+// last saw it.
+func (r *Runner) ActionRuntime() string {
+	if r.actions == nil {
+		return ""
+	}
+	return r.actions.RuntimeState()
 }

@@ -4,6 +4,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/eddy-edge/eddy/pipeline"
 )
 
 // Config is the edge's action policy and runtime settings: what pipelines
@@ -29,10 +31,10 @@ type Config struct {
 	// StaleIntent is how old an unfinished intent found at start-up may be
 	// and still be carried out; older ones (the runner was down longer)
 	// are reported failed instead of acting late. Default 5m.
-	StaleIntent time.Duration `json:"staleIntent,omitempty"`
+	StaleIntent pipeline.Duration `json:"staleIntent,omitempty"`
 	// StartRetry is how long a run keeps retrying while the runtime is
 	// unreachable before it is reported failed. Default 1m.
-	StartRetry time.Duration `json:"startRetry,omitempty"`
+	StartRetry pipeline.Duration `json:"startRetry,omitempty"`
 	// OutputBytes is how much of a container's output (its last bytes) a
 	// result event carries. Default 4096; negative keeps none.
 	OutputBytes int `json:"outputBytes,omitempty"`
@@ -45,11 +47,11 @@ func (c Config) withDefaults() Config {
 	if c.MaxConcurrent <= 0 {
 		c.MaxConcurrent = 4
 	}
-	if c.StaleIntent <= 0 {
-		c.StaleIntent = 5 * time.Minute
+	if c.StaleIntent.Duration <= 0 {
+		c.StaleIntent.Duration = 5 * time.Minute
 	}
-	if c.StartRetry <= 0 {
-		c.StartRetry = time.Minute
+	if c.StartRetry.Duration <= 0 {
+		c.StartRetry.Duration = time.Minute
 	}
 	if c.OutputBytes == 0 {
 		c.OutputBytes = 4096

@@ -55,8 +55,8 @@ func (m *Manager) runOnce(r *run, replaced []*run, reconciling bool) (removeSand
 		l, startedAt, found, err = m.adopt(r.ctx, uid)
 		if err == nil && !found {
 			age := m.opt.Clock.Now().Sub(time.Unix(0, r.rec.TriggeredAt))
-			if age > m.cfg.StaleIntent {
-				m.result(rec, Failed, fmt.Sprintf("the runner stopped after recording the intent and before the runtime saw it, %v ago (more than actions.staleIntent %v): not started late", age.Round(time.Second), m.cfg.StaleIntent))
+			if age > m.cfg.StaleIntent.Duration {
+				m.result(rec, Failed, fmt.Sprintf("the runner stopped after recording the intent and before the runtime saw it, %v ago (more than actions.staleIntent %v): not started late", age.Round(time.Second), m.cfg.StaleIntent.Duration))
 				return "", uid
 			}
 		}
@@ -131,7 +131,7 @@ func (m *Manager) start(ctx context.Context, spec *RunSpec, rec Record, uid stri
 	rs := cri.RunSpec{Name: rec.Pod, Namespace: PodNamespace, UID: uid, Labels: labels, Image: spec.Image,
 		Command: spec.Command, Args: spec.Args, Env: spec.Env, HostNetwork: spec.HostNetwork,
 		CPUMillis: spec.CPUMillis, MemoryBytes: spec.MemoryBytes, LogDir: filepath.Join(m.logDir, uid)}
-	deadline := m.opt.Clock.Now().Add(m.cfg.StartRetry)
+	deadline := m.opt.Clock.Now().Add(m.cfg.StartRetry.Duration)
 	backoff := 100 * time.Millisecond
 	for {
 		l, err := m.rt.Run(ctx, rs)
@@ -146,7 +146,7 @@ func (m *Manager) start(ctx context.Context, spec *RunSpec, rec Record, uid stri
 		}
 		if !cri.IsUnavailable(err) || m.opt.Clock.Now().After(deadline) || ctx.Err() != nil {
 			if cri.IsUnavailable(err) {
-				err = fmt.Errorf("%w (gave up after actions.startRetry %v)", err, m.cfg.StartRetry)
+				err = fmt.Errorf("%w (gave up after actions.startRetry %v)", err, m.cfg.StartRetry.Duration)
 			}
 			return l, err
 		}
@@ -333,7 +333,7 @@ func (m *Manager) reconcile(rec Record) {
 	defer m.wg.Done()
 	if rec.Do != pipeline.ActionRun {
 		age := m.opt.Clock.Now().Sub(time.Unix(0, rec.TriggeredAt))
-		if age > m.cfg.StaleIntent {
+		if age > m.cfg.StaleIntent.Duration {
 			m.result(rec, Failed, fmt.Sprintf("the runner stopped while acting, %v ago: not repeated late", age.Round(time.Second)))
 			return
 		}

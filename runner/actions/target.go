@@ -42,7 +42,7 @@ func (t target) String() string { return t.namespace + "/" + t.pod + "/" + t.con
 // otherwise the whole action is refused and nothing is touched.
 func (m *Manager) stopRestart(rec Record, sel selector) {
 	defer m.wg.Done()
-	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.StartRetry+time.Minute)
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.StartRetry.Duration+time.Minute)
 	defer cancel()
 	targets, err := m.selectTargets(ctx, sel)
 	if err != nil {

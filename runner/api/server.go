@@ -109,6 +109,11 @@ func New(opts Options) (*Server, error) {
 	if err := s.reg.Register(NewCollector(opts.Backend)); err != nil {
 		return nil, fmt.Errorf("api: registering the eddy metrics collector: %w", err)
 	}
+	if a, ok := opts.Backend.(ActionSource); ok {
+		if err := s.reg.Register(actionCollector{a}); err != nil {
+			return nil, fmt.Errorf("api: registering the action metrics collector: %w", err)
+		}
+	}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -154,6 +159,7 @@ func (s *Server) routes() http.Handler {
 	add("GET", "/api/v1/broker", RoleRead, s.broker)
 	add("GET", "/api/v1/wal", RoleRead, s.wal)
 	add("GET", "/api/v1/link", RoleRead, s.link)
+	s.actionRoutes(add)
 	for path, rs := range paths {
 		var allowed []string
 		for _, rt := range rs {

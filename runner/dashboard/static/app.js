@@ -241,6 +241,8 @@
       if (dv) state.devices = dv.items || [];
       state.detail = det;
       state.system = br ? { broker: br, wal, link } : null;
+      // Container actions (runner/actions); a runner without them answers 404.
+      state.actions = route.name === "alerts" ? await api("/api/v1/actions").catch(() => null) : state.actions;
       state.error = "";
     } catch (e) {
       state.error = e instanceof APIError ? e.message : "";
@@ -365,7 +367,24 @@
     const hist = state.alerts.history || [];
     const ftable = firing.length ? `<table><thead><tr><th>Severity</th><th>Message</th><th>Pipeline</th><th>Key</th><th>Since</th></tr></thead><tbody>${firing.map((a) => `<tr><td>${sevBadge(a.severity)}</td><td>${esc(a.message)}</td><td>${pipelineLink(a.pipeline)}</td><td class="mono">${esc(a.key)}</td><td class="muted">${fmtTime(a.fields && a.fields.started_at ? a.fields.started_at : a.time)}</td></tr>`).join("")}</tbody></table>` : `<div class="empty">No alerts firing.</div>`;
     const tl = hist.length ? `<ul class="timeline">${hist.map((a) => `<li><span class="muted mono">${fmtTime(a.time)}</span><span>${alertStateBadge(a.state)}</span><span>${sevBadge(a.severity)} ${esc(a.message || a.key)} <span class="muted">· ${pipelineLink(a.pipeline)}</span></span></li>`).join("")}</ul>` : `<div class="empty">No alerts yet.</div>`;
-    return `<h1>Alerts</h1><div class="panel"><h2>Firing (${firing.length})</h2>${ftable}</div><div class="panel"><h2>Timeline</h2>${tl}</div>`;
+    return `<h1>Alerts</h1><div class="panel"><h2>Firing (${firing.length})</h2>${ftable}</div>${viewActions()}<div class="panel"><h2>Timeline</h2>${tl}</div>`;
+  }
+
+  // Recent container actions: the last result of each episode, newest first.
+  function viewActions() {
+    const a = state.actions;
+    if (!a) return "";
+    const last = new Map();
+    (a.recent || []).forEach((r) => last.set(r.action + "\u0000" + r.episode, r));
+    const rows = [...last.values()].reverse().slice(0, 20);
+    const badge = (st) => {
+      const cls = st === "exited" || st === "done" ? "b-ok" : st === "started" || st === "intent" ? "b-info" : st === "skipped" ? "b-warn" : "b-bad";
+      return `<span class="badge ${cls}">${esc(st)}</span>`;
+    };
+    const detail = (r) => r.error ? `<span class="errtext">${esc(r.error)}</span>`
+      : r.exit_code !== undefined ? `exit ${esc(String(r.exit_code))}${r.duration_ms ? ` · ${esc(String(r.duration_ms))} ms` : ""}${r.output ? `<div class="mono muted">${esc(r.output.slice(-200))}</div>` : ""}` : "";
+    const table = rows.length ? `<table><thead><tr><th>State</th><th>Action</th><th>Key</th><th>Result</th><th>When</th></tr></thead><tbody>${rows.map((r) => `<tr><td>${badge(r.state)}</td><td class="mono">${esc(r.action)}<div class="muted">${esc(r.do)} ${esc(r.image || (r.targets || []).join(", "))}</div></td><td class="mono">${esc(r.key || "")}</td><td>${detail(r)}</td><td class="muted">${fmtTime(r.time)}</td></tr>`).join("")}</tbody></table>` : `<div class="empty">No container actions yet.</div>`;
+    return `<div class="panel"><h2>Container actions <span class="muted">runtime ${esc(a.runtime || "not watched")}</span></h2>${table}</div>`;
   }
 
   function fmtVal(v) {
