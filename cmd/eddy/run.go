@@ -14,6 +14,7 @@ import (
 
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner"
+	"github.com/eddy-edge/eddy/runner/actions"
 	"github.com/eddy-edge/eddy/runner/budget"
 	"github.com/eddy-edge/eddy/runner/link"
 	"github.com/eddy-edge/eddy/runner/wal"
@@ -70,6 +71,10 @@ type runnerSettings struct {
 	// Link connects the edge to a hub (docs/fleet.md): hub URLs, node
 	// credentials, CA, labels.
 	Link link.Config `json:"link,omitempty"`
+	// Actions is the policy for container actions (allowed images, which
+	// containers Eddy did not start may be stopped or restarted) and the
+	// CRI endpoint (docs/actions.md). Empty refuses every action.
+	Actions actions.Config `json:"actions,omitempty"`
 
 	// edge is set by `eddy edge`: the API always requires a token.
 	edge bool
@@ -101,9 +106,10 @@ func (s *runnerSettings) config(g *globals) (runner.Config, error) {
 		ShutdownTimeout:    s.ShutdownTimeout.Duration,
 		Retention: wal.RetentionOptions{MaxAge: s.RetentionMaxAge.Duration, MaxBytes: s.RetentionMaxBytes,
 			Policy: wal.Policy(s.RetentionPolicy)},
-		Pprof:  s.Pprof,
-		Link:   s.Link,
-		Logger: g.logger(),
+		Pprof:   s.Pprof,
+		Link:    s.Link,
+		Actions: s.Actions,
+		Logger:  g.logger(),
 	}, nil
 }
 
