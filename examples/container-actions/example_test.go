@@ -33,9 +33,10 @@ func edgePolicy(t *testing.T) actions.Config {
 		t.Fatal(err)
 	}
 	var cfg struct {
-		DataDir string         `json:"dataDir"`
-		Node    string         `json:"node"`
-		Actions actions.Config `json:"actions"`
+		DataDir   string         `json:"dataDir"`
+		Node      string         `json:"node"`
+		Actions   actions.Config `json:"actions"`
+		Pipelines []string       `json:"pipelines"`
 	}
 	docs, errs := strictyaml.Split("edge.yaml", src)
 	if len(errs) == 0 {
