@@ -180,28 +180,26 @@ func LoadCAPool(path string) (*x509.CertPool, error) {
 
 // Start starts the server, waits until it accepts connections and sets up
 // the fleet's buckets and stream.
-func (h *Hub) Start(ctx context.Context) error {
+func (h *Hub) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			h.Close() // also removes a data dir of our own
+		}
+	}()
 	go h.srv.Start()
 	if !h.srv.ReadyForConnections(10 * time.Second) {
-		h.srv.Shutdown()
 		return errors.New("hub: the NATS server did not become ready within 10s (see its log)")
 	}
 	nc, err := nats.Connect("", nats.InProcessServer(h.srv), nats.UserInfo(h.systemUser()))
 	if err != nil {
-		h.srv.Shutdown()
 		return fmt.Errorf("hub: connecting in process: %w", err)
 	}
 	defer nc.Close()
 	c, err := fleet.NewClient(nc, h.cfg.Fleet)
 	if err != nil {
-		h.srv.Shutdown()
 		return err
 	}
-	if err := c.Setup(ctx); err != nil {
-		h.srv.Shutdown()
-		return err
-	}
-	return nil
+	return c.Setup(ctx)
 }
 
 // systemUser is the in-process admin user Start sets up the buckets with.
