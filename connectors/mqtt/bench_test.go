@@ -9,7 +9,6 @@ var benchPayload = []byte(`{"device":"thermo-0042","site":"plant-3","line":7,"te
 
 func BenchmarkDecodeFull(b *testing.B) {
 	b.ReportAllocs()
-	b.SetBytes(int64(len(benchPayload)))
 	for b.Loop() {
 		if err := Decode(JSON, "t", benchPayload, func(Decoded) {}); err != nil {
 			b.Fatal(err)
@@ -20,7 +19,6 @@ func BenchmarkDecodeFull(b *testing.B) {
 func BenchmarkDecodeProjectedOneField(b *testing.B) {
 	d := Decoder{Fields: NewProjection([]string{"temperature"})}
 	b.ReportAllocs()
-	b.SetBytes(int64(len(benchPayload)))
 	for b.Loop() {
 		if err := d.Decode("t", benchPayload, func(Decoded) {}); err != nil {
 			b.Fatal(err)
@@ -32,7 +30,6 @@ func BenchmarkDecodeProjectedAllFields(b *testing.B) {
 	d := Decoder{Fields: NewProjection([]string{"device", "site", "line", "temperature", "humidity", "pressure",
 		"battery", "rssi", "firmware", "status", "seq", "ts"})}
 	b.ReportAllocs()
-	b.SetBytes(int64(len(benchPayload)))
 	for b.Loop() {
 		if err := d.Decode("t", benchPayload, func(Decoded) {}); err != nil {
 			b.Fatal(err)
