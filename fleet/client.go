@@ -246,17 +246,13 @@ type BadValueError struct {
 func (e *BadValueError) Error() string { return e.Err.Error() }
 func (e *BadValueError) Unwrap() error { return e.Err }
 
-// get returns the envelope under key and its revision; a deleted key is
-// ErrKeyNotFound with revision of the delete marker.
+// get returns the envelope under key and its revision; a missing or
+// deleted key is ErrKeyNotFound with revision 0.
 func (c *Client) get(ctx context.Context, kv jetstream.KeyValue, key string) (*Envelope, uint64, error) {
 	ent, err := kv.Get(ctx, key)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			// A delete marker still has a revision that Update must name.
-			if hist, herr := kv.History(ctx, key); herr == nil && len(hist) > 0 {
-				return nil, hist[len(hist)-1].Revision(), err
-			}
-		}
+		// Missing or deleted: Put creates it (KV Create also replaces a
+		// delete marker).
 		return nil, 0, err
 	}
 	env, err := DecodeEnvelope(key, ent.Value())
