@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -133,12 +134,31 @@ func startLeaf(c *Config) (*server.Server, *nats.Conn, error) {
 
 // slogAdapter routes nats-server's log to slog. The server's notices
 // (leaf connected, reconnecting) are debug: the link logs state changes
-// itself, once.
-type slogAdapter struct{ l *slog.Logger }
+// itself, once. Errors (a refused password, a bad certificate, the hub
+// unreachable) are warnings at most every 30s, so a misconfigured edge
+// says why it stays disconnected without flooding the log.
+type slogAdapter struct {
+	l *slog.Logger
+
+	mu       sync.Mutex
+	lastWarn time.Time
+}
 
 func (a *slogAdapter) Noticef(f string, v ...any) { a.l.Debug(fmt.Sprintf(f, v...)) }
 func (a *slogAdapter) Warnf(f string, v ...any)   { a.l.Warn(fmt.Sprintf(f, v...)) }
 func (a *slogAdapter) Fatalf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...)) }
-func (a *slogAdapter) Errorf(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }
 func (a *slogAdapter) Debugf(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }
 func (a *slogAdapter) Tracef(f string, v ...any)  {}
+func (a *slogAdapter) Errorf(f string, v ...any) {
+	a.mu.Lock()
+	warn := time.Since(a.lastWarn) >= 30*time.Second
+	if warn {
+		a.lastWarn = time.Now()
+	}
+	a.mu.Unlock()
+	if warn {
+		a.l.Warn(fmt.Sprintf(f, v...) + " (repeats are logged at debug for 30s)")
+	} else {
+		a.l.Debug(fmt.Sprintf(f, v...))
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -667,3 +668,35 @@ func TestTLSVerifiedAgainstCA(t *testing.T) {
 		t.Fatalf("an edge trusting another CA is %s", s)
 	}
 }
+
+// TestWrongPasswordSaysWhy: an edge with a wrong password stays
+// disconnected and its log says why.
+func TestWrongPasswordSaysWhy(t *testing.T) {
+	th := newTestHub(t, "edge-1")
+	var logs syncBuf
+	r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true, Node: "edge-1",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		Link: link.Config{Hub: []string{"nats-leaf://" + th.leaf}, User: "edge-1", Password: "wrong", LocalAddr: "-",
+			ReconnectInterval: pd(100 * time.Millisecond)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	mqtttest.WaitFor(t, "a warning about the refused connection", func() bool {
+		return strings.Contains(logs.String(), "level=WARN") && strings.Contains(strings.ToLower(logs.String()), "authorization")
+	})
+	if s := r.Link().State; s != "disconnected" {
+		t.Fatalf("state %s with a wrong password", s)
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
