@@ -112,6 +112,12 @@ type BrokerStats struct {
 	BytesIn              int64 `json:"bytesIn"`
 	BytesOut             int64 `json:"bytesOut"`
 
+	SlowSubscriberDrops  int64 `json:"slowSubscriberDrops"`
+	CatchUps             int64 `json:"catchUps"`
+	Lagging              int64 `json:"lagging"`
+	Replayed             int64 `json:"replayed"`
+	RetentionDisconnects int64 `json:"retentionDisconnects"`
+
 	PacketsTooLarge        int64 `json:"packetsTooLarge"`
 	TopicsRefused          int64 `json:"topicsRefused"`
 	SubscriptionsRefused   int64 `json:"subscriptionsRefused"`
@@ -130,6 +136,9 @@ type MQTTClient struct {
 	Subscriptions   []string `json:"subscriptions"`
 	Inflight        int      `json:"inflight"`
 	PendingWrites   int      `json:"pendingWrites"`
+	Dropped         int64    `json:"dropped"`
+	Lagging         bool     `json:"lagging"`
+	LagFrom         uint64   `json:"lagFrom,omitempty"`
 }
 
 // Topic mirrors broker.TopicInfo.
@@ -179,7 +188,8 @@ func clients(in []broker.ClientInfo) []MQTTClient {
 		}
 		out = append(out, MQTTClient{ID: c.ID, Username: c.Username, Remote: c.Remote, Listener: c.Listener,
 			ProtocolVersion: c.ProtocolVersion, Connected: c.Connected, CleanSession: c.CleanSession,
-			Subscriptions: subs, Inflight: c.Inflight, PendingWrites: c.PendingWrites})
+			Subscriptions: subs, Inflight: c.Inflight, PendingWrites: c.PendingWrites,
+			Dropped: c.Dropped, Lagging: c.Lagging, LagFrom: c.LagFrom})
 	}
 	return out
 }

@@ -30,6 +30,7 @@ type NotifyAppender interface {
 type pendingPub struct {
 	pk   packets.Packet // topic alias resolved and cleared; Payload has cap >= 1
 	msg  Message        // what is appended (kept here to save an allocation)
+	tok  uint64         // in-delivery token (slow.go) until delivered or refused
 	done bool           // the append finished (guarded by Broker.qmu)
 	err  error          // its error, when done
 }
@@ -106,6 +107,7 @@ func (h *hook) publishAsync(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		Client:  cl.ID,
 		Time:    b.clk.Now(),
 	}
+	p.tok = b.beginDelivery()
 	if err := b.nlog.AppendNotify(b.ctx, &p.msg, func(err error) { b.complete(q, p, err) }); err != nil {
 		b.complete(q, p, err) // refused in order by the dispatcher
 	}
@@ -203,6 +205,7 @@ func (b *Broker) dispatch(q *ackQueue) {
 // finish acknowledges and delivers one publish whose append finished, or
 // refuses it when the append failed.
 func (b *Broker) finish(q *ackQueue, p *pendingPub) {
+	defer b.endDelivery(p.tok)
 	cl, pk := q.cl, p.pk
 	if b.ctx.Err() != nil {
 		return // closed: clients are gone; the log has what was accepted

@@ -106,12 +106,15 @@ type Options struct {
 	// hold (default and maximum 65535).
 	MaxInflight int
 	// HighWater is the per-subscriber queue/inflight depth at which
-	// publishers start to wait (default 1024). It must leave room below
-	// MaxPendingWrites and MaxInflight for concurrent publishers.
+	// publishers start to wait (default 1024), only when Log cannot replay
+	// (not a Replayer; see the package doc, "Slow subscribers"). It must
+	// leave room below MaxPendingWrites and MaxInflight for concurrent
+	// publishers.
 	HighWater int
-	// BackpressureTimeout bounds a publisher's wait (default 5s); keep it
-	// well below clients' keepalive, as a waiting publisher's pings are not
-	// answered.
+	// BackpressureTimeout bounds a publisher's wait for a slow subscriber
+	// when Log cannot replay (default 5s); keep it well below clients'
+	// keepalive, as a waiting publisher's pings are not answered. With a
+	// Replayer nobody waits.
 	BackpressureTimeout time.Duration
 	// MaxPacketSize is the largest MQTT packet a client may send, in bytes
 	// (default DefaultMaxPacketSize, 1 MiB; at most 268435460). It is
@@ -146,6 +149,18 @@ type Options struct {
 	// clients (default DefaultMaxTopicAliases, 64): the most topic names
 	// one client can make the broker remember for it.
 	MaxTopicAliases int `json:"maxTopicAliases,omitempty"`
+	// MaxQueuedMessages bounds each subscriber's messages queued for
+	// writing plus unacknowledged (default DefaultMaxQueuedMessages, 1000,
+	// like mosquitto's max_queued_messages, or half of MaxPendingWrites or
+	// MaxInflight when that is smaller). A subscriber over it is slow:
+	// with a log that can replay (Options.Log implements Replayer) and a
+	// QoS 1/2 subscription, it is served from the log at its own pace until
+	// it catches up; a subscriber with only QoS 0 subscriptions loses the
+	// deliveries over the bound (counted per client and in
+	// Stats.SlowSubscriberDrops, logged at most every 10 s per client).
+	// Publishers never wait for it. See the package doc, "Slow
+	// subscribers".
+	MaxQueuedMessages int `json:"maxQueuedMessages,omitempty"`
 	// MaxClients limits concurrent connections; 0 is no limit.
 	MaxClients int64 `json:"maxClients,omitempty"`
 }
@@ -171,6 +186,12 @@ type Stats struct {
 	BytesIn              int64 // bytes received
 	BytesOut             int64 // bytes sent
 
+	SlowSubscriberDrops  int64 // deliveries dropped for QoS 0 subscribers over MaxQueuedMessages
+	CatchUps             int64 // times a slow QoS 1/2 subscriber was moved to the log
+	Lagging              int64 // subscribers being served from the log now
+	Replayed             int64 // messages delivered from the log to slow subscribers
+	RetentionDisconnects int64 // subscribers disconnected because retention removed messages they had not got
+
 	PacketsTooLarge        int64 // connections closed for a packet over MaxPacketSize
 	TopicsRefused          int64 // publishes and filters over MaxTopicLength or MaxTopicLevels
 	SubscriptionsRefused   int64 // filters refused because the session holds MaxSubscriptions
@@ -189,6 +210,9 @@ type ClientInfo struct {
 	Subscriptions   []string // filters, sorted
 	Inflight        int      // unacknowledged QoS>0 messages
 	PendingWrites   int      // packets queued for writing
+	Dropped         int64    // QoS 0 deliveries dropped for it (queue full)
+	Lagging         bool     // served from the log: it fell behind
+	LagFrom         uint64   // while Lagging, the next log offset it gets
 }
 
 // TopicInfo describes a subscription filter or a retained topic.
@@ -247,10 +271,22 @@ type Broker struct {
 	subMu                                         sync.Mutex
 	subRefusals                                   map[*mqtt.Client][]subRefusal
 
+	// Slow subscribers (slow.go).
+	replay                                              Replayer // Options.Log, when it can replay
+	delivering                                          inDelivery
+	clients                                             sync.Map // *mqtt.Client -> *clientState
+	lagMu                                               sync.Mutex
+	laggards                                            map[string]*laggard
+	nLagging                                            atomic.Int64
+	wg                                                  sync.WaitGroup // catch-up goroutines
+	slowDrops, catchUps, replayed, retentionDisconnects atomic.Int64
+
 	// Congestion fast path (see mayBeCongested).
-	fastPath  bool         // limits leave enough headroom for it
-	hotScanAt atomic.Int64 // unix ns of the last scan of all clients
-	anyWarm   atomic.Bool  // some client was at or over HighWater/2 then
+	fastPath   bool         // limits leave enough headroom for it
+	hotScanAt  atomic.Int64 // unix ns of the last scan of all clients
+	anyWarm    atomic.Bool  // some client was at or over HighWater/2 then
+	nearScanAt atomic.Int64 // the same for nearBound
+	anyNear    atomic.Bool
 }
 
 // ErrClosed is returned by operations on a closed broker.
@@ -284,6 +320,13 @@ func New(opts Options) (*Broker, error) {
 	if opts.BackpressureTimeout <= 0 {
 		opts.BackpressureTimeout = DefaultBackpressureTimeout
 	}
+	if opts.MaxQueuedMessages <= 0 {
+		opts.MaxQueuedMessages = min(DefaultMaxQueuedMessages, opts.MaxPendingWrites/2, opts.MaxInflight/2)
+	}
+	if opts.MaxQueuedMessages >= opts.MaxPendingWrites || opts.MaxQueuedMessages >= opts.MaxInflight {
+		return nil, fmt.Errorf("broker: MaxQueuedMessages %d must be below MaxPendingWrites %d and MaxInflight %d (leave room for concurrent publishers)",
+			opts.MaxQueuedMessages, opts.MaxPendingWrites, opts.MaxInflight)
+	}
 	if opts.MaxPacketSize == 0 {
 		opts.MaxPacketSize = DefaultMaxPacketSize
 	}
@@ -315,9 +358,12 @@ func New(opts Options) (*Broker, error) {
 		return nil, errors.New("broker: no client could connect: set AllowAnonymous, or AuthFile to a users file (see broker.AuthFile)")
 	}
 	b := &Broker{opts: opts, log: opts.Logger, clk: opts.Clock, inlineSubs: map[int]string{}, queues: map[*mqtt.Client]*ackQueue{},
-		subRefusals: map[*mqtt.Client][]subRefusal{}}
+		subRefusals: map[*mqtt.Client][]subRefusal{}, laggards: map[string]*laggard{}}
 	if nl, ok := opts.Log.(NotifyAppender); ok {
 		b.nlog = nl
+	}
+	if rp, ok := opts.Log.(Replayer); ok {
+		b.replay = rp
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -448,6 +494,9 @@ func (b *Broker) Close() error {
 		if b.started.Load() {
 			_ = b.srv.Close()
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		b.closeCatchUps(ctx)
+		cancel()
 	})
 	return nil
 }
@@ -509,7 +558,17 @@ func (b *Broker) PublishContext(ctx context.Context, topic string, payload []byt
 	if err := b.waitForSubscribers(bctx, mqtt.InlineClientId, topic); err != nil {
 		return fmt.Errorf("broker: publish to %q: %w", topic, err)
 	}
-	if b.opts.LogInline && b.opts.Log != nil && (b.opts.LogInlineTopic == nil || b.opts.LogInlineTopic(topic)) {
+	// While a subscriber is served from the log, or one may become slow any
+	// moment, inline publishes go to the log too, so that it can replay
+	// them.
+	logIt := b.opts.LogInline && b.opts.Log != nil && (b.opts.LogInlineTopic == nil || b.opts.LogInlineTopic(topic))
+	if !logIt && b.replay != nil && (b.nLagging.Load() > 0 || b.nearBound()) {
+		logIt = true
+	}
+	var tok uint64
+	if logIt {
+		tok = b.beginDelivery()
+		defer b.endDelivery(tok)
 		msg := Message{Topic: topic, Payload: payload, QoS: qos, Retain: retain, Client: mqtt.InlineClientId, Time: b.clk.Now()}
 		if err := b.opts.Log.Append(bctx, &msg, qos > 0); err != nil {
 			b.logFailures.Add(1)
@@ -588,6 +647,12 @@ func (b *Broker) Stats() Stats {
 		BytesIn:              atomic.LoadInt64(&in.BytesReceived),
 		BytesOut:             atomic.LoadInt64(&in.BytesSent),
 
+		SlowSubscriberDrops:  b.slowDrops.Load(),
+		CatchUps:             b.catchUps.Load(),
+		Lagging:              b.nLagging.Load(),
+		Replayed:             b.replayed.Load(),
+		RetentionDisconnects: b.retentionDisconnects.Load(),
+
 		PacketsTooLarge:        b.tooLarge.Load(),
 		TopicsRefused:          b.topicsRefused.Load(),
 		SubscriptionsRefused:   b.subQuota.Load(),
@@ -616,6 +681,17 @@ func (b *Broker) Clients() []ClientInfo {
 			filters = append(filters, f)
 		}
 		sort.Strings(filters)
+		var dropped int64
+		if v, ok := b.clients.Load(cl); ok {
+			dropped = v.(*clientState).dropped.Load()
+		}
+		b.lagMu.Lock()
+		lg, lagging := b.laggards[id]
+		var lagFrom uint64
+		if lagging {
+			lagFrom = lg.from
+		}
+		b.lagMu.Unlock()
 		out = append(out, ClientInfo{
 			ID:              id,
 			Username:        string(cl.Properties.Username),
@@ -627,6 +703,9 @@ func (b *Broker) Clients() []ClientInfo {
 			Subscriptions:   filters,
 			Inflight:        cl.State.Inflight.Len(),
 			PendingWrites:   b.pendFn(cl),
+			Dropped:         dropped,
+			Lagging:         lagging,
+			LagFrom:         lagFrom,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -784,6 +863,9 @@ func (b *Broker) mayBeCongested() bool {
 // waitForSubscribers blocks while congested(self, topic), up to
 // BackpressureTimeout.
 func (b *Broker) waitForSubscribers(ctx context.Context, self, topic string) error {
+	if b.replay != nil {
+		return nil // slow subscribers are served from the log: nobody waits
+	}
 	if (b.fastPath && !b.mayBeCongested()) || !b.congested(self, topic) {
 		return nil
 	}

@@ -14,9 +14,8 @@
 //     publisher is acknowledged (QoS 1/2 durably, QoS 0 not), and a publish
 //     that cannot be logged is refused and never delivered;
 //
-//   - backpressure: a publish waits while a QoS>0 subscriber it would be
-//     delivered to is congested, so that mochi never drops an acknowledged
-//     message for a slow subscriber (see Options.HighWater);
+//   - slow subscribers: one that falls behind lags or loses only its own
+//     messages; publishers never wait for it (see "Slow subscribers");
 //
 //   - an inline client for the runner's own publishers (sinks) and
 //     subscribers (twin manager).
@@ -32,27 +31,58 @@
 // on disk of its own. Sessions live in memory; after a restart the WAL, not
 // the broker, is the record of what was accepted.
 //
-// # Flow control policy
+// # Slow subscribers
 //
-// mochi drops a QoS>0 delivery to a subscriber (after the publisher got its
-// PUBACK) when the subscriber holds MaxInflight unacknowledged messages, when
-// its packet ids are exhausted, or when its write queue (MaxPendingWrites)
-// is full. Eddy sizes those limits far above HighWater and makes every publish
-// (any QoS) that matches a connected subscriber holding a QoS>0 subscription
-// wait while that subscriber has HighWater or more messages queued or
-// unacknowledged. The wait ends when the subscriber drains, disconnects, or
-// after BackpressureTimeout; on timeout the publish is refused (QoS 0:
-// dropped; QoS 1/2 over MQTT 5: PUBACK/PUBREC 0x97 "quota exceeded"; MQTT
-// 3.1.1: the publisher is disconnected without an acknowledgement so it
-// resends), so it is neither logged nor delivered — except that a QoS 1/2
-// publish refused by the dispatcher's second check (see below) is already
-// durable in the log; it is still neither acknowledged nor delivered, and the
-// client's resend is a duplicate in the log. The margin between
-// HighWater and the hard limits absorbs publishers that pass the check at the
-// same moment (one per connected client). A publisher is never made to wait
-// for itself. Subscribers that are offline (persistent sessions) do not slow
-// publishers: mochi keeps up to MaxInflight QoS>0 messages for them and drops
-// (and counts, Stats.Dropped) the rest; every one of them is in the log.
+// The contract: a subscriber that cannot keep up hurts only itself.
+// Device publishers and the runner's pipelines (whose MQTT sinks publish
+// through Broker.Publish) wait only for the log, never for a subscriber.
+//
+// A network subscriber is slow when it holds MaxQueuedMessages (default
+// 1000, mosquitto's max_queued_messages) or more messages queued for
+// writing plus unacknowledged. mochi asks OnACLCheck before each delivery
+// it makes; that is where the broker applies the policy:
+//
+//   - QoS 1/2 (the subscriber has a QoS 1 or 2 subscription, and
+//     Options.Log is a [Replayer], as the runner's WAL is): live delivery
+//     to it stops and it is served from the log, like a JetStream consumer
+//     or a Kafka consumer group: one goroutine per slow subscriber reads
+//     the log from a cursor and writes the messages its subscriptions
+//     match, at the pace its socket and acknowledgements allow. The cursor
+//     starts at the lowest offset that may not have reached it: every
+//     message is registered (with a lower bound of its offset, the log's
+//     end before its append) from before its append until mochi has handed
+//     it to subscribers, and the smallest registered bound is where the
+//     replay starts. When the replay reaches the end of the log and the
+//     subscriber has room, it goes back to live delivery, and what was
+//     appended between its last read and the switch is replayed once more.
+//     So nothing is lost while it is in the log, and some messages may
+//     arrive twice (QoS 1 is at least once; ordering across the switch
+//     back is per topic at least once, not strictly ordered). A persistent
+//     session that disconnects while behind resumes from its cursor when it
+//     reconnects. Inline publishes that no pipeline reads are normally not
+//     logged; while any subscriber is behind or near its bound (checked at
+//     most every 2 ms) they are logged too, so that it can replay them.
+//     If retention removes messages before the subscriber got them, it is
+//     told: DISCONNECT 0x97 with the number lost (MQTT 3.1.1: disconnected),
+//     counted in Stats.RetentionDisconnects. Retained messages of filters
+//     it subscribes to while behind are sent by its replay goroutine.
+//     Messages that are never logged ($SYS topics) are not replayed.
+//   - QoS 0 only: deliveries over the bound are dropped, counted per client
+//     (ClientInfo.Dropped) and in Stats.SlowSubscriberDrops, and logged at
+//     most once per 10 s per client ("outgoing messages are being
+//     dropped"), as mosquitto does.
+//
+// Without a Replayer (a plain broker, or a log that cannot read back), a
+// QoS 1/2 subscriber is not dropped: every publish (any QoS) that would be
+// delivered to a connected subscriber holding a QoS>0 subscription waits
+// while that subscriber has HighWater or more messages queued or
+// unacknowledged, up to BackpressureTimeout; then it is refused (QoS 0:
+// dropped; QoS 1/2 over MQTT 5: 0x97 "quota exceeded"; MQTT 3.1.1: the
+// publisher is disconnected without an acknowledgement so it resends).
+// mochi's own hard limits (MaxPendingWrites, MaxInflight) are sized far
+// above both bounds, so that mochi itself never drops an acknowledged
+// message for a slow subscriber. Offline persistent sessions keep up to
+// MaxInflight messages in mochi.
 //
 // # Asynchronous acknowledgements
 //
@@ -63,7 +93,8 @@
 // a network client's QoS 1/2 publish instead takes two passes through
 // mochi's publish hook:
 //
-//  1. On the client's read loop: ACL (mochi), backpressure wait, then the
+//  1. On the client's read loop: ACL (mochi), backpressure wait (only
+//     without a Replayer, see "Slow subscribers"), then the
 //     publish is queued for the client, its append started with
 //     AppendNotify, and the hook returns ErrRejectPacket, so mochi neither
 //     acknowledges nor delivers it. The read loop moves on to the next
@@ -72,7 +103,7 @@
 //     client, running only while that client has finished appends, so a
 //     slow client holds up no one else) takes the client's finished
 //     publishes in the order they were read, waits again for congested
-//     subscribers, and re-injects each with Server.InjectPacket. The hook
+//     subscribers (only without a Replayer), and re-injects each with Server.InjectPacket. The hook
 //     recognises the re-injected packet (by its payload buffer, which the
 //     broker owns) and lets it through: mochi writes the PUBACK or PUBREC
 //     (in order; QoS 2 continues with PUBREL/PUBCOMP as usual) and delivers
@@ -89,7 +120,8 @@
 // (at least once). A publish refused by the second backpressure wait is
 // in the log already, and the client's resend is a duplicate there too.
 // A client may have as many publishes in flight as the receive maximum the
-// broker announces (1024); an MQTT 3.1.1 client that sends more is held
+// broker announces (1024); an MQTT 5 client that sends more is
+// disconnected with 0x93, an MQTT 3.1.1 client (told no limit) is held
 // (its read loop waits) until earlier ones are done. QoS 0 publishes and
 // Broker.Publish are unchanged (logged from the hook, QoS 0 without
 // waiting), so a client's QoS 0 publish can reach subscribers before its

@@ -221,3 +221,50 @@ func forEachAppender(t *testing.T, f func(t *testing.T, app Appender, log *memLo
 		})
 	}
 }
+
+// replayLog is a memLog that can replay what it holds (a Replayer), with
+// offsets 1, 2, ... in append order; dropBefore plays retention.
+type replayLog struct {
+	*memLog
+	first atomic.Uint64 // oldest offset kept; 0 means 1
+}
+
+func (r *replayLog) Next() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return uint64(len(r.msgs)) + 1
+}
+
+func (r *replayLog) Replay(from uint64, buf []Message) (int, uint64, error) {
+	first := max(r.first.Load(), 1)
+	if from < first {
+		return 0, from, &GapError{From: from, First: first}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for off := from; off <= uint64(len(r.msgs)) && n < len(buf); off++ {
+		buf[n] = r.msgs[off-1]
+		n++
+	}
+	return n, from + uint64(n), nil
+}
+
+// dropBefore makes offsets before off unreadable.
+func (r *replayLog) dropBefore(off uint64) { r.first.Store(off) }
+
+// notifyReplayLog is a notifyLog that can replay.
+type notifyReplayLog struct {
+	*notifyLog
+	rp *replayLog
+}
+
+func newNotifyReplayLog() *notifyReplayLog {
+	m := &memLog{}
+	return &notifyReplayLog{notifyLog: &notifyLog{memLog: m}, rp: &replayLog{memLog: m}}
+}
+
+func (n *notifyReplayLog) Next() uint64 { return n.rp.Next() }
+func (n *notifyReplayLog) Replay(from uint64, buf []Message) (int, uint64, error) {
+	return n.rp.Replay(from, buf)
+}

@@ -18,7 +18,7 @@ func (h *hook) ID() string { return "eddy" }
 
 func (h *hook) Provides(x byte) bool {
 	switch x {
-	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed,
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPublished, mqtt.OnSubscribe, mqtt.OnSubscribed,
 		mqtt.OnPacketSent, mqtt.OnQosComplete, mqtt.OnDisconnect, mqtt.OnWillSent, mqtt.OnPacketEncode:
 		return true
 	}
@@ -52,30 +52,67 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 }
 
 // OnACLCheck applies the user's ACL to publishes (write), subscription
-// filters and deliveries.
+// filters and deliveries. For a delivery to a network client it also
+// applies the slow subscriber policy (admitDelivery): mochi asks it for
+// every message it is about to queue for a subscriber.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if cl.Net.Inline || h.b.auth == nil {
+	b := h.b
+	if cl.Net.Inline {
 		return true
 	}
-	u, ok := h.b.auth.users[string(cl.Properties.Username)]
-	if !ok || u.ACL == nil {
-		return true // anonymous (when allowed) or unrestricted user
-	}
-	if strings.HasPrefix(topic, "$share/") {
-		if parts := strings.SplitN(topic, "/", 3); len(parts) == 3 {
-			topic = parts[2]
-		}
-	}
-	username := string(cl.Properties.Username)
 	if write {
-		if allowed(u.ACL.Publish, username, cl.ID, topic) {
-			return true
-		}
-		h.b.deniedPub.Add(1)
-		h.b.log.Warn("mqtt publish denied by ACL", "client", cl.ID, "username", username, "topic", topic)
+		return b.aclWrite(cl, topic)
+	}
+	if !b.aclRead(cl, topic) {
 		return false
 	}
-	return allowed(u.ACL.Subscribe, username, cl.ID, topic)
+	return b.admitDelivery(cl, topic)
+}
+
+// aclUser returns the ACL of cl's user, or nil when it is unrestricted.
+func (b *Broker) aclUser(cl *mqtt.Client) *ACL {
+	if cl.Net.Inline || b.auth == nil {
+		return nil
+	}
+	u, ok := b.auth.users[string(cl.Properties.Username)]
+	if !ok {
+		return nil // anonymous (when allowed)
+	}
+	return u.ACL
+}
+
+func aclTopic(topic string) string {
+	if strings.HasPrefix(topic, "$share/") {
+		if parts := strings.SplitN(topic, "/", 3); len(parts) == 3 {
+			return parts[2]
+		}
+	}
+	return topic
+}
+
+// aclWrite applies cl's publish ACL to topic, counting refusals.
+func (b *Broker) aclWrite(cl *mqtt.Client, topic string) bool {
+	acl := b.aclUser(cl)
+	if acl == nil {
+		return true
+	}
+	username := string(cl.Properties.Username)
+	topic = aclTopic(topic)
+	if allowed(acl.Publish, username, cl.ID, topic) {
+		return true
+	}
+	b.deniedPub.Add(1)
+	b.log.Warn("mqtt publish denied by ACL", "client", cl.ID, "username", username, "topic", topic)
+	return false
+}
+
+// aclRead applies cl's subscribe ACL to a filter or a delivered topic.
+func (b *Broker) aclRead(cl *mqtt.Client, topic string) bool {
+	acl := b.aclUser(cl)
+	if acl == nil {
+		return true
+	}
+	return allowed(acl.Subscribe, string(cl.Properties.Username), cl.ID, aclTopic(topic))
 }
 
 // OnSubscribe refuses filters over the broker's bounds (see
@@ -90,6 +127,7 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 // client gets.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	bounded := h.b.answerRefusedSubscriptions(cl, codes)
+	h.b.noteSubscribed(cl, pk, codes)
 	for i, c := range codes {
 		if bounded[i] {
 			continue
@@ -149,7 +187,11 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		Client:  cl.ID,
 		Time:    b.clk.Now(),
 	}
+	// Tracked until OnPublished, after mochi delivered it (slow.go).
+	cs := b.state(cl)
+	b.endDelivery(cs.tok.Swap(b.beginDelivery()))
 	if err := b.opts.Log.Append(b.ctx, &msg, msg.QoS > 0); err != nil {
+		b.endDelivery(cs.tok.Swap(0))
 		b.logFailures.Add(1)
 		b.log.Error("mqtt publish refused: cannot log it", "client", cl.ID, "topic", pk.TopicName, "qos", msg.QoS, "error", err)
 		return h.refuse(cl, pk, packets.ErrImplementationSpecificError)
@@ -204,8 +246,23 @@ func (h *hook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
 // OnQosComplete wakes waiting publishers when a subscriber acknowledges.
 func (h *hook) OnQosComplete(*mqtt.Client, packets.Packet) { h.b.notify.broadcast() }
 
-// OnDisconnect wakes publishers waiting for a client that went away.
-func (h *hook) OnDisconnect(*mqtt.Client, error, bool) { h.b.notify.broadcast() }
+// OnPublished ends the tracking of a network client's publish that was
+// logged from OnPublish, now that mochi has delivered it.
+func (h *hook) OnPublished(cl *mqtt.Client, _ packets.Packet) {
+	if cl.Net.Inline || h.b.replay == nil {
+		return
+	}
+	if v, ok := h.b.clients.Load(cl); ok {
+		h.b.endDelivery(v.(*clientState).tok.Swap(0))
+	}
+}
+
+// OnDisconnect forgets the client's state and wakes publishers and
+// catch-up goroutines waiting for it.
+func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	h.b.forgetClient(cl, expire)
+	h.b.notify.broadcast()
+}
 
 // OnWillSent logs a will message (mochi sends wills without OnPublish).
 func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {

@@ -24,9 +24,22 @@ type v5Client struct {
 // dialV5 connects and returns the client and its CONNACK.
 func dialV5(t testing.TB, addr, id string) (*v5Client, packets.Packet) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return dialV5Buf(t, addr, id, 0)
+}
+
+// dialV5Buf is dialV5 with a socket receive buffer of rcvbuf bytes (0:
+// the system's), to play a subscriber on a slow link.
+func dialV5Buf(t testing.TB, addr, id string, rcvbuf int) (*v5Client, packets.Packet) {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if rcvbuf > 0 {
+		if err := conn.(*net.TCPConn).SetReadBuffer(rcvbuf); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() { conn.Close() })
 	c := &v5Client{t: t, conn: conn, r: bufio.NewReader(conn)}
@@ -147,4 +160,29 @@ func subscribe5(id uint16, filters ...string) packets.Packet {
 		pk.Filters = append(pk.Filters, packets.Subscription{Filter: f, Qos: 1})
 	}
 	return pk
+}
+
+// drain reads publishes until it has seen want distinct payloads,
+// acknowledging QoS 1 ones, and returns the distinct payloads and the
+// total number received (duplicates included).
+func (c *v5Client) drain(want int, timeout time.Duration) (map[string]bool, int) {
+	c.t.Helper()
+	got, total := map[string]bool{}, 0
+	deadline := time.Now().Add(timeout)
+	for len(got) < want && time.Now().Before(deadline) {
+		pk, err := c.read()
+		if err != nil {
+			c.t.Logf("drain: read: %v (after %d)", err, len(got))
+			return got, total
+		}
+		if pk.FixedHeader.Type != packets.Publish {
+			continue
+		}
+		total++
+		got[string(pk.Payload)] = true
+		if pk.FixedHeader.Qos == 1 {
+			c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: pk.PacketID})
+		}
+	}
+	return got, total
 }
