@@ -160,10 +160,7 @@ func TestSlowSubscriberLagsAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	mqtttest.WaitFor(t, "the thawed subscriber to receive every message", func() bool {
-		d, tot := slow.counts()
-		if d != 2*n {
-			t.Logf("thawed: %d distinct, %d total; broker %+v; clients %+v", d, tot, r.Broker().Stats(), r.Broker().Clients())
-		}
+		d, _ := slow.counts()
 		return d == 2*n
 	})
 	d, total := slow.counts()
