@@ -159,10 +159,28 @@ func TestSlowSubscriberLagsAlone(t *testing.T) {
 	if err := slow.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	mqtttest.WaitFor(t, "the thawed subscriber to receive every message", func() bool {
-		d, _ := slow.counts()
-		return d == 2*n
-	})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if d, _ := slow.counts(); d == 2*n {
+			break
+		}
+		if time.Now().After(deadline) {
+			d, tot := slow.counts()
+			slow.mu.Lock()
+			var missing []string
+			for i := 0; i < n && len(missing) < 10; i++ {
+				dv := fmt.Sprintf("d%d", i%10)
+				for _, tp := range []string{"factory/" + dv + "/data", "out/" + dv} {
+					line := fmt.Sprintf(`%s {"device":%q,"seq":%d}`, tp, dv, i)
+					if slow.lines[line] == 0 {
+						missing = append(missing, line)
+					}
+				}
+			}
+			slow.mu.Unlock()
+			t.Fatalf("the thawed subscriber got %d of %d messages (%d with duplicates); missing e.g. %q; broker %+v; clients %+v",
+				d, 2*n, tot, missing, r.Broker().Stats(), r.Broker().Clients())
+		}
+	}
 	d, total := slow.counts()
 	mqtttest.WaitFor(t, "the thawed subscriber to be live again", func() bool { return r.Broker().Stats().Lagging == 0 })
 	st = r.Broker().Stats()
