@@ -25,7 +25,7 @@ import (
 )
 
 // actionRunner starts a runner whose actions use ctd.
-func actionRunner(t *testing.T, dataDir string, ctd *containerdtest.Containerd, policy actions.Config) *runner.Runner {
+func actionRunner(t testing.TB, dataDir string, ctd *containerdtest.Containerd, policy actions.Config) *runner.Runner {
 	t.Helper()
 	policy.Runtime = ctd.Endpoint
 	if policy.AllowedImages == nil {
@@ -48,7 +48,7 @@ func actionRunner(t *testing.T, dataDir string, ctd *containerdtest.Containerd, 
 	return r
 }
 
-func apply(t *testing.T, r *runner.Runner, spec string) {
+func apply(t testing.TB, r *runner.Runner, spec string) {
 	t.Helper()
 	plans, err := pipeline.Load("test.yaml", []byte(spec))
 	if err != nil {
@@ -61,7 +61,7 @@ func apply(t *testing.T, r *runner.Runner, spec string) {
 	}
 }
 
-func publish(t *testing.T, r *runner.Runner, topic, msg string) {
+func publish(t testing.TB, r *runner.Runner, topic, msg string) {
 	t.Helper()
 	if err := r.Broker().Publish(topic, []byte(msg), 1, false); err != nil {
 		t.Fatal(err)
@@ -74,7 +74,7 @@ type collect struct {
 	msgs []map[string]any
 }
 
-func collectTopic(t *testing.T, r *runner.Runner, filter string) *collect {
+func collectTopic(t testing.TB, r *runner.Runner, filter string) *collect {
 	c := &collect{}
 	unsub, err := r.Broker().Subscribe(filter, func(topic string, payload []byte) {
 		var m map[string]any

@@ -14,7 +14,7 @@ echo "### Operators and engine (pre-decoded events, one core)"
 echo
 go test -run '^$' -bench . -benchtime "$BENCHTIME" -benchmem \
   ./runner/engine/ ./operators/window/ ./operators/alert/ ./operators/dedupe/ ./operators/throttle/ \
-  ./runner/wal/ ./runner/twin/ ./connectors/modbus/ ./connectors/mqtt/ >"$out" 2>&1 || { cat "$out"; exit 1; }
+  ./runner/wal/ ./runner/twin/ ./connectors/modbus/ ./connectors/mqtt/ ./runner/actions/ >"$out" 2>&1 || { cat "$out"; exit 1; }
 go test -run '^$' -bench PubSub -benchtime 20000x -benchmem ./runner/broker/ >>"$out" 2>&1 || { cat "$out"; exit 1; }
 awk '
   /^pkg:/ { pkg=$2; sub(/.*eddy\//, "", pkg) }
@@ -37,3 +37,15 @@ go run ./bench/mqttbench -eddy bin/eddy "$@" 2> >(grep -v 'level=WARN' >&2)
 # The cloud–edge link: uplink throughput (with a plain JetStream publisher
 # as the peer), catch-up after a hub restart, plan fan-out, edge RSS.
 go run ./bench/linkbench -eddy bin/eddy
+# Container actions against a private containerd (root, containerd, runc,
+# busybox-static: scripts/deps.sh): publish → alert → container started,
+# with the same CRI calls made directly and `ctr run --rm` as peers, and the
+# podlifecycle stream's delay and size. 20 actions.
+echo
+echo "### Container actions (real containerd; load: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo
+go test -run '^$' -bench ActionStart -benchtime 20x ./runner/ 2>&1 | grep -v 'level=' | awk '
+  /^BenchmarkActionStart/ {
+    print "| metric | value |"; print "|---|---:|"
+    for (i=3; i<NF; i+=2) if ($(i+1) != "ns/op") printf "| %s | %s |\n", $(i+1), $i
+  }'

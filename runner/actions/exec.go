@@ -260,10 +260,20 @@ func (m *Manager) output(path, uid string) string {
 		return ""
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.Size() > int64(m.cfg.OutputBytes)*2 {
-		f.Seek(fi.Size()-int64(m.cfg.OutputBytes)*2, io.SeekStart)
+	// Read enough of the tail for OutputBytes of text plus the CRI prefix
+	// of each line; the first line read may be cut, so it is dropped.
+	seeked := false
+	back := int64(m.cfg.OutputBytes)*2 + 4096
+	if fi, err := f.Stat(); err == nil && fi.Size() > back {
+		_, err := f.Seek(fi.Size()-back, io.SeekStart)
+		seeked = err == nil
 	}
 	b, _ := io.ReadAll(f)
+	if seeked {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
 	var out bytes.Buffer
 	for _, line := range bytes.Split(b, []byte("\n")) {
 		f := bytes.SplitN(line, []byte(" "), 4)
