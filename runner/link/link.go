@@ -173,8 +173,25 @@ func (l *Link) Client() *fleet.Client { return l.client }
 func (l *Link) watchConnection(ctx context.Context) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
+	var lastID uint64
 	for {
-		up := l.srv.NumLeafNodes() > 0
+		// The leaf connection's id changes with every reconnection, so a
+		// drop and reconnect between two polls is seen too.
+		var id uint64
+		if l.srv.NumLeafNodes() > 0 {
+			if lz, err := l.srv.Leafz(nil); err == nil && len(lz.Leafs) > 0 {
+				id = lz.Leafs[0].ID
+			}
+		}
+		up := id != 0
+		if up && l.connected.Load() && id != lastID {
+			// Reconnected between two polls: make the watcher again.
+			l.linkEpoch.Add(1)
+			l.reconnects.Add(1)
+			l.log.Info("reconnected to the hub", "hub", l.hubs())
+			l.notify()
+		}
+		lastID = id
 		if up != l.connected.Load() {
 			l.connected.Store(up)
 			l.stateMu.Lock()
