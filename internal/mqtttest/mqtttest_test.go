@@ -72,12 +72,14 @@ func TestTool(t *testing.T) {
 	}{
 		{name: "installed", tool: "sh", wantPath: true},
 		{name: "installed in CI", tool: "sh", ci: "true", wantPath: true},
-		{name: "missing skips locally", tool: "eddy-no-such-tool", wantSkip: "eddy-no-such-tool not installed (run make deps)"},
-		{name: "missing fails in CI", tool: "eddy-no-such-tool", ci: "1", wantFatal: "eddy-no-such-tool is required in CI"},
+		{name: "missing skips locally", tool: "eddy-no-such-tool", wantSkip: "eddy-no-such-tool not available (make deps installs it); set EDDY_REQUIRE_TOOLS=1 to make this a failure"},
+		{name: "missing fails in CI", tool: "eddy-no-such-tool", ci: "1", wantFatal: "eddy-no-such-tool is required (EDDY_REQUIRE_TOOLS is set) but not available: make deps installs it"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// make test sets EDDY_REQUIRE_TOOLS; each case sets both.
 			t.Setenv("CI", tt.ci)
+			t.Setenv("EDDY_REQUIRE_TOOLS", tt.ci)
 			var path string
 			fatal, skipped := run(t, func(tb testing.TB) { path = Tool(tb, tt.tool) })
 			if tt.wantPath && !strings.HasSuffix(path, "/"+tt.tool) {

@@ -371,11 +371,14 @@ func (e *Engine) Remove(ctx context.Context, id string) error {
 	if r := s.run.Load(); r != nil {
 		r.stop()
 	}
-	e.drop(s)
+	// Forget the cursor and the checkpoint before the slot goes: an Apply
+	// of the same id waiting on this slot must start fresh, not from them.
 	if t, ok := e.opts.Log.(ConsumerTracker); ok {
 		t.RemoveConsumer(id)
 	}
-	return e.opts.Checkpoints.Delete(ctx, id)
+	err = e.opts.Checkpoints.Delete(ctx, id)
+	e.drop(s)
+	return err
 }
 
 // Stop stops a pipeline (final checkpoint, sinks closed) but keeps it, its
