@@ -5,12 +5,17 @@ BIN       := bin/eddy
 MQTT_PORT ?= 1883
 HTTP_ADDR ?= 127.0.0.1:8080
 
-.PHONY: all build deps run test test-race vet bench soak fuzz docs clean
+.PHONY: all build build-beam deps run test test-race vet bench soak fuzz docs clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/eddy
+
+# eddy-beam: the Beam runner binary (kept out of the edge binary; `eddy beam`
+# runs it from bin/ or PATH).
+build-beam:
+	$(GO) build -o bin/eddy-beam ./cmd/eddy-beam
 
 deps:
 	./scripts/deps.sh

@@ -49,3 +49,10 @@ go test -run '^$' -bench ActionStart -benchtime 20x ./runner/ 2>&1 | grep -v 'le
     print "| metric | value |"; print "|---|---:|"
     for (i=3; i<NF; i+=2) if ($(i+1) != "ns/op") printf "| %s | %s |\n", $(i+1), $i
   }'
+
+# The same pipeline on the edge engine and on Beam (direct, prism) over
+# recorded events: BEAM_EVENTS=0 skips it (prism needs minutes and GBs at 1M).
+if [ "${BEAM_EVENTS:-1000000}" != 0 ]; then
+  echo
+  go run ./bench/beambench -n "${BEAM_EVENTS:-1000000}" 2> >(grep -v '^{\|^time=' >&2)
+fi

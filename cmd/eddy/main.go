@@ -108,5 +108,6 @@ func rootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(runCommand(g), edgeCommand(g), validateCommand(g), simCommand(g), passwdCommand(g))
 	root.AddCommand(hubCommand(g), fleetCommand(g))
 	root.AddCommand(extraCommands(g)...)
+	root.AddCommand(exportCommand(g), beamCommand(g))
 	return root
 }

@@ -1,0 +1,135 @@
+// Command eddy-beam runs Eddy pipelines on Apache Beam: the same YAML an
+// edge runs natively, over recorded history (JSON Lines written by `eddy
+// export`), on the direct or prism runner in-process or on any Beam
+// portable job endpoint (Flink, Spark, Dataflow's job service).
+//
+// It is a separate binary because Beam and prism add tens of MiB and
+// register global flags; the edge binary never links them. `eddy beam ...`
+// runs this binary when it is installed next to eddy or on PATH.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/direct"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/universal"
+	"github.com/spf13/pflag"
+
+	"github.com/eddy-edge/eddy/pipeline"
+	eddybeam "github.com/eddy-edge/eddy/pipeline/beam"
+)
+
+func main() {
+	// A Beam worker started by a portable runner re-runs this binary with
+	// Beam's own flags (--worker ...): beam.Init then runs the worker and
+	// exits. Otherwise Beam's global flags are left alone and ours parsed.
+	if slices.ContainsFunc(os.Args[1:], func(a string) bool { return strings.HasPrefix(strings.TrimLeft(a, "-"), "worker") }) {
+		flag.Parse()
+	}
+	beam.Init()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `usage: eddy-beam run FILE --input GLOB [--runner direct|prism|HOST:PORT] [--output-dir DIR]
+                         [--mqtt-broker tcp://HOST:PORT] [--pipeline NAME]
+
+Runs the pipelines of FILE (Eddy YAML) on Apache Beam over recorded events:
+JSON Lines written by 'eddy export'. Sinks of kind file write their path
+(relative paths under --output-dir); log sinks print; mqtt sinks publish to
+--mqtt-broker.
+
+  --runner direct     Beam's in-process batch runner (default)
+  --runner prism      Beam's in-process portable runner (keeps everything in
+                      memory; its job server listens on all interfaces for the
+                      duration of the job: use it on trusted machines)
+  --runner HOST:PORT  a portable job endpoint (Flink, Spark job server), with
+                      workers in this process (LOOPBACK environment)
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "run" {
+		fmt.Fprint(stderr, usage)
+		if len(args) > 0 && (args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+			return 0
+		}
+		return 2
+	}
+	fs := pflag.NewFlagSet("eddy-beam run", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	input := fs.String("input", "", "JSON Lines files written by `eddy export` (a path or a glob)")
+	runner := fs.String("runner", "direct", "direct, prism or a portable job endpoint HOST:PORT")
+	outDir := fs.String("output-dir", "", "directory for relative file sink paths")
+	only := fs.String("pipeline", "", "run only this pipeline (name or namespace/name) of FILE")
+	broker := fs.String("mqtt-broker", "", "broker that mqtt sinks publish to, e.g. tcp://127.0.0.1:1883")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	if err := runFile(ctx, fs.Arg(0), *only, *runner, eddybeam.Options{Input: *input, OutputDir: *outDir, MQTTBroker: *broker}, stdout); err != nil {
+		fmt.Fprintln(stderr, "eddy-beam:", err)
+		return 1
+	}
+	return 0
+}
+
+func runFile(ctx context.Context, file, only, runner string, opts eddybeam.Options, stdout io.Writer) error {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	plans, err := pipeline.Load(file, src)
+	if err != nil {
+		return err
+	}
+	ran := 0
+	for _, p := range plans {
+		if only != "" && only != p.Name && only != p.ID() {
+			continue
+		}
+		bp, err := eddybeam.Translate(p, opts)
+		if err != nil {
+			return err
+		}
+		if _, err := execute(ctx, runner, bp); err != nil {
+			return fmt.Errorf("pipeline %s on %s: %w", p.ID(), runner, err)
+		}
+		fmt.Fprintf(stdout, "pipeline %s: done on %s\n", p.ID(), runner)
+		ran++
+	}
+	if ran == 0 {
+		return errors.New("no pipeline to run (check --pipeline)")
+	}
+	return nil
+}
+
+func execute(ctx context.Context, runner string, p *beam.Pipeline) (beam.PipelineResult, error) {
+	switch runner {
+	case "direct":
+		return direct.Execute(ctx, p)
+	case "prism":
+		return prism.Execute(ctx, p)
+	default:
+		*jobopts.Endpoint = runner
+		if *jobopts.EnvironmentType == "" {
+			*jobopts.EnvironmentType = "LOOPBACK"
+		}
+		return universal.Execute(ctx, p)
+	}
+}

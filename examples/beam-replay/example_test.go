@@ -1,0 +1,211 @@
+// Package beamreplay_test runs the beam-replay example as its README says:
+// the real eddy and eddy-beam binaries, readings in the shape of KubeEdge's
+// testmachine published with Debian's mosquitto_pub, alerts read with
+// mosquitto_sub — first from the edge, then from the Beam replay of the
+// edge's exported log (published to a Debian mosquitto broker) — and
+// requires the same alerts, alert ids included.
+package beamreplay_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/internal/testtools"
+)
+
+func TestBeamReplayExample(t *testing.T) {
+	mqtttest.RequireClients(t)
+	mosquitto := testtools.Tool(t, "mosquitto", "apt-get install -y mosquitto, or make deps")
+	bin := t.TempDir()
+	build(t, bin, "eddy", "../../cmd/eddy")
+	build(t, bin, "eddy-beam", "../../cmd/eddy-beam")
+	work := t.TempDir()
+	data := filepath.Join(work, "edge")
+	yaml, err := filepath.Abs("pipeline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The edge: eddy run with the example pipeline.
+	port := freePort(t)
+	edge := start(t, work, filepath.Join(bin, "eddy"), "run", yaml, "--mqtt-addr", "127.0.0.1:"+port, "--http-addr", "-", "--data-dir", data)
+	listening(t, port)
+	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"alert", "probe/edge"}, ProbeTopic: "probe/edge", QoS: 1})
+	mqtttest.PubLines(t, port, "test", 1, testmachine()...)
+	edgeAlerts := payloads(t, sub.Lines(4))
+	if err := edge.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := edge.Wait(); err != nil {
+		t.Fatalf("eddy run did not stop cleanly: %v", err)
+	}
+	states := []string{}
+	for _, a := range edgeAlerts {
+		states = append(states, fmt.Sprint(a["state"], " ", a["key"]))
+	}
+	if want := []string{"firing cc2650", "resolved cc2650", "firing cc2650", "resolved cc2650"}; !slices.Equal(states, want) {
+		t.Fatalf("edge alerts %v, want %v", states, want)
+	}
+
+	// Export the edge's history and replay it on Beam (prism).
+	export := filepath.Join(work, "test.jsonl")
+	run(t, filepath.Join(bin, "eddy"), "export", "--data-dir", data, "--topic", "test", "-o", export)
+	if n := countLines(t, export); n != 20 {
+		t.Fatalf("exported %d records, want the 20 readings", n)
+	}
+	port2 := freePort(t)
+	start(t, work, mosquitto, "-p", port2)
+	listening(t, port2)
+	sub2 := mqtttest.StartSub(t, port2, mqtttest.SubOptions{Topics: []string{"alert", "probe/beam"}, ProbeTopic: "probe/beam", QoS: 1})
+	out := filepath.Join(work, "beam")
+	run(t, filepath.Join(bin, "eddy"), "beam", "run", yaml, "--input", export, "--runner", "prism",
+		"--output-dir", out, "--mqtt-broker", "tcp://127.0.0.1:"+port2)
+	beamAlerts := payloads(t, sub2.Lines(4))
+	fileAlerts := readJSONLines(t, filepath.Join(out, "alerts.jsonl"))
+	for what, got := range map[string][]map[string]any{"published by Beam": beamAlerts, "written by Beam": fileAlerts} {
+		if !sameSet(got, edgeAlerts) {
+			t.Errorf("alerts %s differ from the edge's:\nBeam: %v\nedge: %v", what, got, edgeAlerts)
+		}
+	}
+}
+
+// testmachine returns the 20 readings KubeEdge's testmachine publishes, 2 s
+// apart (ID, Device, CreateTime, Label, Units, Value as a string, MachineID).
+func testmachine() []string {
+	t0 := time.Date(2026, 11, 30, 10, 0, 0, 0, time.FixedZone("CET", 3600))
+	var out []string
+	for i := 0; i < 20; i++ {
+		value, machine := "80", "M7000"
+		switch {
+		case i == 1:
+			value, machine = "90", "M2000"
+		case i > 2 && i < 5:
+			value, machine = "100", "M3030"
+		case i > 5 && i < 8:
+			value, machine = "95", "M5050"
+		case i == 8:
+			value, machine = "75", "M6000"
+		}
+		b, _ := json.Marshal(map[string]any{"ID": i, "Device": "cc2650", "CreateTime": t0.Add(time.Duration(2*i) * time.Second).Format(time.RFC3339Nano),
+			"Label": "Temperature", "Units": "DegreeCelcius", "Value": value, "MachineID": machine})
+		out = append(out, string(b))
+	}
+	return out
+}
+
+func build(t *testing.T, dir, name, pkg string) {
+	t.Helper()
+	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+}
+
+// start starts a program in dir (where relative sink paths land).
+func start(t *testing.T, dir, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+	}
+}
+
+// listening waits until something accepts connections on the port.
+func listening(t *testing.T, port string) {
+	t.Helper()
+	mqtttest.WaitFor(t, "a listener on port "+port, func() bool {
+		c, err := net.Dial("tcp", "127.0.0.1:"+port)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+// payloads decodes mosquitto_sub -v lines "topic payload".
+func payloads(t *testing.T, lines []string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, l := range lines {
+		_, p, _ := strings.Cut(l, " ")
+		var m map[string]any
+		if err := json.Unmarshal([]byte(p), &m); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func readJSONLines(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		lines = append(lines, "file "+l)
+	}
+	return payloads(t, lines)
+}
+
+func countLines(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	for sc := bufio.NewScanner(f); sc.Scan(); {
+		n++
+	}
+	return n
+}
+
+func sameSet(a, b []map[string]any) bool {
+	enc := func(ms []map[string]any) []string {
+		var out []string
+		for _, m := range ms {
+			s, _ := json.Marshal(m)
+			out = append(out, string(s))
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(enc(a), enc(b))
+}

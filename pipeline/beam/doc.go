@@ -1,0 +1,55 @@
+// Package beam translates a compiled Eddy pipeline (a pipeline.Plan) into an
+// Apache Beam Go pipeline, so that the YAML an edge runs natively can also
+// run over recorded history on Beam's runners: direct and prism in-process,
+// Flink, Spark or Dataflow through a portable job endpoint.
+//
+// # What runs where
+//
+// The translation reuses the edge's code on Beam workers rather than
+// re-implementing it: the MQTT payload decoders (connectors/mqtt), the
+// compiled expressions, the stateless operators (filter, map, select, drop),
+// the window operator's argument evaluation and accumulators
+// (operators/window.Folder over operators/aggregate.Acc) and the alert,
+// dedupe and throttle operators themselves.
+//
+//   - input: JSON Lines in the format `eddy export` writes (one WAL record a
+//     line: offset, arrival time, topic, payload).
+//   - decode, eventTime, key and the steps before a window: one DoFn.
+//   - lateness: the edge decides which events are late from the order they
+//     arrived in (its watermark is the largest event time seen so far minus
+//     allowedLateness). Beam sees a bounded input as a whole, so a two-pass
+//     prefix maximum over the log offsets (blocks of BlockSize records in
+//     parallel, then a scan inside each block) gives every event the
+//     watermark the edge had when it arrived. Late events go to the `late:`
+//     sinks, exactly as on the edge; events of a sliding window some of whose
+//     windows had closed are dropped from those windows only.
+//   - tumbling and sliding windows: Beam windowing (FixedWindows,
+//     SlidingWindows) and a CombinePerKey whose accumulator is the edge's
+//     []aggregate.Acc. Count windows have no Beam equivalent and are refused
+//     at translation time.
+//   - session windows: per key, the edge's own window operator over the
+//     key's events in log order, advanced to the edge's event clock at each
+//     arrival. Beam's Sessions merging differs from the edge's once a session
+//     has closed, and prism (v2.77.0) leaves overlapping sessions unmerged
+//     when a key's elements arrive in several bundles; this form is exact.
+//   - alert, dedupe, throttle: per key state in event order. The translation
+//     groups by key in the global window, orders each key's events as the
+//     edge sees them (log offset for raw events; window end for window
+//     results) and runs the edge operator over them: the same transitions,
+//     the same stable alert ids.
+//   - sinks: file (JSON Lines, one file per sink), log (stdout) and mqtt
+//     (the edge's own MQTT sink over a paho client, to Options.MQTTBroker).
+//     NATS sinks do not exist yet on the edge either.
+//
+// Documented differences from the edge, each covered by a test:
+//   - Beam timestamps have millisecond precision; windowing uses event time
+//     floored to the millisecond, while aggregates (first, last) and alerts
+//     keep nanoseconds.
+//   - a stale alert (a key silent for staleAfter) resolves on Beam at the key's
+//     next event or at the end of the input, where the edge resolves it at its
+//     next sweep of the event clock: the same episodes, a different `ts`.
+//
+// Beam and prism add tens of MiB to a binary and register global flags, so
+// this package is linked only into cmd/eddy-beam, never into the edge binary
+// (internal/deptest enforces it).
+package beam

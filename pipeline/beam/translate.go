@@ -1,0 +1,266 @@
+package beam
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/apache/beam/sdks/v2/go/pkg/beam"
+	beamwindow "github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/window"
+	_ "github.com/apache/beam/sdks/v2/go/pkg/beam/io/filesystem/local" // file paths without a scheme
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/io/textio"
+
+	"github.com/eddy-edge/eddy/pipeline"
+)
+
+// BlockSize is how many consecutive log offsets one lateness block holds
+// (see the package doc): the prefix maximum is computed per block in
+// parallel, then scanned inside each block.
+const BlockSize = 1 << 16
+
+// Options configure a translation.
+type Options struct {
+	// Input is a file or glob of JSON Lines written by `eddy export`.
+	Input string
+	// OutputDir, if set, is where relative file sink paths are written;
+	// default: as written in the pipeline (relative to the working
+	// directory).
+	OutputDir string
+	// MQTTBroker is the broker mqtt sinks publish to (e.g.
+	// tcp://127.0.0.1:1883). On an edge they publish to its own broker;
+	// on Beam there is none, so pipelines with mqtt sinks need it.
+	MQTTBroker string
+}
+
+// Rec is one event between Beam stages. Fields travel as a JSON object so
+// that every runner can encode them; Time keeps the edge's nanoseconds.
+type Rec struct {
+	// Key is the partition key.
+	Key string
+	// Time is the event time in unix nanoseconds.
+	Time int64
+	// Offset is the log offset of the record (the largest of a window's
+	// records for window results).
+	Offset int64
+	// Topic is the MQTT topic the record arrived on.
+	Topic string
+	// Fields is the event's fields as a JSON object.
+	Fields string
+	// WM is the watermark the edge had when the event arrived (unix ns),
+	// set by the lateness pass.
+	WM int64
+}
+
+// Support says why a plan cannot run on Beam, or nil when it can.
+func Support(p *pipeline.Plan) error {
+	var errs []string
+	add := func(path, why string) { errs = append(errs, path+": "+why) }
+	if p.Spec.Source.MQTT == nil {
+		add("spec.source", "only mqtt sources can be replayed on Beam (stream sources such as twin are not exported)")
+	}
+	seenWindow := false
+	for i, st := range p.Spec.Steps {
+		path := fmt.Sprintf("spec.steps[%d]", i)
+		switch {
+		case st.Window != nil:
+			if st.Window.Count != nil {
+				add(path+".window.count", "count windows are not supported on Beam (Beam windows are event-time intervals); use tumbling, sliding or session")
+			}
+			if seenWindow {
+				add(path+".window", "a second window is not supported on Beam yet")
+			}
+			seenWindow = true
+		case st.Enrich != nil:
+			add(path+".enrich", "enrich reads the edge's device twins, which do not exist on Beam")
+		case (st.Alert != nil || st.Dedupe != nil || st.Throttle != nil) && !seenWindow && hasWindowAfter(p.Spec.Steps[i:]):
+			add(path, "alert, dedupe and throttle before a window are not supported on Beam; move them after the aggregate")
+		}
+	}
+	for i, s := range append(append([]pipeline.Sink{}, p.Spec.Sinks...), p.Spec.Late...) {
+		if s.File == nil && s.Log == nil && s.MQTT == nil {
+			add(fmt.Sprintf("sink %d (%s)", i, sinkKind(s)), "only file, log and mqtt sinks run on Beam")
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("pipeline %s cannot run on Beam:\n  %s", p.ID(), strings.Join(errs, "\n  "))
+	}
+	return nil
+}
+
+func hasWindowAfter(steps []pipeline.Step) bool {
+	for _, st := range steps {
+		if st.Window != nil {
+			return true
+		}
+	}
+	return false
+}
+
+func sinkKind(s pipeline.Sink) string {
+	switch {
+	case s.MQTT != nil:
+		return "mqtt"
+	case s.File != nil:
+		return "file"
+	case s.Log != nil:
+		return "log"
+	}
+	return "unknown"
+}
+
+// Translate adds the pipeline to a new Beam pipeline and returns it. It
+// fails, before anything runs, when the plan uses something Beam cannot
+// run (Support).
+func Translate(p *pipeline.Plan, opts Options) (*beam.Pipeline, error) {
+	if err := Support(p); err != nil {
+		return nil, err
+	}
+	if opts.Input == "" {
+		return nil, fmt.Errorf("no input: give the JSON Lines files `eddy export` wrote (--input)")
+	}
+	doc := pipeline.Pipeline{APIVersion: pipeline.APIVersion, Kind: pipeline.Kind,
+		Metadata: pipeline.ObjectMeta{Name: p.Name, Namespace: p.Namespace}, Spec: p.Spec}
+	spec, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the plan for Beam workers: %w", err)
+	}
+	bp, s := beam.NewPipelineWithRoot()
+	s = s.Scope(p.ID())
+	parts := split(p)
+
+	lines := textio.Read(s, opts.Input)
+	recs := beam.ParDo(s, &decodeFn{Spec: spec, Steps: parts.pre}, lines)
+	var late beam.PCollection
+	out := recs
+	switch {
+	case parts.window >= 0 && p.Spec.Steps[parts.window].Window.Session != nil:
+		results, lt := sessions(s.Scope("sessions"), spec, parts.window, recs)
+		late, out = lt, results
+	case parts.window >= 0:
+		w := p.Spec.Steps[parts.window].Window
+		lateWM, lt := lateness(s.Scope("lateness"), spec, parts.window, recs)
+		late = lt
+		win := beam.WindowInto(s, windowFn(w), recs)
+		keyed := beam.ParDo(s, &windowKeyFn{}, win, beam.SideInput{Input: lateWM})
+		accs := beam.CombinePerKey(s, &aggregateFn{Spec: spec, Window: parts.window}, keyed)
+		results := beam.ParDo(s, &extractFn{Spec: spec, Window: parts.window}, accs)
+		out = beam.WindowInto(s, beamwindow.NewGlobalWindows(), results)
+	}
+	if len(parts.post) > 0 {
+		out = beam.ParDo(s, &stepsFn{Spec: spec, Steps: parts.post}, out)
+	}
+	if len(parts.tail) > 0 {
+		keyed := beam.ParDo(s, keyByKey, out)
+		grouped := beam.GroupByKey(s, keyed)
+		end := beam.Combine(s, maxTime, beam.ParDo(s, recTime, out))
+		out = beam.ParDo(s, &tailFn{Spec: spec, Steps: parts.tail, ByTime: parts.window >= 0}, grouped, beam.SideInput{Input: end})
+	}
+	if err := sinks(s, p.Spec.Sinks, out, opts); err != nil {
+		return nil, err
+	}
+	if late.IsValid() && len(p.Spec.Late) > 0 {
+		if err := sinks(s.Scope("late"), p.Spec.Late, late, opts); err != nil {
+			return nil, err
+		}
+	}
+	return bp, nil
+}
+
+// parts says which steps run where on Beam.
+type parts struct {
+	pre    []int // stateless steps before the window (or all, without window and state)
+	window int   // index of the window step (-1: none); the aggregate follows it
+	post   []int // stateless steps after the aggregate, before any keyed state
+	tail   []int // from the first alert/dedupe/throttle to the end, run per key in order
+}
+
+func split(p *pipeline.Plan) parts {
+	pt := parts{window: -1}
+	steps := p.Spec.Steps
+	stateful := func(st pipeline.Step) bool { return st.Alert != nil || st.Dedupe != nil || st.Throttle != nil }
+	i := 0
+	for ; i < len(steps) && steps[i].Window == nil && !stateful(steps[i]); i++ {
+		pt.pre = append(pt.pre, i)
+	}
+	if i < len(steps) && steps[i].Window != nil {
+		pt.window = i
+		i += 2 // the window and its aggregate
+		for ; i < len(steps) && !stateful(steps[i]); i++ {
+			pt.post = append(pt.post, i)
+		}
+	}
+	for ; i < len(steps); i++ {
+		pt.tail = append(pt.tail, i)
+	}
+	return pt
+}
+
+func windowFn(w *pipeline.WindowSpec) *beamwindow.Fn {
+	if w.Tumbling != nil {
+		return beamwindow.NewFixedWindows(w.Tumbling.Duration)
+	}
+	return beamwindow.NewSlidingWindows(w.Sliding.Every.Duration, w.Sliding.Size.Duration)
+}
+
+// lateness finds the events the edge saw after (some of) their windows had
+// closed (see the package doc). It returns, keyed by log offset, the
+// watermark each such event arrived at (a side input for the window step:
+// late events are rare, so it stays small) and the late events themselves.
+// It never re-timestamps the main input: a grouping in the global window
+// would move every timestamp to the end of time and make the windowed
+// data late on runners that track watermarks (prism).
+func lateness(s beam.Scope, spec []byte, win int, recs beam.PCollection) (lateWM, late beam.PCollection) {
+	byBlock := beam.ParDo(s, blockOf, recs)
+	blockMax := beam.CombinePerKey(s, maxTime, beam.ParDo(s, blockTime, recs))
+	grouped := beam.GroupByKey(s, byBlock)
+	return beam.ParDo2(s, &lateFn{Spec: spec, Window: win}, grouped, beam.SideInput{Input: blockMax})
+}
+
+// sessions runs session windows per key with the edge's own operator (see
+// sessionFn), fed with each event's arrival event clock.
+func sessions(s beam.Scope, spec []byte, win int, recs beam.PCollection) (results, late beam.PCollection) {
+	byBlock := beam.ParDo(s, blockOf, recs)
+	blockMax := beam.CombinePerKey(s, maxTime, beam.ParDo(s, blockTime, recs))
+	keyed := beam.ParDo(s, arrivalFn{}, beam.GroupByKey(s, byBlock), beam.SideInput{Input: blockMax})
+	return beam.ParDo2(s, &sessionFn{Spec: spec, Window: win}, beam.GroupByKey(s, keyed))
+}
+
+func sinks(s beam.Scope, list []pipeline.Sink, col beam.PCollection, opts Options) error {
+	for i, sk := range list {
+		lines := beam.ParDo(s, toLine, col)
+		switch {
+		case sk.File != nil:
+			path := sk.File.Path
+			if opts.OutputDir != "" && !strings.HasPrefix(path, "/") {
+				path = strings.TrimSuffix(opts.OutputDir, "/") + "/" + path
+			}
+			textio.Write(s.Scope(fmt.Sprintf("sink-%d", i)), path, lines)
+		case sk.Log != nil:
+			beam.ParDo0(s, printLine, lines)
+		case sk.MQTT != nil:
+			if opts.MQTTBroker == "" {
+				return fmt.Errorf("sink %d publishes to MQTT topic %q: give the broker to publish to (--mqtt-broker tcp://HOST:1883)", i, sk.MQTT.Topic)
+			}
+			spec, err := json.Marshal(sk.MQTT)
+			if err != nil {
+				return err
+			}
+			beam.ParDo0(s, &mqttSinkFn{Broker: opts.MQTTBroker, Sink: spec}, col)
+		default:
+			return fmt.Errorf("sink %d: %s sinks do not run on Beam", i, sinkKind(sk))
+		}
+	}
+	return nil
+}
+
+func init() {
+	for _, t := range []any{decodeFn{}, mqttSinkFn{}, lateFn{}, arrivalFn{}, sessionFn{}, windowKeyFn{}, aggregateFn{}, extractFn{}, stepsFn{}, tailFn{}, Rec{}} {
+		beam.RegisterType(reflect.TypeOf(t))
+	}
+	beam.RegisterType(reflect.TypeOf((*accum)(nil)).Elem())
+	beam.RegisterCoder(reflect.TypeOf((*accum)(nil)), encodeAccum, decodeAccum)
+	for _, f := range []any{blockOf, blockTime, maxTime, keyByKey, recTime, toLine, printLine} {
+		beam.RegisterFunction(f)
+	}
+}
