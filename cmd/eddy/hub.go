@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -24,8 +26,9 @@ data in the eddy_up stream. In production any NATS cluster with JetStream (domai
 "hub") does the same job; see docs/fleet.md.
 
 Without --credentials both listeners must be on loopback (no authentication at all).
-Issue node credentials with 'eddy hub credentials add NODE --file FILE', and a
-development CA and certificate with 'eddy hub dev-ca --dir DIR --host NAME'.`,
+Issue node credentials with 'eddy hub credentials add NODE --file FILE' and send
+the hub SIGHUP to reload the file (removed or rotated users are disconnected). A
+development CA and certificate: 'eddy hub dev-ca --dir DIR --host NAME'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if credsFile != "" {
@@ -51,7 +54,30 @@ development CA and certificate with 'eddy hub dev-ca --dir DIR --host NAME'.`,
 			defer h.Close()
 			cfg.Logger.Info("hub running", "clients", h.ClientURL(), "leaf_nodes", h.LeafURL(), "data_dir", cfg.DataDir,
 				"authenticated", cfg.Credentials != nil, "tls", cfg.TLSCertFile != "")
-			<-cmd.Context().Done()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			for {
+				select {
+				case <-hup:
+					if credsFile == "" {
+						cfg.Logger.Warn("SIGHUP: nothing to reload without --credentials")
+						continue
+					}
+					c, err := hub.LoadCredentials(credsFile)
+					if err == nil {
+						err = h.Reload(c)
+					}
+					if err != nil {
+						cfg.Logger.Error("SIGHUP: the credentials were not reloaded; the old ones stay in force", "file", credsFile, "err", err)
+						continue
+					}
+					cfg.Logger.Info("credentials reloaded", "file", credsFile, "admins", len(c.Admins), "nodes", len(c.Nodes))
+					continue
+				case <-cmd.Context().Done():
+				}
+				break
+			}
 			cfg.Logger.Info("hub shutting down")
 			return nil
 		},
@@ -82,7 +108,7 @@ func hubCredentialsCommand(g *globals) *cobra.Command {
 		Long: `Add a node (or, with --admin, an administrator) to the credentials file with a new
 random password, printed once: only its bcrypt hash is stored. Running it again for
 the same name rotates the password. A node's user may read only its own plans and
-publish only under its own subjects. Restart the hub to apply.`,
+publish only under its own subjects. Send the hub SIGHUP (or restart it) to apply.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := hub.LoadCredentials(file)
@@ -97,10 +123,10 @@ publish only under its own subjects. Restart the hub to apply.`,
 				return err
 			}
 			if admin {
-				fmt.Fprintf(g.stdout, "admin %s added to %s (restart the hub to apply).\npassword: %s\n", args[0], file, pw)
+				fmt.Fprintf(g.stdout, "admin %s added to %s (send the hub SIGHUP to apply).\npassword: %s\n", args[0], file, pw)
 				return nil
 			}
-			fmt.Fprintf(g.stdout, `node %s added to %s (restart the hub to apply). Its edge config:
+			fmt.Fprintf(g.stdout, `node %s added to %s (send the hub SIGHUP to apply). Its edge config:
 
 node: %s
 link:
@@ -115,7 +141,7 @@ link:
 	add.Flags().BoolVar(&admin, "admin", false, "add an administrator (full access: eddy fleet, the controller)")
 	remove := &cobra.Command{
 		Use:   "remove NAME",
-		Short: "Revoke a node or admin (restart the hub to apply)",
+		Short: "Revoke a node or admin (send the hub SIGHUP to apply: its connections are closed)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := hub.LoadCredentials(file)
@@ -128,7 +154,7 @@ link:
 			if err := c.Save(file); err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "removed %s from %s; restart the hub to apply\n", args[0], file)
+			fmt.Fprintf(g.stdout, "removed %s from %s; send the hub SIGHUP to apply (its connections are closed)\n", args[0], file)
 			return nil
 		},
 	}

@@ -178,3 +178,12 @@ func (c *Credentials) users(opts fleet.Options) ([]*server.User, error) {
 	}
 	return out, nil
 }
+
+// hashes maps every user and node name to its hash.
+func (c *Credentials) hashes() map[string]string {
+	m := map[string]string{}
+	for _, u := range append(append([]User(nil), c.Admins...), c.Nodes...) {
+		m[u.Name] = u.BcryptHash
+	}
+	return m
+}

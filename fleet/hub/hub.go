@@ -260,3 +260,48 @@ func (cfg *Config) fleetDomain() string {
 	}
 	return cfg.Fleet.Domain
 }
+
+// Reload replaces the hub's users with creds without a restart: new and
+// rotated passwords take effect for new connections, and connections of
+// removed users (a revoked node's leaf connection) are closed at once.
+func (h *Hub) Reload(creds *Credentials) error {
+	if creds == nil || h.cfg.Credentials == nil {
+		return errors.New("hub: reload needs credentials, and a hub started with them")
+	}
+	creds.internalUser, creds.internalPassword = h.cfg.Credentials.internalUser, h.cfg.Credentials.internalPassword
+	cfg := h.cfg
+	cfg.Credentials = creds
+	opts, err := cfg.serverOptions()
+	if err != nil {
+		return err
+	}
+	// Keep the ports the server listens on (a 0 in the config picked one).
+	v, err := h.srv.Varz(nil)
+	if err != nil {
+		return fmt.Errorf("hub: reload: %w", err)
+	}
+	opts.Port, opts.LeafNode.Port = v.Port, v.LeafNode.Port
+	old := h.cfg.Credentials.hashes()
+	if err := h.srv.ReloadOptions(opts); err != nil {
+		return fmt.Errorf("hub: reloading the credentials: %w", err)
+	}
+	h.cfg.Credentials = creds
+	// nats-server re-checks client connections on reload but not leaf
+	// connections: close the leaf connections of removed or rotated
+	// users; they reconnect with what they have and are checked then.
+	now := creds.hashes()
+	lz, err := h.srv.Leafz(nil)
+	if err != nil {
+		return fmt.Errorf("hub: listing leaf connections: %w", err)
+	}
+	for _, li := range lz.Leafs {
+		c := h.srv.GetLeafNode(li.ID)
+		if c == nil {
+			continue
+		}
+		if user := c.GetOpts().Username; now[user] == "" || now[user] != old[user] {
+			_ = h.srv.DisconnectClientByID(li.ID)
+		}
+	}
+	return nil
+}

@@ -700,3 +700,29 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestRevokeWithoutRestart removes edge-2 from the hub's credentials and
+// reloads them: edge-2's leaf connection is closed and stays out, edge-1
+// stays connected.
+func TestRevokeWithoutRestart(t *testing.T) {
+	th := newTestHub(t, "edge-1", "edge-2")
+	e1 := startEdge(t, th, "edge-1", t.TempDir())
+	e2 := startEdge(t, th, "edge-2", t.TempDir())
+	mqtttest.WaitFor(t, "both connected", func() bool {
+		return e1.Link().State == "connected" && e2.Link().State == "connected"
+	})
+	revoked := &hub.Credentials{Admins: th.creds.Admins}
+	for _, u := range th.creds.Nodes {
+		if u.Name != "edge-2" {
+			revoked.Nodes = append(revoked.Nodes, u)
+		}
+	}
+	if err := th.h.Reload(revoked); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, "edge-2 cut off", func() bool { return e2.Link().State == "disconnected" })
+	time.Sleep(time.Second) // ten reconnect intervals: it must stay out
+	if e2.Link().State != "disconnected" || e1.Link().State != "connected" {
+		t.Fatalf("after revoking edge-2: edge-1 %s, edge-2 %s", e1.Link().State, e2.Link().State)
+	}
+}
