@@ -24,7 +24,9 @@ Config keys (all optional except what your setup needs):
   tokenFile, pipelines (list of YAML files), devices (list of YAML files),
   link (the hub: hub, user, password, passwordFile, credentialsFile, caFile,
   certFile, keyFile, labels, localAddr, reconnectInterval, heartbeatInterval,
-  fleet; see docs/fleet.md).`,
+  fleet; see docs/fleet.md), actions (container actions: runtime, allowedImages,
+  foreignTargets, maxConcurrent, staleIntent, startRetry, outputBytes, lifecycle;
+  see docs/actions.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := loadEdgeConfig(path)

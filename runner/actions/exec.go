@@ -80,6 +80,14 @@ func (m *Manager) runOnce(r *run, replaced []*run, reconciling bool) (removeSand
 		st.LatencyMs = float64(startedAt.UnixNano()-r.rec.TriggeredAt) / 1e6
 		m.record(st)
 	}
+	if found && r.rec.ContainerID == "" {
+		// Adopted, and the runner stopped before it recorded the start:
+		// record it now, so the stream has every start.
+		st := rec
+		st.State, st.SandboxID, st.ContainerID = Started, l.SandboxID, l.ContainerID
+		st.LatencyMs = float64(startedAt.UnixNano()-r.rec.TriggeredAt) / 1e6
+		m.record(st)
+	}
 	rec.SandboxID, rec.ContainerID = l.SandboxID, l.ContainerID
 
 	timeout := time.Duration(r.rec.TimeoutMs) * time.Millisecond
