@@ -48,7 +48,9 @@ const usage = `usage: eddy-beam run FILE --input GLOB [--runner direct|prism|HOS
                          [--mqtt-broker tcp://HOST:PORT] [--pipeline NAME]
 
 Runs the pipelines of FILE (Eddy YAML) on Apache Beam over recorded events:
-JSON Lines written by 'eddy export'. Sinks of kind file write their path
+JSON Lines written by 'eddy export', or what edges forwarded to the hub
+(--input nats://HOST:4222/eddy_up?subject=eddy.up.NODE.>&domain=hub: the
+stream as it is when the job starts). Sinks of kind file write their path
 (relative paths under --output-dir); log sinks print; mqtt sinks publish to
 --mqtt-broker.
 
@@ -70,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fs := pflag.NewFlagSet("eddy-beam run", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	input := fs.String("input", "", "JSON Lines files written by `eddy export` (a path or a glob)")
+	input := fs.String("input", "", "JSON Lines files written by `eddy export` (a path or a glob), or a hub stream nats://HOST:PORT/STREAM?subject=...&domain=...")
 	runner := fs.String("runner", "direct", "direct, prism or a portable job endpoint HOST:PORT")
 	outDir := fs.String("output-dir", "", "directory for relative file sink paths")
 	only := fs.String("pipeline", "", "run only this pipeline (name or namespace/name) of FILE")

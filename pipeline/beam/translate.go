@@ -21,7 +21,9 @@ const BlockSize = 1 << 16
 
 // Options configure a translation.
 type Options struct {
-	// Input is a file or glob of JSON Lines written by `eddy export`.
+	// Input is a file or glob of JSON Lines written by `eddy export`, or a
+	// stream on the hub: nats://HOST:PORT/STREAM?subject=...&domain=...
+	// (see HubInput).
 	Input string
 	// OutputDir, if set, is where relative file sink paths are written;
 	// default: as written in the pipeline (relative to the working
@@ -129,7 +131,14 @@ func Translate(p *pipeline.Plan, opts Options) (*beam.Pipeline, error) {
 	s = s.Scope(p.ID())
 	parts := split(p)
 
-	lines := textio.Read(s, opts.Input)
+	var lines beam.PCollection
+	if hub, ok, err := ParseHubInput(opts.Input); err != nil {
+		return nil, err
+	} else if ok {
+		lines = beam.ParDo(s, &hubReadFn{In: hub}, beam.Impulse(s))
+	} else {
+		lines = textio.Read(s, opts.Input)
+	}
 	recs := beam.ParDo(s, &decodeFn{Spec: spec, Steps: parts.pre}, lines)
 	var late beam.PCollection
 	out := recs
@@ -255,7 +264,7 @@ func sinks(s beam.Scope, list []pipeline.Sink, col beam.PCollection, opts Option
 }
 
 func init() {
-	for _, t := range []any{decodeFn{}, mqttSinkFn{}, lateFn{}, arrivalFn{}, sessionFn{}, windowKeyFn{}, aggregateFn{}, extractFn{}, stepsFn{}, tailFn{}, Rec{}} {
+	for _, t := range []any{decodeFn{}, mqttSinkFn{}, hubReadFn{}, lateFn{}, arrivalFn{}, sessionFn{}, windowKeyFn{}, aggregateFn{}, extractFn{}, stepsFn{}, tailFn{}, Rec{}} {
 		beam.RegisterType(reflect.TypeOf(t))
 	}
 	beam.RegisterType(reflect.TypeOf((*accum)(nil)).Elem())
