@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/eddy-edge/eddy/runner/actions"
 	"github.com/eddy-edge/eddy/runner/api"
@@ -90,6 +91,13 @@ func (r *Runner) Ready() error {
 		return errors.New("runner is shutting down")
 	case r.log == nil || r.engine == nil || r.broker == nil:
 		return errors.New("runner is starting")
+	}
+	// While the log refuses appends, so does the broker: not ready.
+	switch st := r.log.Stats(); {
+	case st.WriteError != "":
+		return fmt.Errorf("the write-ahead log refuses appends until a probe write succeeds: %s", st.WriteError)
+	case st.Full:
+		return errors.New("the write-ahead log is full (retention policy block): publishes are refused until pipelines catch up")
 	}
 	return nil
 }

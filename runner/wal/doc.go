@@ -48,6 +48,14 @@
 // returns. The broker uses this to acknowledge MQTT QoS 1/2 publishes after
 // the group commit without blocking the client's read loop.
 //
+// # Write failures
+//
+// A failed write or fsync (a full disk) fails the appends it carried and
+// makes the log refuse appends at once; Stats.WriteError says why. The log
+// heals itself: it probes the directory with backoff and, once a probe
+// write succeeds, reopens the segment files (repairing the torn tail) and
+// takes appends again. No restart is needed.
+//
 // # Corruption policy
 //
 // tidwall/wal stores entries as uvarint length + data with no checksum. Each

@@ -89,6 +89,20 @@ func (o *Options) defaults() {
 	}
 }
 
+// twOptions are the tidwall/wal options of a log with these options.
+func (o *Options) twOptions() *twal.Options {
+	return &twal.Options{
+		NoSync:           true, // the committer fsyncs
+		SegmentSize:      o.SegmentSize,
+		SegmentCacheSize: 2,
+		AllowEmpty:       true,
+		DirPerms:         0o750,
+		FilePerms:        0o640,
+	}
+}
+
+func (l *File) twOptions() *twal.Options { return l.opts.twOptions() }
+
 // File is a Log stored in a directory of tidwall/wal segment files, with
 // group commit, a tail cache and retention. Open it with Open.
 type File struct {
@@ -115,8 +129,14 @@ type File struct {
 	segs        []segFile // mirror of the segment files (start, size)
 	bytes       int64
 
-	twMu     sync.Mutex // serializes tidwall writes + segs mirror with truncation
-	retainMu sync.Mutex // one retention pass at a time
+	// twMu guards the tidwall log pointer (replaced when the log recovers
+	// from a write failure, see file_heal.go): readers hold it shared,
+	// writes, fsyncs, truncation and the swap hold it exclusively. It also
+	// serializes tidwall writes + the segs mirror with truncation.
+	twMu     sync.RWMutex
+	healing  bool          // a heal goroutine runs (guarded by mu)
+	healDone chan struct{} // closed when no heal goroutine runs
+	retainMu sync.Mutex    // one retention pass at a time
 
 	wake          chan struct{}
 	kick          chan struct{}
@@ -150,14 +170,7 @@ func Open(ctx context.Context, dir string, opts Options) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	tw, err := twal.Open(dir, &twal.Options{
-		NoSync:           true, // the committer fsyncs
-		SegmentSize:      opts.SegmentSize,
-		SegmentCacheSize: opts.SegmentCache,
-		AllowEmpty:       true,
-		DirPerms:         0o750,
-		FilePerms:        0o640,
-	})
+	tw, err := twal.Open(dir, opts.twOptions())
 	if err != nil {
 		return nil, fmt.Errorf("wal: opening log in %s: %w (the directory holds damaged segment files; move it aside to start an empty log)", dir, err)
 	}
@@ -186,6 +199,7 @@ func Open(ctx context.Context, dir string, opts Options) (*File, error) {
 		stop:          make(chan struct{}),
 		committerDone: make(chan struct{}),
 		retentionDone: make(chan struct{}),
+		healDone:      newClosedChan(),
 	}
 	l.asyncRoom = sync.NewCond(&l.mu)
 	l.cache.init(opts.CacheRecords, opts.CacheBytes, last+1)
@@ -259,6 +273,9 @@ func (l *File) Stats() Stats {
 	s.Bytes = l.bytes
 	s.Segments = len(l.segs)
 	s.Consumers = l.cons.clone()
+	if l.failed != nil {
+		s.WriteError = l.failed.Error()
+	}
 	return s
 }
 
@@ -280,6 +297,12 @@ func (l *File) Close() error {
 	<-l.retentionDone
 	l.retainMu.Lock() // a Retain call in flight finishes first
 	defer l.retainMu.Unlock()
+	<-l.healDone // a heal in flight finishes or gives up (it watches stop)
+	l.twMu.Lock()
+	defer l.twMu.Unlock()
+	if l.tw == nil {
+		return nil // a heal gave up between closing and reopening it
+	}
 	if err := l.tw.Close(); err != nil {
 		return fmt.Errorf("wal: closing %s: %w", l.dir, err)
 	}

@@ -290,7 +290,7 @@ func (l *File) commit(c *commitState, reqs []*request) {
 	}
 	l.twMu.Unlock()
 	if err != nil {
-		l.fail(reqs, fmt.Errorf("wal: writing %d records to %s failed: %w; the log refuses appends until the runner is restarted (check disk space and health)", nrec, l.dir, err))
+		l.fail(reqs, fmt.Errorf("wal: writing %d records to %s failed: %w; the log refuses appends until a probe write succeeds again (check disk space and health)", nrec, l.dir, err))
 		return
 	}
 	c.dirty = true
@@ -376,12 +376,15 @@ func segmentName(index uint64) string { return fmt.Sprintf("%020d", index) }
 func (l *File) sync(c *commitState) error {
 	if c.dirDirty {
 		if err := syncDir(l.dir); err != nil {
-			return fmt.Errorf("wal: fsync of directory %s failed: %w; the log refuses appends until the runner is restarted", l.dir, err)
+			return fmt.Errorf("wal: fsync of directory %s failed: %w; the log refuses appends until a probe write succeeds again", l.dir, err)
 		}
 		c.dirDirty = false
 	}
-	if err := l.tw.Sync(); err != nil {
-		return fmt.Errorf("wal: fsync of %s failed: %w; the log refuses appends until the runner is restarted (check the disk)", l.dir, err)
+	l.twMu.RLock() // tidwall serializes Sync with its other calls itself
+	err := l.tw.Sync()
+	l.twMu.RUnlock()
+	if err != nil {
+		return fmt.Errorf("wal: fsync of %s failed: %w; the log refuses appends until a probe write succeeds again (check disk space and health)", l.dir, err)
 	}
 	c.dirty = false
 	l.mu.Lock()
@@ -405,6 +408,8 @@ func (l *File) fail(reqs []*request, err error) {
 	l.mu.Lock()
 	if l.failed == nil {
 		l.failed = err
+		l.st.WriteFailures++
+		l.startHeal()
 	}
 	queued := l.queue
 	l.queue = nil

@@ -69,7 +69,13 @@ func (l *File) Read(ctx context.Context, from uint64, buf []Record) (int, error)
 func (l *File) readDisk(from, hi uint64, buf []Record) (n int, next uint64, err error) {
 	i := from
 	for ; i <= hi && n < len(buf); i++ {
-		data, rerr := l.tw.Read(i)
+		l.twMu.RLock()
+		var data []byte
+		rerr := errHealing
+		if l.tw != nil {
+			data, rerr = l.tw.Read(i)
+		}
+		l.twMu.RUnlock()
 		switch {
 		case rerr == nil:
 		case errors.Is(rerr, twal.ErrNotFound):
@@ -81,15 +87,24 @@ func (l *File) readDisk(from, hi uint64, buf []Record) (n int, next uint64, err 
 			}
 			return n, i, fmt.Errorf("wal: offset %d missing from %s: %w", i, l.dir, rerr)
 		case errors.Is(rerr, twal.ErrCorrupt):
-			if _, ferr := l.tw.FirstIndex(); ferr != nil {
+			l.twMu.RLock()
+			_, ferr := l.tw.FirstIndex()
+			l.twMu.RUnlock()
+			if ferr != nil {
 				return n, i, fmt.Errorf("wal: log %s is unusable after a failed truncation: %w; restart the runner", l.dir, ferr)
 			}
 			end := l.segmentEnd(i)
 			l.corrupt(i, end-i, "segment framing unreadable; skipping the rest of the segment")
 			i = end - 1
 			continue
-		case errors.Is(rerr, twal.ErrClosed):
-			return n, i, ErrClosed
+		case errors.Is(rerr, twal.ErrClosed) || errors.Is(rerr, errHealing):
+			if l.isClosed() {
+				return n, i, ErrClosed
+			}
+			if n > 0 {
+				return n, i, nil
+			}
+			return 0, i, fmt.Errorf("wal: reading offset %d from %s: %w", i, l.dir, errHealing)
 		default:
 			return n, i, fmt.Errorf("wal: reading offset %d from %s: %w", i, l.dir, rerr)
 		}

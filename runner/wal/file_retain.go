@@ -97,6 +97,8 @@ func (l *File) Retain(ctx context.Context) (RetentionResult, error) {
 			l.mu.Lock()
 			if l.failed == nil {
 				l.failed = err
+				l.st.WriteFailures++
+				l.startHeal()
 			}
 			l.mu.Unlock()
 			return res, err
@@ -133,7 +135,13 @@ func (l *File) recordTime(off uint64) int64 {
 		return t
 	}
 	l.mu.Unlock()
-	data, err := l.tw.Read(off)
+	l.twMu.RLock()
+	var data []byte
+	err := errHealing
+	if l.tw != nil {
+		data, err = l.tw.Read(off)
+	}
+	l.twMu.RUnlock()
 	if err != nil {
 		return 0
 	}

@@ -221,6 +221,10 @@ type Stats struct {
 	FullRejects      uint64 // Append calls refused with ErrFull
 	Full             bool   // Append currently returns ErrFull
 
+	WriteFailures uint64 // write, fsync or truncation failures (each makes the log refuse appends until it heals)
+	Heals         uint64 // times the log took appends again after a failure
+	WriteError    string // the failure appends are refused with now, or ""
+
 	Consumers map[string]uint64 // registered consumers and their offsets
 }
 
