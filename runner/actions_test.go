@@ -421,7 +421,8 @@ spec:
     - name: diagnose
       action:
         image: localhost/eddy/busybox:1.35
-        command: [sh, -c, "echo diagnosing {{key}}"]
+        command: [sh, -c, 'echo "diagnosing $TARGET"']
+        env: {TARGET: "{{key}}"}
 `
 
 // TestCrashLoopPipeline: the example pipeline fires on a container that
@@ -463,5 +464,80 @@ func TestCrashLoopPipeline(t *testing.T) {
 	mqtttest.WaitFor(t, "the diagnostic container's exit", func() bool { return len(records(r, actions.Exited)) == 1 })
 	if ex := records(r, actions.Exited)[0]; ex.Output != "diagnosing factory/flaky/flaky\n" {
 		t.Fatalf("diagnostic %+v", ex)
+	}
+}
+
+const stopMotor = `apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: motor}
+spec:
+  source: {mqtt: {topic: "motors/+"}}
+  steps:
+    - alert: {when: "rpm > 5000"}
+  sinks:
+    - name: guard
+      action:
+        do: %s
+        target: {namespace: factory, pod: motor, container: controller}
+`
+
+// runMotor starts a container Eddy did not start: namespace factory, pod
+// motor, container controller.
+func runMotor(t *testing.T, rt *cri.Runtime) cri.Launched {
+	t.Helper()
+	l, err := rt.Run(context.Background(), cri.RunSpec{Name: "motor", ContainerName: "controller", Namespace: "factory", UID: "motor", Image: containerdtest.Busybox,
+		HostNetwork: true, Command: []string{"sleep", "3600"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestActionStopForeignContainer: stopping a container Eddy did not start
+// is refused without a foreignTargets pattern (and nothing is touched),
+// and done with one.
+func TestActionStopForeignContainer(t *testing.T) {
+	ctd := containerdtest.Start(t)
+	rt := ctd.Runtime(t)
+	ctx := context.Background()
+	motor := runMotor(t, rt)
+	r := actionRunner(t, t.TempDir(), ctd, actions.Config{})
+	apply(t, r, fmt.Sprintf(stopMotor, "stop"))
+	publish(t, r, "motors/m1", `{"rpm": 6000}`)
+	mqtttest.WaitFor(t, "the refusal", func() bool { return len(records(r, actions.Refused)) == 1 })
+	if ref := records(r, actions.Refused)[0]; !strings.Contains(ref.Error, "factory/motor/controller") || !strings.Contains(ref.Error, "foreignTargets") {
+		t.Fatalf("refused %+v", ref)
+	}
+	if st, err := rt.Container(ctx, motor.ContainerID); err != nil || st.State != cri.StateRunning {
+		t.Fatalf("the motor must still run: %+v %v", st, err)
+	}
+	r.Close()
+
+	r2 := actionRunner(t, t.TempDir(), ctd, actions.Config{ForeignTargets: []string{"factory/motor/*"}})
+	apply(t, r2, fmt.Sprintf(stopMotor, "stop"))
+	publish(t, r2, "motors/m1", `{"rpm": 6000}`)
+	mqtttest.WaitFor(t, "the stop", func() bool { return len(records(r2, actions.Done)) == 1 })
+	if d := records(r2, actions.Done)[0]; len(d.Targets) != 1 || d.Targets[0] != "factory/motor/controller" {
+		t.Fatalf("done %+v", d)
+	}
+	if st, err := rt.Container(ctx, motor.ContainerID); err != nil || st.State != cri.StateExited {
+		t.Fatalf("the motor must be stopped: %+v %v", st, err)
+	}
+}
+
+// TestActionRestartForeignContainer: restart re-creates the container in
+// its pod with the restart count one higher, as the kubelet does.
+func TestActionRestartForeignContainer(t *testing.T) {
+	ctd := containerdtest.Start(t)
+	rt := ctd.Runtime(t)
+	ctx := context.Background()
+	motor := runMotor(t, rt)
+	r := actionRunner(t, t.TempDir(), ctd, actions.Config{ForeignTargets: []string{"factory/*/controller"}})
+	apply(t, r, fmt.Sprintf(stopMotor, "restart"))
+	publish(t, r, "motors/m1", `{"rpm": 6000}`)
+	mqtttest.WaitFor(t, "the restart", func() bool { return len(records(r, actions.Done)) == 1 })
+	cs, err := rt.Containers(ctx, motor.SandboxID, nil)
+	if err != nil || len(cs) != 1 || cs[0].ID == motor.ContainerID || cs[0].Attempt != 1 || cs[0].State != cri.StateRunning || cs[0].Name != "controller" {
+		t.Fatalf("after restart: %+v %v", cs, err)
 	}
 }

@@ -12,6 +12,7 @@
 package cri
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -141,8 +142,11 @@ func (r *Runtime) wrap(op string, err error) error {
 
 // RunSpec describes one container to run in a pod sandbox of its own.
 type RunSpec struct {
-	// Name is the pod and container name (a DNS label).
+	// Name is the pod's name (a DNS label), and the container's unless
+	// ContainerName is set.
 	Name string
+	// ContainerName names the container in its pod. Default Name.
+	ContainerName string
 	// Namespace is the pod's namespace (shown by crictl and the lifecycle
 	// stream). Default "eddy-actions".
 	Namespace string
@@ -236,7 +240,7 @@ func (r *Runtime) Run(ctx context.Context, s RunSpec) (Launched, error) {
 		res.MemoryLimitInBytes = s.MemoryBytes
 	}
 	cCfg := &runtimeapi.ContainerConfig{
-		Metadata: &runtimeapi.ContainerMetadata{Name: s.Name},
+		Metadata: &runtimeapi.ContainerMetadata{Name: cmp.Or(s.ContainerName, s.Name)},
 		Image:    &runtimeapi.ImageSpec{Image: s.Image},
 		Command:  s.Command,
 		Args:     s.Args,
