@@ -35,16 +35,15 @@ const (
 	KindDeviceModel Kind = "DeviceModel"
 )
 
-// Kinds lists every kind, in the order an edge applies them (models before
-// the devices that use them, devices before the pipelines that read them).
-var Kinds = []Kind{KindDeviceModel, KindDevice, KindPipeline}
+// Kinds lists every kind.
+func Kinds() []Kind { return []Kind{KindDeviceModel, KindDevice, KindPipeline} }
 
 // token is the kind's key token: its name in lower case.
 func (k Kind) token() string { return strings.ToLower(string(k)) }
 
 // kindFromToken maps a key token back to a Kind.
 func kindFromToken(s string) (Kind, bool) {
-	for _, k := range Kinds {
+	for _, k := range Kinds() {
 		if k.token() == s {
 			return k, true
 		}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/eddy-edge/eddy/fleet"
@@ -20,8 +21,14 @@ import (
 	"github.com/eddy-edge/eddy/runner/wal"
 )
 
-// Version is announced in the node's status record (set by the CLI).
-var Version = "dev"
+// version is the module version of the running binary ("(devel)" for a
+// local build), announced in the node's status record.
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "unknown"
+}
 
 // linkTarget adapts the Runner to link.Target.
 type linkTarget struct{ r *Runner }
@@ -85,7 +92,7 @@ func (r *Runner) startLink(ctx context.Context) error {
 	if r.cfg.DataDir != "" {
 		cfg.DataDir = filepath.Join(r.cfg.DataDir, "link")
 	}
-	cfg.Logger, cfg.Clock, cfg.Version = r.logger, r.cfg.Clock, Version
+	cfg.Logger, cfg.Clock, cfg.Version = r.logger, r.cfg.Clock, version()
 	l, err := link.New(cfg, linkTarget{r})
 	if err != nil {
 		return err
