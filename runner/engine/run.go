@@ -274,7 +274,7 @@ func (r *run) loop() {
 		}
 		// Records come from the shared source when it has the cursor's,
 		// else from the log.
-		ready := log.Wait(r.cursor)
+		var ready <-chan struct{}
 		read := func() {
 			if buf == nil {
 				buf = make([]wal.Record, r.e.opts.BatchSize)
@@ -302,6 +302,9 @@ func (r *run) loop() {
 					}
 				}
 			}
+		}
+		if ready == nil {
+			ready = log.Wait(r.cursor) // not served by a shared source
 		}
 		if due {
 			select {
