@@ -232,3 +232,19 @@ func TestMatchSelector(t *testing.T) {
 		t.Error("unknown operator accepted")
 	}
 }
+
+func TestNodeStatusStale(t *testing.T) {
+	now := time.Now()
+	st := fleet.NodeStatus{ReportedAt: now.Add(-14 * time.Second), HeartbeatInterval: pipeline.D(5 * time.Second)}
+	if st.Stale(now) {
+		t.Error("a record 14s old with a 5s heartbeat is stale")
+	}
+	st.ReportedAt = now.Add(-16 * time.Second)
+	if !st.Stale(now) {
+		t.Error("a record 16s old with a 5s heartbeat is not stale")
+	}
+	st.HeartbeatInterval = pipeline.D(0) // an old writer: the default applies
+	if !st.Stale(now) {
+		t.Error("default heartbeat not applied")
+	}
+}

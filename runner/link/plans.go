@@ -23,6 +23,8 @@ type planner struct {
 
 	mu   sync.Mutex
 	objs map[string]*object // by key
+
+	lastWarn time.Time // run's goroutine only
 }
 
 // object is one key's state on this node.
@@ -76,7 +78,12 @@ func (p *planner) run(ctx context.Context) {
 			return
 		}
 		if err != nil {
-			p.l.log.Warn("watching this node's plans", "err", err, "retry_in", backoff)
+			if time.Since(p.lastWarn) >= 30*time.Second {
+				p.lastWarn = time.Now()
+				p.l.log.Warn("watching this node's plans (repeats are logged at debug for 30s)", "err", err, "retry_in", backoff)
+			} else {
+				p.l.log.Debug("watching this node's plans", "err", err, "retry_in", backoff)
+			}
 			if !sleep(ctx, backoff) {
 				return
 			}
