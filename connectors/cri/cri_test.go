@@ -147,3 +147,28 @@ func TestRuntimeDown(t *testing.T) {
 	mqtttest.WaitFor(t, "disconnected event", func() bool { return rec.count(cri.RuntimeDisconnected) == 1 })
 	w.Close()
 }
+
+// TestWatcherReconnects: containerd killed and started again is a
+// disconnected and a connected event, and events flow again after.
+func TestWatcherReconnects(t *testing.T) {
+	ctd := containerdtest.Start(t)
+	rt := ctd.Runtime(t)
+	rec := &recorder{}
+	w := cri.NewWatcher(rt, cri.WatchOptions{OnEvent: rec.add, MaxBackoff: 200 * time.Millisecond})
+	ctx := context.Background()
+	w.Start(ctx)
+	defer w.Close()
+	mqtttest.WaitFor(t, "watcher connected", func() bool { return rec.count(cri.RuntimeConnected) == 1 })
+	ctd.Kill()
+	mqtttest.WaitFor(t, "the disconnected event", func() bool { return rec.count(cri.RuntimeDisconnected) == 1 })
+	ctd.Restart()
+	mqtttest.WaitFor(t, "connected again", func() bool { return rec.count(cri.RuntimeConnected) == 2 })
+	l, err := rt.Run(ctx, cri.RunSpec{Name: "after", UID: "after", Image: containerdtest.Busybox, HostNetwork: true, Command: []string{"true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, "the exit after the reconnect", func() bool { _, ok := rec.find(l.ContainerID, cri.Exited); return ok })
+	if n := rec.count(cri.RuntimeDisconnected); n != 1 {
+		t.Errorf("%d disconnected events, want 1 (one per outage)", n)
+	}
+}

@@ -46,8 +46,46 @@ type Containerd struct {
 	// Endpoint is the CRI (and events) endpoint, unix://Dir/c.sock.
 	Endpoint string
 	cmd      *exec.Cmd
+	bin      string
 	t        testing.TB
 }
+
+// start runs containerd on c.Dir and waits until its CRI answers.
+func (c *Containerd) start() {
+	c.t.Helper()
+	logf, err := os.OpenFile(filepath.Join(c.Dir, "containerd.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer logf.Close()
+	c.cmd = exec.Command(c.bin, "--config", filepath.Join(c.Dir, "config.toml"))
+	c.cmd.Stdout, c.cmd.Stderr = logf, logf
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatalf("starting containerd: %v", err)
+	}
+	rt, err := cri.Dial(c.Endpoint)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer rt.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := rt.Version(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("containerd did not come up in 30s: %v\n%s", err, c.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Restart starts containerd again after Kill, on the same state.
+func (c *Containerd) Restart() { c.start() }
 
 const config = `version = 2
 root = "{{dir}}/root"
@@ -99,37 +137,14 @@ func Start(t testing.TB) *Containerd {
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logf, err := os.Create(filepath.Join(dir, "containerd.log"))
+	logf, err := os.Create(filepath.Join(dir, "containerd.log")) // created here, appended to by start
 	if err != nil {
 		t.Fatal(err)
-	}
-	c.cmd = exec.Command(bin, "--config", filepath.Join(dir, "config.toml"))
-	c.cmd.Stdout, c.cmd.Stderr = logf, logf
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatalf("starting containerd: %v", err)
 	}
 	logf.Close()
+	c.bin = bin
+	c.start()
 	t.Cleanup(c.stop)
-
-	rt, err := cri.Dial(c.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := rt.Version(ctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("containerd did not come up in 30s: %v\n%s", err, c.Log())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 	out, err := exec.Command(ctr, "-a", filepath.Join(dir, "c.sock"), "-n", "k8s.io", "images", "import", image).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ctr images import: %v\n%s", err, out)
