@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,8 @@ type targetRow struct {
 	fileMiB        float64 // RssFile at the end (the binary's code and data mapped from its file)
 	afterMiB       float64 // VmRSS settle after the load (0: not measured)
 	load1, steal   float64
+	// Window outputs: how long after the window's end each arrived.
+	lagP50, lagP99, lagMax time.Duration
 }
 
 // reading is one device message: a dozen fields, of which the pipelines
@@ -209,6 +212,8 @@ spec:
 func steady(o targetOpts, name, broker string, port, pid int, pubTopic, subTopic string, devices int, sumN bool) (targetRow, error) {
 	row := targetRow{name: name, broker: broker, rate: o.rate}
 	var got atomic.Int64
+	var lagMu sync.Mutex
+	var lags []time.Duration // window outputs: arrival − window_end
 	sub, err := client(port, "target-sub")
 	if err != nil {
 		return row, err
@@ -220,11 +225,13 @@ func steady(o targetOpts, name, broker string, port, pid int, pubTopic, subTopic
 			return
 		}
 		p := string(m.Payload())
-		if i := strings.Index(p, `"n":`); i >= 0 {
-			end := strings.IndexAny(p[i+4:], ",}")
-			if n, err := strconv.ParseInt(p[i+4:i+4+end], 10, 64); err == nil {
-				got.Add(n)
-			}
+		if n, ok := jsonInt(p, "n"); ok {
+			got.Add(n)
+		}
+		if end, ok := jsonInt(p, "window_end"); ok {
+			lagMu.Lock()
+			lags = append(lags, time.Since(time.UnixMilli(end)))
+			lagMu.Unlock()
 		}
 	}); !t.WaitTimeout(10*time.Second) || t.Error() != nil {
 		return row, fmt.Errorf("subscribe: %v", t.Error())
@@ -320,7 +327,28 @@ func steady(o targetOpts, name, broker string, port, pid int, pubTopic, subTopic
 	row.peakAnonMiB = float64(peakAnon.Load()) / 1024
 	row.fileMiB = float64(procField(pid, "RssFile")) / 1024
 	row.load1 = load1()
+	lagMu.Lock()
+	if len(lags) > 0 {
+		slices.Sort(lags)
+		row.lagP50, row.lagP99, row.lagMax = lags[len(lags)/2], lags[len(lags)*99/100], lags[len(lags)-1]
+	}
+	lagMu.Unlock()
 	return row, nil
+}
+
+// jsonInt finds "key":<integer> in a flat JSON object.
+func jsonInt(p, key string) (int64, bool) {
+	i := strings.Index(p, `"`+key+`":`)
+	if i < 0 {
+		return 0, false
+	}
+	rest := p[i+len(key)+3:]
+	end := strings.IndexAny(rest, ",}")
+	if end < 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(rest[:end], 10, 64)
+	return n, err == nil
 }
 
 // clkTck is USER_HZ, the unit of /proc/<pid>/stat times (100 on Linux).
@@ -446,6 +474,12 @@ func printTargets(rows []targetRow, idle [3]float64, o targetOpts) {
 		}
 		fmt.Printf("| %s | %s | %d | %d | %d / %d | %.1f | %.1f | %.1f / %.1f | %s | %.2f | %.1f |\n",
 			r.name, r.broker, r.rate, r.sent, r.received, r.want, r.cpu, r.peakMiB, r.peakAnonMiB, r.fileMiB, after, r.load1, r.steal)
+	}
+	for _, r := range rows {
+		if r.lagMax > 0 {
+			fmt.Printf("\n%s (%s): window results arrived %s (p50) / %s (p99) / %s (max) after the window closed (processing time, no eventTime)\n",
+				r.name, r.broker, r.lagP50.Round(time.Millisecond), r.lagP99.Round(time.Millisecond), r.lagMax.Round(time.Millisecond))
+		}
 	}
 	if idle[0] > 0 {
 		fmt.Printf("\neddy idle RSS (broker, WAL, 1 pipeline, HTTP, 2 s after start): %.1f MiB (anon %.1f, file %.1f)\n", idle[0], idle[1], idle[2])

@@ -99,10 +99,12 @@ type Options struct {
 
 	// ProcessingTimeGrace is how long after a window's end a pipeline on
 	// processing time (no eventTime: events are stamped when the broker
-	// accepts them) waits for records stamped before the end to reach the
-	// log, before it closes the window. It wakes on a timer at end + grace,
-	// so results come out that long after the window ends. Default 25ms;
-	// a record that takes longer is late (counted, sent to late sinks).
+	// accepts them) at least waits for records stamped before the end to
+	// reach the log, before it closes the window. It wakes on a timer at
+	// end + grace, so results come out that long after the window ends.
+	// The grace grows to twice the largest recent delay between stamp and
+	// processing (at most 1s) on a loaded machine. Default 25ms; a record
+	// that takes longer is late (counted, sent to late sinks).
 	ProcessingTimeGrace time.Duration
 
 	// SharedRing is how many decoded records a shared source keeps for the

@@ -95,11 +95,15 @@ type run struct {
 	// deadliners are the timed operators that know when they next emit
 	// (windows): processing-time pipelines wake for them.
 	deadliners []operators.Deadliner
-	states     map[string]operators.Stateful
-	sinks      []*sinkStage
-	late       []*sinkStage
-	errs       []*sinkStage // errors: (dead-letter) sinks
-	lateCnt    atomic.Int64
+	// recentDelay is the largest recent delay between a record's stamp and
+	// its processing (decaying); delayAt when it last decayed.
+	recentDelay time.Duration
+	delayAt     time.Time
+	states      map[string]operators.Stateful
+	sinks       []*sinkStage
+	late        []*sinkStage
+	errs        []*sinkStage // errors: (dead-letter) sinks
+	lateCnt     atomic.Int64
 
 	// Event clock: the largest event time seen, and the processing time at
 	// which the last event was processed (for idle advancement).
@@ -401,6 +405,7 @@ func (r *run) process(recs []wal.Record) {
 		r.current = rec.Offset
 		r.source.in++
 		r.lastActivity = now
+		r.noteDelay(now, rec.Time)
 		err := r.decoder.Decode(rec.Topic, rec.Payload, func(d mqtt.Decoded) {
 			// One Event per pipeline, reused: receivers that keep an
 			// event must Clone it (see operators.Emitter).
@@ -436,6 +441,7 @@ func (r *run) processShared(recs []sharedRec) {
 		r.current = sr.offset
 		r.source.in++
 		r.lastActivity = now
+		r.noteDelay(now, sr.time)
 		if sr.err != nil {
 			err := fmt.Errorf("offset %d topic %s: %w", sr.offset, sr.topic, sr.err)
 			r.source.fail(err, now)
@@ -530,7 +536,7 @@ func (r *run) windowTimer() (t clock.Ticker, due bool) {
 	if next == math.MaxInt64 {
 		return nil, false
 	}
-	wait := time.Duration(next-r.clock.Now().UnixNano()) + r.e.opts.ProcessingTimeGrace
+	wait := time.Duration(next-r.clock.Now().UnixNano()) + r.grace()
 	switch {
 	case wait <= 0:
 		return nil, r.processingClock() >= next
@@ -540,6 +546,33 @@ func (r *run) windowTimer() (t clock.Ticker, due bool) {
 	return r.e.opts.Clock.NewTicker(wait), false
 }
 
+// maxGrace bounds the adaptive grace of processing-time windows.
+const maxGrace = time.Second
+
+// grace is how long after a window's end a processing-time pipeline waits
+// before closing it: ProcessingTimeGrace, or twice the largest recent
+// delay between a record's stamp and its processing if that is more (a
+// loaded machine delays records between the broker and the log; waiting
+// for them beats counting them late), at most maxGrace.
+func (r *run) grace() time.Duration {
+	return min(max(r.e.opts.ProcessingTimeGrace, 2*r.recentDelay), maxGrace)
+}
+
+// noteDelay records how long after its stamp a record was processed; the
+// maximum decays by half every second without a larger one.
+func (r *run) noteDelay(now time.Time, stamp int64) {
+	if r.eventTime != nil || len(r.deadliners) == 0 {
+		return
+	}
+	if since := now.Sub(r.delayAt); since >= time.Second {
+		r.recentDelay >>= min(since/time.Second, 62)
+		r.delayAt = now
+	}
+	if d := time.Duration(now.UnixNano() - stamp); d > r.recentDelay {
+		r.recentDelay = d
+	}
+}
+
 // processingClock is the event clock of a processing-time pipeline that
 // has read everything in the log: every record stamped before now - grace
 // is assumed read, so windows ending before it can close.
@@ -547,7 +580,7 @@ func (r *run) processingClock() int64 {
 	if r.eventTime != nil || len(r.deadliners) == 0 || r.cursor <= r.e.opts.Log.Last() {
 		return 0
 	}
-	return r.clock.Now().Add(-r.e.opts.ProcessingTimeGrace).UnixNano()
+	return r.clock.Now().Add(-r.grace()).UnixNano()
 }
 
 func (r *run) advance() {
