@@ -56,3 +56,10 @@ if [ "${BEAM_EVENTS:-1000000}" != 0 ]; then
   echo
   go run ./bench/beambench -n "${BEAM_EVENTS:-1000000}" 2> >(grep -v '^{\|^time=' >&2)
 fi
+echo
+echo "### Cloud controller at fleet scale (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo
+# The cloud controller at fleet scale: a real kube-apiserver, a NATS hub
+# and 1,000 / 10,000 simulated edge nodes (EDDY_SCALE_NODES to change).
+KUBEBUILDER_ASSETS=$(scripts/k8s-bins.sh) go test -tags scale -count=1 -run TestScale -v -timeout 30m ./cmd/eddy-controller \
+  2>/dev/null | grep '^|'

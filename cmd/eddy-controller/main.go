@@ -40,6 +40,12 @@ type Config struct {
 	Hub HubConfig `json:"hub"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `json:"logLevel,omitempty"`
+	// KubeAPIQPS and KubeAPIBurst bound the controller's requests to the
+	// API server (client-go's token bucket). Registering N new edge nodes
+	// costs 2N writes (create + status), so this bounds how fast a large
+	// fleet appears. Default 100 and 200.
+	KubeAPIQPS   float32 `json:"kubeAPIQPS,omitempty"`
+	KubeAPIBurst int     `json:"kubeAPIBurst,omitempty"`
 }
 
 // HubConfig reaches the hub. The zero value is `eddy hub` on this machine
@@ -92,6 +98,8 @@ func parse(args []string) (*Config, error) {
 	fs.IntVar(&o.Workers, "workers", 4, "objects of one kind reconciled in parallel")
 	fs.IntVar(&o.Writers, "writers", 64, "plan writes in parallel for one object")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	qps := fs.Float64("kube-api-qps", 100, "requests per second to the API server (sustained)")
+	fs.IntVar(&cfg.KubeAPIBurst, "kube-api-burst", 200, "requests to the API server in a burst")
 	// --kubeconfig is controller-runtime's own flag (also $KUBECONFIG, or
 	// the in-cluster service account).
 	fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config or in-cluster)")
@@ -101,6 +109,7 @@ func parse(args []string) (*Config, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (all settings are flags; see --help)", fs.Arg(0))
 	}
+	cfg.KubeAPIQPS = float32(*qps)
 	if kc := fs.Lookup("kubeconfig").Value.String(); kc != "" {
 		os.Setenv("KUBECONFIG", kc)
 	}
@@ -133,6 +142,7 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("no Kubernetes API server: %w (set --kubeconfig or run in a pod)", err)
 	}
+	restCfg.QPS, restCfg.Burst = cfg.KubeAPIQPS, cfg.KubeAPIBurst
 	fc, closeHub, err := connectHub(cfg.Hub, log)
 	if err != nil {
 		return err

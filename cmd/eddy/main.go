@@ -106,7 +106,7 @@ func rootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(runCommand(g), edgeCommand(g), validateCommand(g), simCommand(g), passwdCommand(g))
-	root.AddCommand(hubCommand(g), fleetCommand(g))
+	root.AddCommand(hubCommand(g), fleetCommand(g), controllerCommand(g))
 	root.AddCommand(extraCommands(g)...)
 	root.AddCommand(exportCommand(g), beamCommand(g))
 	return root
