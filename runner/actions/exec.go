@@ -263,6 +263,27 @@ func (m *Manager) output(path, uid string) string {
 	if path == "" {
 		return ""
 	}
+	// containerd copies the container's output to the log file
+	// asynchronously: the exit can be seen before the last lines land.
+	// Wait (at most 1s) until the file has not grown for 100ms (150ms
+	// while it is still empty).
+	var last int64 = -1
+	stable := 0
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		size := int64(0)
+		if fi, err := os.Stat(path); err == nil {
+			size = fi.Size()
+		}
+		if size == last {
+			stable++
+		} else {
+			stable = 0
+		}
+		last = size
+		if stable >= 2 && (size > 0 || stable >= 3) {
+			break
+		}
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
