@@ -153,7 +153,7 @@ func scaleRun(t *testing.T, n int) {
 	}
 	wg.Wait()
 	k := mustClient(t, cl)
-	waitUntil(t, 30*time.Second+time.Duration(n)*20*time.Millisecond, fmt.Sprintf("%d EdgeNodes", n), func() bool {
+	waitUntil(t, 60*time.Second+time.Duration(n)*50*time.Millisecond, fmt.Sprintf("%d EdgeNodes", n), func() bool {
 		var list eddyv1alpha1.EdgeNodeList
 		return k.List(ctx, &list) == nil && len(list.Items) == n
 	})
