@@ -159,10 +159,23 @@ func TestWatcherReconnects(t *testing.T) {
 	w.Start(ctx)
 	defer w.Close()
 	mqtttest.WaitFor(t, "watcher connected", func() bool { return rec.count(cri.RuntimeConnected) == 1 })
+	// A container that exits while containerd is down: its shim keeps it
+	// and the watcher makes up the missed exit after the reconnect.
+	during, err := rt.Run(ctx, cri.RunSpec{Name: "during", UID: "during", Image: containerdtest.Busybox, HostNetwork: true,
+		Command: []string{"sh", "-c", "sleep 1; exit 4"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitFor(t, "the started event", func() bool { _, ok := rec.find(during.ContainerID, cri.Started); return ok })
 	ctd.Kill()
 	mqtttest.WaitFor(t, "the disconnected event", func() bool { return rec.count(cri.RuntimeDisconnected) == 1 })
+	time.Sleep(1500 * time.Millisecond) // the container exits meanwhile
 	ctd.Restart()
 	mqtttest.WaitFor(t, "connected again", func() bool { return rec.count(cri.RuntimeConnected) == 2 })
+	mqtttest.WaitFor(t, "the missed exit", func() bool { _, ok := rec.find(during.ContainerID, cri.Exited); return ok })
+	if ex, _ := rec.find(during.ContainerID, cri.Exited); !ex.Resync || ex.ExitCode == nil || *ex.ExitCode != 4 || ex.Pod != "during" {
+		t.Fatalf("resynced exit %+v", ex)
+	}
 	l, err := rt.Run(ctx, cri.RunSpec{Name: "after", UID: "after", Image: containerdtest.Busybox, HostNetwork: true, Command: []string{"true"}})
 	if err != nil {
 		t.Fatal(err)

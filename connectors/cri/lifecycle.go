@@ -73,6 +73,10 @@ type LifecycleEvent struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// Runtime is the endpoint the event came from.
 	Runtime string `json:"runtime,omitempty"`
+	// Resync marks an event made up after a reconnect from the runtime's
+	// container list: the change happened while the watcher was not
+	// subscribed, and Time is when the runtime says it happened.
+	Resync bool `json:"resync,omitempty"`
 }
 
 // WatchOptions configures a Watcher.
@@ -107,6 +111,10 @@ type Watcher struct {
 
 	mu    sync.Mutex
 	cache map[string]LifecycleEvent // id -> metadata template
+	// last is the last event type emitted per container id (not
+	// sandboxes), to resync after a reconnect. Only the loop goroutine
+	// uses it.
+	last map[string]LifecycleType
 }
 
 // NewWatcher prepares a watcher over rt (whose connection it shares).
@@ -126,7 +134,7 @@ func NewWatcher(rt *Runtime, opt WatchOptions) *Watcher {
 	if opt.OnEvent == nil {
 		opt.OnEvent = func(LifecycleEvent) {}
 	}
-	return &Watcher{opt: opt, rt: rt, ev: eventsapi.NewEventsClient(rt.conn), cache: map[string]LifecycleEvent{}}
+	return &Watcher{opt: opt, rt: rt, ev: eventsapi.NewEventsClient(rt.conn), cache: map[string]LifecycleEvent{}, last: map[string]LifecycleType{}}
 }
 
 // Start subscribes in the background and keeps re-subscribing (with
@@ -150,13 +158,17 @@ func (w *Watcher) Close() error {
 func (w *Watcher) loop(ctx context.Context) {
 	defer close(w.done)
 	backoff := 100 * time.Millisecond
-	connected := false
+	connected, everConnected := false, false
 	lastErr := ""
 	for ctx.Err() == nil {
 		err := w.subscribe(ctx, func() {
 			connected = true
 			backoff = 100 * time.Millisecond
 			w.emit(LifecycleEvent{Type: RuntimeConnected})
+			if everConnected {
+				w.resync(ctx)
+			}
+			everConnected = true
 		})
 		if ctx.Err() != nil {
 			return
@@ -338,12 +350,68 @@ func (w *Watcher) exitReason(ctx context.Context, id string) string {
 	return ""
 }
 
+// resync makes up the events missed while disconnected (containerd keeps
+// no history): containers that exited, started or were deleted meanwhile,
+// compared with the last event emitted for each. Events of the new
+// subscription may repeat one of them.
+func (w *Watcher) resync(ctx context.Context) {
+	refs, err := w.rt.Containers(ctx, "", nil)
+	if err != nil {
+		w.opt.Logger.Warn("container runtime events: listing containers after a reconnect failed; missed events are lost", "err", err)
+		return
+	}
+	seen := make(map[string]bool, len(refs))
+	for _, ref := range refs {
+		seen[ref.ID] = true
+		prev, known := w.last[ref.ID]
+		var typ LifecycleType
+		switch {
+		case ref.State == StateExited && prev != Exited && prev != OOMKilled:
+			typ = Exited
+		case ref.State == StateRunning && (!known || prev == Created):
+			typ = Started
+		default:
+			continue
+		}
+		st, err := w.rt.Container(ctx, ref.ID)
+		if err != nil {
+			continue
+		}
+		ev := w.describe(ctx, ref.ID, typ)
+		ev.Type, ev.Resync = typ, true
+		if typ == Exited {
+			code := st.ExitCode
+			ev.ExitCode, ev.Reason, ev.Time = &code, st.Reason, st.FinishedAt/int64(time.Millisecond)
+		} else {
+			ev.Time = st.StartedAt / int64(time.Millisecond)
+		}
+		w.emit(ev)
+	}
+	for id, prev := range w.last {
+		if !seen[id] && prev != Deleted {
+			ev := w.describe(ctx, id, Deleted)
+			ev.Type, ev.Resync = Deleted, true
+			w.emit(ev)
+			w.mu.Lock()
+			delete(w.cache, id)
+			w.mu.Unlock()
+		}
+	}
+}
+
 func (w *Watcher) emit(ev LifecycleEvent) {
 	if ev.Time == 0 {
 		ev.Time = w.opt.Clock.Now().UnixMilli()
 	}
 	if ev.Runtime == "" {
 		ev.Runtime = w.rt.endpoint
+	}
+	if ev.Kind == KindContainer {
+		if ev.Type == Deleted {
+			delete(w.last, ev.ContainerID)
+		} else {
+			w.last[ev.ContainerID] = ev.Type
+		}
 	}
 	w.opt.OnEvent(ev)
 }
