@@ -2,6 +2,8 @@ package runner_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -540,4 +542,35 @@ func TestActionRestartForeignContainer(t *testing.T) {
 	if err != nil || len(cs) != 1 || cs[0].ID == motor.ContainerID || cs[0].Attempt != 1 || cs[0].State != cri.StateRunning || cs[0].Name != "controller" {
 		t.Fatalf("after restart: %+v %v", cs, err)
 	}
+}
+
+// TestActionSweepsFinishedPods: a pod whose episode already has its result
+// in the log (its removal failed, or the runner stopped first) is removed
+// at the next start.
+func TestActionSweepsFinishedPods(t *testing.T) {
+	ctd := containerdtest.Start(t)
+	rt := ctd.Runtime(t)
+	dir := t.TempDir()
+	r1 := actionRunner(t, dir, ctd, actions.Config{})
+	for _, rec := range []actions.Record{
+		{State: actions.Intent, Action: "default/x/y", Episode: "e1"},
+		{State: actions.Exited, Action: "default/x/y", Episode: "e1"},
+	} {
+		b, _ := json.Marshal(rec)
+		if err := r1.Log().AppendWith(context.Background(), wal.Durable, &wal.Record{Topic: actions.Topic, Payload: b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r1.Close()
+	sum := sha256.Sum256([]byte("default/x/y\x00e1"))
+	uid := hex.EncodeToString(sum[:16])
+	if _, err := rt.Run(context.Background(), cri.RunSpec{Name: "leftover", UID: uid, Image: containerdtest.Busybox, HostNetwork: true,
+		Command: []string{"true"}, Labels: map[string]string{actions.LabelManaged: "true", actions.LabelNode: "edge-a", actions.LabelEpisode: uid}}); err != nil {
+		t.Fatal(err)
+	}
+	actionRunner(t, dir, ctd, actions.Config{})
+	mqtttest.WaitFor(t, "the leftover pod to be removed", func() bool {
+		pods, err := rt.Pods(context.Background(), nil)
+		return err == nil && len(pods) == 0
+	})
 }

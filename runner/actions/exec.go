@@ -248,7 +248,7 @@ func (m *Manager) removePod(sandboxID, uid string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), 30*time.Second)
 	defer cancel()
 	if err := m.rt.RemovePod(ctx, sandboxID); err != nil {
-		m.log.Warn("action: removing the pod failed (it is removed at the next start)", "sandbox", sandboxID, "err", err)
+		m.log.Warn("action: removing the pod failed (it is removed when the runner starts next)", "sandbox", sandboxID, "err", err)
 		return
 	}
 	os.RemoveAll(filepath.Join(m.logDir, uid))

@@ -174,6 +174,8 @@ func (m *Manager) Start(ctx context.Context) error {
 		m.wg.Add(1)
 		go m.reconcile(rec)
 	}
+	m.wg.Add(1)
+	go m.sweep()
 	if m.lifecycleOn() {
 		m.watcher = cri.NewWatcher(m.rt, cri.WatchOptions{OnEvent: m.onLifecycle, Logger: m.log, Clock: m.opt.Clock})
 		m.watcher.Start(m.ctx)
@@ -304,6 +306,46 @@ func (m *Manager) replay(ctx context.Context) ([]Record, error) {
 	}
 	m.trim()
 	return out, nil
+}
+
+// sweep removes the pods of finished episodes that are still in the
+// runtime (a removal that failed, or the runner stopped between recording
+// a result and removing the pod).
+func (m *Manager) sweep() {
+	defer m.wg.Done()
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.StartRetry.Duration)
+	defer cancel()
+	var pods []cri.Pod
+	for {
+		var err error
+		pods, err = m.rt.Pods(ctx, map[string]string{LabelManaged: "true", LabelNode: labelValue(m.opt.Node)})
+		if err == nil {
+			break
+		}
+		if !cri.IsUnavailable(err) || ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	m.mu.Lock()
+	finished := map[string]bool{}
+	for key, st := range m.episodes {
+		if st.Terminal() {
+			action, episode, _ := strings.Cut(key, "\x00")
+			finished[episodeUID(action, episode)] = true
+		}
+	}
+	m.mu.Unlock()
+	for _, p := range pods {
+		if uid := p.Labels[LabelEpisode]; finished[uid] {
+			m.log.Info("action: removing the pod of a finished episode", "pod", p.Name)
+			m.removePod(p.ID, uid)
+		}
+	}
 }
 
 // episodeUID is the stable identity of one episode of one action.
