@@ -219,6 +219,11 @@ func (c *Controller) reconcileDevice(ctx context.Context, req reconcile.Request)
 		c.setCond(&st.Conditions, gen, eddyv1alpha1.Delivered, false, "NoNode", "spec.nodeName is empty: the device is attached to no node")
 	case failed[nodes[0]] != nil:
 		c.setCond(&st.Conditions, gen, eddyv1alpha1.Delivered, false, "WriteFailed", nodes[0]+": "+failed[nodes[0]].Error())
+		c.deviceTwins(st, key, &d)
+		if err := c.writeDeviceStatus(ctx, &d, old); err != nil {
+			return reconcile.Result{}, err
+		}
+		return reconcile.Result{RequeueAfter: retryAfter}, nil
 	default:
 		c.setCond(&st.Conditions, gen, eddyv1alpha1.Delivered, true, "Delivered", "plan "+hash+" written for node "+nodes[0])
 	}

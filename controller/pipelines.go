@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,6 +29,9 @@ import (
 	eddyv1alpha1 "github.com/eddy-edge/eddy/controller/apis/eddy/v1alpha1"
 	"github.com/eddy-edge/eddy/pipeline"
 )
+
+// retryAfter is when a reconcile whose plan writes partly failed runs again.
+const retryAfter = 2 * time.Second
 
 // Finalizer is put on every shipped object so that its plans are removed
 // from the nodes before Kubernetes forgets it (even if the controller was
@@ -159,7 +163,15 @@ func (c *Controller) reconcilePipeline(ctx context.Context, req reconcile.Reques
 		return reconcile.Result{}, err
 	}
 	c.pipelineStatus(st, key, p.Generation, nodes, failed)
-	return reconcile.Result{}, c.writeStatus(ctx, &p, old)
+	if err := c.writeStatus(ctx, &p, old); err != nil {
+		return reconcile.Result{}, err
+	}
+	if len(failed) > 0 {
+		// Some plans were not written (the hub was busy or away): try
+		// those nodes again; the diff writes only what is still missing.
+		return reconcile.Result{RequeueAfter: retryAfter}, nil
+	}
+	return reconcile.Result{}, nil
 }
 
 // setFinalizer adds or removes Finalizer with a merge patch of

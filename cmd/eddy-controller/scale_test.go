@@ -208,8 +208,12 @@ func simNode(ctx context.Context, c *fleet.Client, w jetstream.KeyWatcher, st *f
 				Generation: env.Generation, Hash: env.Hash, Revision: ent.Revision(), State: fleet.StateRunning,
 				Pipeline: &fleet.PipelineCounters{}}}
 			st.ReportedAt = time.Now()
-			if err := c.PutNodeStatus(ctx, st); err != nil {
-				continue
+			// Retry like an edge does: the report must get through.
+			for c.PutNodeStatus(ctx, st) != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
 			if first {
 				running.Add(1)
