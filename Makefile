@@ -5,7 +5,7 @@ BIN       := bin/eddy
 MQTT_PORT ?= 1883
 HTTP_ADDR ?= 127.0.0.1:8080
 
-.PHONY: all build build-beam deps run test test-race vet bench soak fuzz docs clean
+.PHONY: all build build-beam deps test-deps run test test-race vet bench soak fuzz docs clean
 
 all: build
 
@@ -20,6 +20,10 @@ build-beam:
 deps:
 	./scripts/deps.sh
 
+# deps plus the k8s control-plane binaries the controller's tests start.
+test-deps:
+	./scripts/deps.sh --tests
+
 # The main demo: broker + WAL + a simulated device fleet + the overheat
 # pipeline + the dashboard. Watch alerts with: mosquitto_sub -t 'alerts/#' -v
 run: deps build
@@ -30,7 +34,7 @@ vet:
 
 # The test suite CI runs (.ci/run). Unit, integration (real broker, real
 # MQTT clients, socat ptys, headless Chromium) and the kill -9 test.
-test: deps
+test: test-deps
 	$(GO) vet ./...
 	EDDY_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 15m ./...
 	EDDY_REQUIRE_TOOLS=1 $(GO) test -count=1 -race -timeout 10m ./runner/... ./operators/... ./pipeline/... ./connectors/...

@@ -3,16 +3,32 @@
 # Debian's MQTT clients and broker (interop tests), socat (serial pty pairs),
 # chromium (dashboard browser test), containerd + runc + busybox-static (the
 # container action tests start a private containerd; scripts/busybox-image.sh
-# builds their image); and kube-apiserver/etcd/kubectl (scripts/k8s-bins.sh)
-# for the controller's envtest tests. Safe to run repeatedly.
+# builds their image) and gcc (cgo, for `go test -race`). Safe to run
+# repeatedly.
+#
+# Usage: scripts/deps.sh [--tests]
+#
+# --tests (what `make test` passes) also builds kube-apiserver, etcd and
+# kubectl (scripts/k8s-bins.sh) for the controller's envtest tests: minutes
+# on a cold machine, so the demo (`make run`) does not wait for them.
 set -euo pipefail
-# kube-apiserver, etcd and kubectl for the controller's tests, built from the
-# Go module proxy and cached in ~/.cache/eddy (a few seconds when cached).
-"$(dirname "$0")/k8s-bins.sh" >/dev/null
+case "${1:-}" in
+  "") ;;
+  --tests)
+    # Built from the Go module proxy and cached in ~/.cache/eddy (a few
+    # seconds when cached).
+    "$(dirname "$0")/k8s-bins.sh" >/dev/null
+    ;;
+  *)
+    echo "usage: $0 [--tests]" >&2
+    exit 2
+    ;;
+esac
 need=()
 command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v socat >/dev/null || need+=(socat)
+command -v gcc >/dev/null || need+=(gcc)
 command -v containerd >/dev/null || need+=(containerd)
 command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need+=(runc)
 # busybox-static, not busybox: the image needs a statically linked binary.
