@@ -5,7 +5,7 @@ BIN       := bin/eddy
 MQTT_PORT ?= 1883
 HTTP_ADDR ?= 127.0.0.1:8080
 
-.PHONY: all build build-beam deps test-deps run test test-race vet bench soak fuzz docs clean
+.PHONY: all build build-beam deps test-deps run test vet bench soak fuzz docs clean
 
 all: build
 
