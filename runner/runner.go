@@ -65,6 +65,14 @@ type Config struct {
 	// runner does not set the Go runtime's limit: that is process-wide,
 	// and the command does it (debug.SetMemoryLimit).
 	MemoryLimit int64
+	// ConfineFileSinks limits file sinks to DataDir and FileSinkDirs (a
+	// relative path is taken inside DataDir), so that whoever may change
+	// pipelines cannot write any file the process can reach. `eddy edge`
+	// and any runner whose API is off loopback set it.
+	ConfineFileSinks bool `json:"-"`
+	// FileSinkDirs are more directories file sinks may write in when
+	// ConfineFileSinks is set.
+	FileSinkDirs []string `json:"fileSinkDirs,omitempty"`
 	// Retention bounds the WAL.
 	Retention wal.RetentionOptions
 	// Node is this edge node's name (twins, membership, plans).
@@ -205,7 +213,18 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 		return mqtt.NewSink(r.broker, s.MQTT)
 	})
 	reg.RegisterSink("file", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) {
-		return file.Open(s.File.Path)
+		path := s.File.Path
+		if r.cfg.ConfineFileSinks {
+			var dirs []string
+			if r.cfg.DataDir != "" {
+				dirs = append(dirs, r.cfg.DataDir)
+			}
+			var err error
+			if path, err = file.Confine(path, append(dirs, r.cfg.FileSinkDirs...)); err != nil {
+				return nil, err
+			}
+		}
+		return file.Open(path)
 	})
 	reg.RegisterSink("log", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) {
 		return logsink.New(b.Logger.With("sink", b.Node.ID), s.Log.Level)

@@ -21,7 +21,8 @@ says allowAnonymous: true, and the API always requires a token.
 Config keys (all optional except what your setup needs):
   dataDir, mqttAddr, mqttWSAddr, httpAddr, allowAnonymous, authFile, node,
   checkpointInterval, shutdownTimeout, retentionMaxAge, retentionMaxBytes, retentionPolicy, memoryLimit,
-  tokenFile, pipelines (list of YAML files), devices (list of YAML files),
+  tokenFile, fileSinkDirs (directories file sinks may write in besides dataDir),
+  pipelines (list of YAML files), devices (list of YAML files),
   link (the hub: hub, user, password, passwordFile, credentialsFile, caFile,
   certFile, keyFile, labels, localAddr, reconnectInterval, heartbeatInterval,
   fleet; see docs/fleet.md), actions (container actions: runtime, allowedImages,

@@ -60,6 +60,11 @@ type runnerSettings struct {
 	// GOMEMLIMIT environment variable if set, else buffers sized for 64MiB
 	// and no runtime limit.
 	MemoryLimit string `json:"memoryLimit,omitempty"`
+	// FileSinkDirs are directories file sinks may write in besides the data
+	// dir. File sinks are confined to these when the API requires tokens
+	// (eddy edge, or an HTTP address off loopback), so an API token cannot
+	// write files anywhere; a relative sink path is inside the data dir.
+	FileSinkDirs []string `json:"fileSinkDirs,omitempty"`
 	// TokenFile holds the API's bearer tokens.
 	TokenFile string `json:"tokenFile,omitempty"`
 	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address.
@@ -93,6 +98,8 @@ func (s *runnerSettings) config(g *globals) (runner.Config, error) {
 	return runner.Config{
 		MemoryLimit:        limit,
 		DataDir:            s.DataDir,
+		ConfineFileSinks:   s.edge || (s.HTTPAddr != "-" && !isLoopback(s.HTTPAddr)),
+		FileSinkDirs:       s.FileSinkDirs,
 		MQTTAddr:           s.MQTTAddr,
 		MQTTWSAddr:         s.MQTTWSAddr,
 		MQTTTLSAddr:        s.MQTTTLSAddr,
