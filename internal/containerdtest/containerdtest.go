@@ -250,21 +250,37 @@ func buildImage(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.CreateTemp("", "eddy-busybox-*.tar")
+	// The archive is reproducible from the same busybox binary, so one
+	// file per user and binary version is shared by every test run; it is
+	// built under a temporary name and renamed, so concurrent test
+	// binaries never see half of it.
+	bb, err := os.Stat("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("eddy-busybox-image-%d-%d-%d.tar", os.Getuid(), bb.Size(), bb.ModTime().Unix()))
+	if _, err := os.Stat(path); err == nil {
+		imagePath = path
+		return imagePath
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "eddy-busybox-*.tar.tmp")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
+	defer os.Remove(f.Name())
 	out, err := exec.Command(filepath.Join(root, "scripts", "busybox-image.sh"), f.Name()).CombinedOutput()
 	if err != nil {
 		t.Fatalf("scripts/busybox-image.sh: %v\n%s", err, out)
 	}
-	imagePath = f.Name()
+	if err := os.Rename(f.Name(), path); err != nil {
+		t.Fatal(err)
+	}
+	imagePath = path
 	return imagePath
 }
 
-// imagePath is the archive built for this test binary; the OS removes it
-// with the temp dir (it is reproducible, so sharing it is harmless).
+// imagePath is the archive this test binary uses.
 var (
 	imageMu   sync.Mutex
 	imagePath string
