@@ -23,6 +23,7 @@ func TestE2EActionSurvivesKill9(t *testing.T) {
 	mqtttest.RequireClients(t)
 	ctd := containerdtest.Start(t)
 	dir := t.TempDir()
+	data := filepath.Join(dir, "data") // file sinks of eddy edge write under its data dir
 	pipelines := writeFile(t, dir, "pipelines.yaml", `apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: overheat}
@@ -42,7 +43,7 @@ kind: Pipeline
 metadata: {name: results}
 spec:
   source: {stream: {name: actions}}
-  sinks: [{file: {path: "`+filepath.Join(dir, "actions.jsonl")+`"}}]
+  sinks: [{file: {path: "`+filepath.Join(data, "actions.jsonl")+`"}}]
 ---
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
@@ -50,7 +51,7 @@ metadata: {name: lifecycle}
 spec:
   source: {stream: {name: podlifecycle}}
   steps: [{filter: "kind == 'container' && namespace == 'eddy-actions'"}]
-  sinks: [{file: {path: "`+filepath.Join(dir, "lifecycle.jsonl")+`"}}]
+  sinks: [{file: {path: "`+filepath.Join(data, "lifecycle.jsonl")+`"}}]
 `)
 	mqttPort := freePort(t)
 	cfg := writeFile(t, dir, "edge.yaml", fmt.Sprintf(`dataDir: %s
@@ -63,7 +64,7 @@ pipelines: [%s]
 actions:
   runtime: %s
   allowedImages: ["localhost/eddy/*"]
-`, filepath.Join(dir, "data"), mqttPort, freePort(t), pipelines, ctd.Endpoint))
+`, data, mqttPort, freePort(t), pipelines, ctd.Endpoint))
 
 	p1 := startProc(t, "pipeline running", "edge", "--config", cfg)
 	mqtttest.Pub(t, fmt.Sprint(mqttPort), "sensors/a", 1, `{"t": 60}`)
@@ -79,7 +80,7 @@ actions:
 	startProc(t, "pipeline running", "edge", "--config", cfg)
 	mqtttest.Pub(t, fmt.Sprint(mqttPort), "sensors/a", 1, `{"t": 70}`) // same episode: nothing new
 	mqtttest.WaitFor(t, "the adopted container's exit in the actions stream", func() bool {
-		for _, r := range readJSONLines(t, filepath.Join(dir, "actions.jsonl")) {
+		for _, r := range readJSONLines(t, filepath.Join(data, "actions.jsonl")) {
 			if r["state"] == "exited" {
 				return true
 			}
@@ -91,7 +92,7 @@ actions:
 		return err == nil && len(pods) == 0
 	})
 	started, exited := map[string]bool{}, map[string]bool{}
-	for _, r := range readJSONLines(t, filepath.Join(dir, "actions.jsonl")) {
+	for _, r := range readJSONLines(t, filepath.Join(data, "actions.jsonl")) {
 		switch r["state"] {
 		case "started":
 			started[fmt.Sprint(r["container_id"])] = true
@@ -108,7 +109,7 @@ actions:
 		t.Fatalf("started %v, exited %v: want one container", started, exited)
 	}
 	ran := map[string]bool{}
-	for _, r := range readJSONLines(t, filepath.Join(dir, "lifecycle.jsonl")) {
+	for _, r := range readJSONLines(t, filepath.Join(data, "lifecycle.jsonl")) {
 		if r["event"] == "started" {
 			ran[fmt.Sprint(r["container_id"])] = true
 		}
