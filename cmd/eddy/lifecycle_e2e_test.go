@@ -348,11 +348,11 @@ func TestSecondSignalExits(t *testing.T) {
 	}
 }
 
-// Reproduction 2 with real clients: a pipeline whose MQTT sink is held up
-// by a subscriber that stopped acknowledging (a paho client whose handler
-// blocks) is degraded with the broker's error, and POST .../stop, a
-// hot-replace PUT and DELETE each return within seconds; SIGTERM then
-// exits promptly.
+// Reproduction 2: a pipeline whose sink keeps failing with a retryable
+// error (a file on a full device) is degraded with the sink's error; skip
+// and seek work through the CLI; POST .../stop, a hot-replace PUT and
+// DELETE each return within seconds; SIGTERM while it is blocked exits
+// promptly, without a final checkpoint past the undelivered record.
 func TestE2EStuckPipelineStopsPromptly(t *testing.T) {
 	dir := t.TempDir()
 	doc := `
@@ -434,10 +434,30 @@ spec:
 		return err
 	})
 	timed("delete", func() error { return c.Delete(ctx, "stuck") })
+	// Again, and SIGTERM while it is blocked: the shutdown does not wait
+	// for the subscriber; the run ends without a final checkpoint past the
+	// record it could not deliver.
+	if _, err := c.Apply(ctx, "stuck.yaml", []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitForErr(t, "blocked again", func() error {
+		if st := p.status(t, "stuck"); st.State != engine.StateDegraded {
+			return fmt.Errorf("state %s", st.State)
+		}
+		return nil
+	})
 	t0 := time.Now()
 	p.stop(syscall.SIGTERM)
-	if d := time.Since(t0); d > 10*time.Second {
-		t.Fatalf("SIGTERM took %v", d)
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Fatalf("SIGTERM on a blocked pipeline took %v", d)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("exit status %d", code)
+	}
+	for _, want := range []string{"no final checkpoint", "shutdown complete"} {
+		if !strings.Contains(p.logs.String(), want) {
+			t.Errorf("no %q in the logs", want)
+		}
 	}
 }
 
