@@ -353,14 +353,14 @@ func TestToUnixNano(t *testing.T) {
 		{"2023-11-14T22:13:20.5+00:00", 1_700_000_000_500_000_000},
 		{"1700000000", 1_700_000_000 * 1e9},
 	} {
-		got, err := toUnixNano(tc.in)
+		got, err := pipeline.EventTimeNanos(tc.in)
 		if err != nil || got != tc.want {
-			t.Errorf("toUnixNano(%v) = %d, %v; want %d", tc.in, got, err, tc.want)
+			t.Errorf("pipeline.EventTimeNanos(%v) = %d, %v; want %d", tc.in, got, err, tc.want)
 		}
 	}
 	for _, bad := range []any{nil, "yesterday", true} {
-		if _, err := toUnixNano(bad); err == nil {
-			t.Errorf("toUnixNano(%v) gave no error", bad)
+		if _, err := pipeline.EventTimeNanos(bad); err == nil {
+			t.Errorf("pipeline.EventTimeNanos(%v) gave no error", bad)
 		}
 	}
 }

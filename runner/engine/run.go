@@ -476,7 +476,7 @@ func (r *run) stamp(ev *pipeline.Event) {
 		v, err := r.eventTime.Run(&r.vm, ev.Fields)
 		if err == nil {
 			var t int64
-			t, err = toUnixNano(v)
+			t, err = pipeline.EventTimeNanos(v)
 			if skew := r.e.opts.MaxFutureSkew; err == nil && skew > 0 && t > r.clock.Now().Add(skew).UnixNano() {
 				err = fmt.Errorf("%s is more than %v ahead of this runner's clock (device clock wrong?)", time.Unix(0, t).UTC().Format(time.RFC3339), skew)
 			}
