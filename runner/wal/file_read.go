@@ -69,13 +69,18 @@ func (l *File) Read(ctx context.Context, from uint64, buf []Record) (int, error)
 func (l *File) readDisk(from, hi uint64, buf []Record) (n int, next uint64, err error) {
 	i := from
 	for ; i <= hi && n < len(buf); i++ {
-		l.twMu.RLock()
+		// Exclusive: tidwall/wal's Read loads segments into its LRU cache
+		// and evicts others (their buffers set to nil) under a read lock,
+		// so two concurrent Reads can index an evicted segment's buffer
+		// (index out of range with length 0). Seen with 300 pipelines
+		// reading old segments at once and one cached segment.
+		l.twMu.Lock()
 		var data []byte
 		rerr := errHealing
 		if l.tw != nil {
 			data, rerr = l.tw.Read(i)
 		}
-		l.twMu.RUnlock()
+		l.twMu.Unlock()
 		switch {
 		case rerr == nil:
 		case errors.Is(rerr, twal.ErrNotFound):
