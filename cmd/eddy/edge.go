@@ -6,7 +6,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/eddy-edge/eddy/internal/configspec"
 	"github.com/eddy-edge/eddy/pipeline/strictyaml"
+	"github.com/eddy-edge/eddy/runner"
 )
 
 func edgeCommand(g *globals) *cobra.Command {
@@ -18,27 +20,19 @@ func edgeCommand(g *globals) *cobra.Command {
 YAML file. Unlike 'eddy run', anonymous MQTT clients are refused unless the file
 says allowAnonymous: true, and the API always requires a token.
 
-Config keys (all optional except what your setup needs):
-  dataDir, mqttAddr, mqttWSAddr, httpAddr, allowAnonymous, authFile, node,
-  checkpointInterval, shutdownTimeout, retentionMaxAge, retentionMaxBytes, retentionPolicy, memoryLimit,
-  tokenFile, fileSinkDirs (directories file sinks may write in besides dataDir),
-  pipelines (list of YAML files), devices (list of YAML files),
-  link (the hub: hub, user, password, passwordFile, credentialsFile, caFile,
-  certFile, keyFile, labels, localAddr, reconnectInterval, heartbeatInterval,
-  fleet; see docs/fleet.md), actions (container actions: runtime, allowedImages,
-  foreignTargets, maxConcurrent, staleIntent, startRetry, outputBytes, lifecycle;
-  see docs/actions.md).`,
+Config keys (all optional except what your setup needs; reference with defaults:
+docs/edge-config.md; each is also an eddy run flag unless it is file only):
+` + configspec.KeyList(settingsFields()),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := loadEdgeConfig(path)
 			if err != nil {
 				return err
 			}
-			s.edge = true
-			if !s.AllowAnonymous && s.AuthFile == "" {
+			if s.AllowAnonymous == runner.AnonymousDeny && s.AuthFile == "" {
 				return fmt.Errorf("%s: set authFile (MQTT users and ACLs) or allowAnonymous: true", path)
 			}
-			return runRunner(cmd.Context(), g, s)
+			return runRunner(cmd.Context(), g, s, true)
 		},
 	}
 	cmd.Flags().StringVar(&path, "config", "/etc/eddy/edge.yaml", "config file")
@@ -46,12 +40,12 @@ Config keys (all optional except what your setup needs):
 }
 
 // loadEdgeConfig reads an edge config with defaults for what it leaves out.
-func loadEdgeConfig(path string) (*runnerSettings, error) {
+func loadEdgeConfig(path string) (*settings, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	s := runnerSettings{DataDir: "/var/lib/eddy", MQTTAddr: "0.0.0.0:1883", HTTPAddr: "127.0.0.1:8080"}
+	s := edgeDefaults()
 	docs, errs := strictyaml.Split(path, src)
 	if len(errs) == 0 && len(docs) != 1 {
 		errs = append(errs, strictyaml.Error{Pos: strictyaml.Pos{File: path}, Msg: "want exactly one YAML document"})

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/api"
 	"github.com/eddy-edge/eddy/runner/broker"
+	"github.com/eddy-edge/eddy/runner/wal"
 )
 
 // The shipped deploy files must stay valid.
@@ -22,7 +24,7 @@ func TestDeployEdgeFilesLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.AuthFile == "" || s.AllowAnonymous || s.RetentionPolicy != "block" || s.RetentionMaxAge.Duration != 168*time.Hour {
+	if s.AuthFile == "" || s.AllowAnonymous != runner.AnonymousDeny || s.RetentionPolicy != wal.Block || s.RetentionMaxAge.Duration != 168*time.Hour {
 		t.Errorf("unexpected edge settings %+v", s)
 	}
 	if _, err := broker.LoadAuthFile("../../deploy/edge/mqtt-users.yaml"); err != nil {
@@ -109,6 +111,55 @@ spec:
 	for _, tok := range append(tokens.Admin, tokens.ReadOnly...) {
 		if strings.Contains(logs.String(), tok) {
 			t.Errorf("a generated API token was printed in clear")
+		}
+	}
+}
+
+// Every setting can be written in the edge file, in its user-facing form
+// (sizes and durations with units, the anonymous policy's words).
+func TestEdgeConfigEverySetting(t *testing.T) {
+	p := writeFile(t, t.TempDir(), "edge.yaml", `
+readOnly: true
+allowAnonymous: auto
+memoryLimit: 96MiB
+retentionMaxBytes: 4GiB
+retentionPolicy: drop-oldest
+checkpointInterval: 500ms
+tokenFile: /etc/eddy/tokens.yaml
+pprof: true
+actions: {staleIntent: 90s, lifecycle: false}
+link: {hub: [tls://hub:7422], reconnectInterval: 250ms, fleet: {domain: hub}}
+`)
+	s, err := loadEdgeConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.ReadOnly || s.AllowAnonymous != runner.AnonymousAuto || s.MemoryLimit != 96<<20 || s.RetentionMaxBytes != 4<<30 ||
+		s.RetentionPolicy != wal.DropOldest || s.CheckpointInterval.Duration != 500*time.Millisecond ||
+		s.TokenFile != "/etc/eddy/tokens.yaml" || !s.Pprof || s.MQTTAddr != "0.0.0.0:1883" ||
+		s.Actions.StaleIntent.Duration != 90*time.Second || s.Actions.Lifecycle == nil || *s.Actions.Lifecycle ||
+		s.Link.Hub[0] != "tls://hub:7422" || s.Link.ReconnectInterval.Duration != 250*time.Millisecond || s.Link.Fleet.Domain != "hub" {
+		t.Errorf("edge settings %+v", s)
+	}
+	for in, want := range map[string]string{
+		"allowAnonymous: yes\n":         `allowAnonymous: "yes": use true, false or auto`,
+		"memoryLimit: 64 furlongs\n":    `memoryLimit: "64 furlongs" is not a size`,
+		"retentionPolicy: newest\n":     `retention policy "newest" is unknown`,
+		"checkpointInterval: 10\n":      `checkpointInterval: "10" has no unit`,
+		"readonly: true\n":              `unknown field "readonly" (did you mean "readOnly"?)`,
+		"devices: thermo.yaml\n":        `devices: want a list`,
+		"mqttAddr: [a, b]\n":            `mqttAddr: want a string`,
+		"retentionMaxBytes: -1GiB\n":    `is not a size`,
+		"pipelines: {a: b}\n":           `pipelines: want a list`,
+		"allowAnonymous: [true]\n":      `allowAnonymous: want a single value`,
+		"tokenFile: /x\ntokenFile: /y":  `"tokenFile" is written twice`,
+		"actions: {startRetry: 60}\n":   `actions.startRetry: "60" has no unit; use e.g. 60s`,
+		"actions: {startRetry: soon}\n": `actions.startRetry: "soon" is not a duration`,
+		"link: {hubs: [x]}\n":           `link.hubs: unknown field "hubs" (did you mean "hub"?)`,
+	} {
+		_, err := loadEdgeConfig(writeFile(t, t.TempDir(), "edge.yaml", in))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v; want it to contain %q", in, err, want)
 		}
 	}
 }

@@ -13,17 +13,16 @@ import (
 // loopback address serves without a token (and says so); `eddy edge` and
 // any other address require one, from --token-file or generated under the
 // data dir at first start (mode 0600; only its path is printed).
-func setupHTTP(cfg *runner.Config, s *runnerSettings, g *globals) error {
-	if s.HTTPAddr == "-" {
+func setupHTTP(cfg *runner.Config, tokenFile string, edge bool, g *globals) error {
+	if cfg.HTTPAddr == "-" {
 		return nil
 	}
-	requireAuth := s.edge || !isLoopback(s.HTTPAddr)
-	tokenFile := s.TokenFile
+	requireAuth := edge || !runner.IsLoopback(cfg.HTTPAddr)
 	if tokenFile == "" && requireAuth {
-		if s.DataDir == "" {
-			return fmt.Errorf("the API on %s needs tokens: pass --token-file (or a --data-dir to keep generated ones)", s.HTTPAddr)
+		if cfg.DataDir == "" {
+			return fmt.Errorf("the API on %s needs tokens: pass --token-file (or a --data-dir to keep generated ones)", cfg.HTTPAddr)
 		}
-		tokenFile = filepath.Join(s.DataDir, "api-tokens.yaml")
+		tokenFile = filepath.Join(cfg.DataDir, "api-tokens.yaml")
 	}
 	var tokens api.Tokens
 	if tokenFile != "" {
@@ -43,7 +42,7 @@ func setupHTTP(cfg *runner.Config, s *runnerSettings, g *globals) error {
 	logger := g.logger()
 	if !requireAuth {
 		logger.Warn("the API and dashboard accept requests without a token on this loopback address; use --http-addr on another address or eddy edge to require one",
-			"addr", s.HTTPAddr)
+			"addr", cfg.HTTPAddr)
 	}
 	cfg.HTTPHandler = func(r *runner.Runner) (http.Handler, error) {
 		srv, err := api.New(api.Options{Backend: r, Tokens: tokens, RequireAuth: requireAuth,

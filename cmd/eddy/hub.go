@@ -12,6 +12,7 @@ import (
 
 	"github.com/eddy-edge/eddy/fleet"
 	"github.com/eddy-edge/eddy/fleet/hub"
+	"github.com/eddy-edge/eddy/runner"
 )
 
 func hubCommand(g *globals) *cobra.Command {
@@ -40,7 +41,7 @@ development CA and certificate: 'eddy hub dev-ca --dir DIR --host NAME'.`,
 					return fmt.Errorf("%s has no users: add some with eddy hub credentials add NAME --file %s", credsFile, credsFile)
 				}
 				cfg.Credentials = c
-			} else if !isLoopback(cfg.ClientAddr) || !isLoopback(cfg.LeafAddr) {
+			} else if !runner.IsLoopback(cfg.ClientAddr) || !runner.IsLoopback(cfg.LeafAddr) {
 				return fmt.Errorf("without --credentials anyone could read every plan: keep --listen and --leaf-listen on 127.0.0.1, or pass --credentials FILE (eddy hub credentials add)")
 			}
 			cfg.Logger = g.logger()

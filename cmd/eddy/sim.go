@@ -127,8 +127,20 @@ func simulate(ctx context.Context, logger *slog.Logger, o *simOptions) error {
 		}
 		topic := strings.ReplaceAll(o.topic, "{device}", d.name)
 		t := c.Publish(topic, byte(o.qos), false, payload)
-		if o.qos > 0 && (!t.WaitTimeout(30*time.Second) || t.Error() != nil) {
-			return fmt.Errorf("publishing to %s: %v", topic, t.Error())
+		if o.qos == 0 {
+			continue
+		}
+		// Wait for the PUBACK, but not past a stop: while the broker is
+		// gone paho holds the publish until it reconnects.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.Done():
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("publishing to %s: no acknowledgement in 30s", topic)
+		}
+		if err := t.Error(); err != nil {
+			return fmt.Errorf("publishing to %s: %v", topic, err)
 		}
 	}
 	return nil

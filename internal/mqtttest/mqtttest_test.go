@@ -1,6 +1,7 @@
 package mqtttest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,21 +66,26 @@ func TestTool(t *testing.T) {
 	tests := []struct {
 		name      string
 		tool      string
+		require   string // EDDY_REQUIRE_TOOLS
 		ci        string
 		wantPath  bool
 		wantFatal string
 		wantSkip  string
 	}{
 		{name: "installed", tool: "sh", wantPath: true},
-		{name: "installed in CI", tool: "sh", ci: "true", wantPath: true},
-		{name: "missing skips locally", tool: "eddy-no-such-tool", wantSkip: "eddy-no-such-tool not available (make deps installs it); set EDDY_REQUIRE_TOOLS=1 to make this a failure"},
-		{name: "missing fails in CI", tool: "eddy-no-such-tool", ci: "1", wantFatal: "eddy-no-such-tool is required (EDDY_REQUIRE_TOOLS is set) but not available: make deps installs it"},
+		{name: "installed, required", tool: "sh", require: "1", wantPath: true},
+		{name: "missing skips locally", tool: "eddy-no-such-tool",
+			wantSkip: "eddy-no-such-tool not available (make deps installs it); set EDDY_REQUIRE_TOOLS=1 to make this a failure"},
+		{name: "missing fails when required", tool: "eddy-no-such-tool", require: "1",
+			wantFatal: "eddy-no-such-tool is required (EDDY_REQUIRE_TOOLS is set) but not available: make deps installs it"},
+		{name: "missing fails in CI", tool: "eddy-no-such-tool", ci: "true", wantFatal: "eddy-no-such-tool is required"},
+		{name: "EDDY_REQUIRE_TOOLS=0 skips", tool: "eddy-no-such-tool", require: "0",
+			wantSkip: "eddy-no-such-tool not available (make deps installs it); set EDDY_REQUIRE_TOOLS=1 to make this a failure"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			// make test sets EDDY_REQUIRE_TOOLS; each case sets both.
+			t.Setenv("EDDY_REQUIRE_TOOLS", tt.require)
 			t.Setenv("CI", tt.ci)
-			t.Setenv("EDDY_REQUIRE_TOOLS", tt.ci)
 			var path string
 			fatal, skipped := run(t, func(tb testing.TB) { path = Tool(tb, tt.tool) })
 			if tt.wantPath && !strings.HasSuffix(path, "/"+tt.tool) {
@@ -101,14 +107,16 @@ func TestWaitFor(t *testing.T) {
 		cond      func(calls int) error
 		wantCalls int
 		wantFatal string
+		timeout   time.Duration // default 30ms
 	}{
-		{name: "holds at once", cond: func(int) error { return nil }, wantCalls: 1},
+		{name: "holds at once", cond: func(int) error { return nil }, wantCalls: 1, timeout: time.Minute},
+		// A generous timeout: the case must pass on a loaded machine.
 		{name: "holds after polling", cond: func(n int) error {
 			if n < 4 {
 				return errNotYet
 			}
 			return nil
-		}, wantCalls: 4},
+		}, wantCalls: 4, timeout: time.Minute},
 		{name: "never holds", cond: func(int) error { return errNotYet }, wantFatal: "timed out after 30ms waiting for the thing"},
 		{name: "never holds, with a reason", cond: func(n int) error { return fmt.Errorf("%d missing", 10-min(n, 3)) },
 			wantFatal: "timed out after 30ms waiting for the thing: 7 missing"},
@@ -117,7 +125,8 @@ func TestWaitFor(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			calls := 0
 			fatal, _ := run(t, func(tb testing.TB) {
-				waitFor(tb, 30*time.Millisecond, "the thing", func() error { calls++; return tt.cond(calls) })
+				timeout := cmp.Or(tt.timeout, 30*time.Millisecond)
+				waitFor(tb, timeout, "the thing", func() error { calls++; return tt.cond(calls) })
 			})
 			if fatal != tt.wantFatal {
 				t.Errorf("fatal = %q, want %q", fatal, tt.wantFatal)

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -186,7 +187,34 @@ func (dc *decoder) fail(n *yaml.Node, path, format string, args ...any) {
 	dc.errs = append(dc.errs, Error{Pos: dc.pos(n), Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
-var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+var (
+	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+	durationType    = reflect.TypeFor[time.Duration]()
+)
+
+// decodeDuration reads a time.Duration field written as a Go duration with
+// a unit ("5m", "250ms"), as everywhere else in Eddy's YAML; a bare number
+// other than 0 is refused with the unit to add, not read as nanoseconds.
+func (dc *decoder) decodeDuration(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind != yaml.ScalarNode {
+		dc.fail(n, path, "want a duration such as 10s, got %s", describe(n))
+		return
+	}
+	if n.Value == "0" {
+		v.SetInt(0)
+		return
+	}
+	if _, err := strconv.ParseFloat(n.Value, 64); err == nil {
+		dc.fail(n, path, "%q has no unit; use e.g. %ss (units: ms, s, m, h)", n.Value, n.Value)
+		return
+	}
+	d, err := time.ParseDuration(n.Value)
+	if err != nil || d < 0 {
+		dc.fail(n, path, "%q is not a duration; use e.g. 10s, 1m30s or 250ms", n.Value)
+		return
+	}
+	v.SetInt(int64(d))
+}
 
 func (dc *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode {
@@ -214,6 +242,10 @@ func (dc *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Value)); err != nil {
 			dc.fail(n, path, "%v", err)
 		}
+		return
+	}
+	if v.Type() == durationType {
+		dc.decodeDuration(n, v, path)
 		return
 	}
 	switch v.Kind() {

@@ -104,8 +104,8 @@ func startEdge(t *testing.T, th *testHub, node, dataDir string) *runner.Runner {
 // startEdgeLocal starts an edge whose leaf serves local apps on localAddr.
 func startEdgeLocal(t *testing.T, th *testHub, node, dataDir, localAddr string) *runner.Runner {
 	t.Helper()
-	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
-		Node: node, CheckpointInterval: 100 * time.Millisecond, Logger: testLogger(t),
+	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: runner.AnonymousAllow,
+		Node: node, CheckpointInterval: pipeline.D(100 * time.Millisecond), Logger: testLogger(t),
 		Link: link.Config{Hub: []string{"nats-leaf://" + th.leaf}, User: node, Password: th.nodePW[node], LocalAddr: localAddr,
 			ReconnectInterval: pd(100 * time.Millisecond), HeartbeatInterval: pd(time.Second),
 			Fleet: fleet.Options{Domain: th.domain}, Labels: map[string]string{"site": "test"}}})

@@ -1,0 +1,134 @@
+package runner
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+
+	"github.com/eddy-edge/eddy/runner/broker"
+	"github.com/eddy-edge/eddy/runner/budget"
+)
+
+//go:generate go test -run TestConfigDocs -update
+
+// Defaults of Config fields left empty.
+const (
+	DefaultMQTTAddr = "127.0.0.1:1883"
+	DefaultHTTPAddr = "127.0.0.1:8080"
+)
+
+// Anonymous says whether MQTT clients may connect without credentials
+// (Config.AllowAnonymous). Written true, false or auto in flags and files.
+type Anonymous string
+
+const (
+	// AnonymousAuto (the zero value) allows anonymous clients only when no
+	// AuthFile is set and every MQTT listener is on a loopback address; with
+	// a non-loopback listener and no AuthFile, Start refuses to run.
+	AnonymousAuto Anonymous = ""
+	// AnonymousAllow lets any client connect without credentials.
+	AnonymousAllow Anonymous = "true"
+	// AnonymousDeny requires a username and password from every client.
+	AnonymousDeny Anonymous = "false"
+)
+
+// UnmarshalText reads true, false or auto.
+func (a *Anonymous) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "auto", "":
+		*a = AnonymousAuto
+	case "true":
+		*a = AnonymousAllow
+	case "false":
+		*a = AnonymousDeny
+	default:
+		return fmt.Errorf("%q: use true, false or auto (anonymous only on loopback when there is no auth file)", b)
+	}
+	return nil
+}
+
+// String returns true, false or auto.
+func (a Anonymous) String() string {
+	if a == AnonymousAuto {
+		return "auto"
+	}
+	return string(a)
+}
+
+// resolveAnonymous decides AllowAnonymous for the broker, and explains
+// what to set when auto cannot decide safely.
+func (c *Config) resolveAnonymous() (bool, error) {
+	switch c.AllowAnonymous {
+	case AnonymousAllow:
+		return true, nil
+	case AnonymousDeny:
+		if c.AuthFile == "" {
+			return false, fmt.Errorf("anonymous MQTT clients are refused (allowAnonymous: false) and there is no auth file: no client could connect; set authFile (--auth-file) with users, see eddy passwd")
+		}
+		return false, nil
+	case AnonymousAuto:
+	default:
+		return false, fmt.Errorf("allowAnonymous %q: use true, false or auto", string(c.AllowAnonymous))
+	}
+	if c.AuthFile != "" {
+		return false, nil
+	}
+	for _, l := range []struct{ name, addr string }{{"mqttAddr (--mqtt-addr)", c.MQTTAddr},
+		{"mqttWSAddr (--mqtt-ws-addr)", c.MQTTWSAddr}, {"mqttTLSAddr (--mqtt-tls-addr)", c.MQTTTLSAddr}} {
+		if l.addr != "" && l.addr != "-" && !IsLoopback(l.addr) {
+			return false, fmt.Errorf("the MQTT listener %s %s is not on a loopback address and there is no auth file: set authFile (--auth-file) with users, or allowAnonymous: true (--anonymous=true) to accept anyone", l.name, l.addr)
+		}
+	}
+	return true, nil
+}
+
+// brokerOptions maps the config (after New's defaults) onto the broker's
+// options: listeners, TLS, auth, queue sizes from the memory budget.
+func (r *Runner) brokerOptions() (broker.Options, error) {
+	anonymous, err := r.cfg.resolveAnonymous()
+	if err != nil {
+		return broker.Options{}, err
+	}
+	sizes, err := budget.For(int64(r.cfg.MemoryLimit))
+	if err != nil {
+		return broker.Options{}, err
+	}
+	var tlsCfg *tls.Config
+	if r.cfg.MQTTTLSAddr != "" {
+		cert, err := tls.LoadX509KeyPair(r.cfg.TLSCertFile, r.cfg.TLSKeyFile)
+		if err != nil {
+			return broker.Options{}, fmt.Errorf("MQTT TLS listener: loading certificate %q and key %q (tlsCertFile, tlsKeyFile): %w", r.cfg.TLSCertFile, r.cfg.TLSKeyFile, err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return broker.Options{
+		MaxPendingWrites: sizes.BrokerPendingWrites,
+		Addr:             r.cfg.MQTTAddr,
+		WSAddr:           r.cfg.MQTTWSAddr,
+		TLS:              tlsCfg,
+		TLSAddr:          r.cfg.MQTTTLSAddr,
+		AllowAnonymous:   anonymous,
+		AuthFile:         r.cfg.AuthFile,
+		Log:              walAppender{r.log},
+		LogInline:        true,
+		// Sink output is logged only when a pipeline reads its topic:
+		// everything else can be derived again by replaying the log.
+		LogInlineTopic: func(topic string) bool { return r.engine != nil && r.engine.Reads(topic) },
+		Logger:         r.logger.With("component", "broker"),
+		Clock:          r.cfg.Clock,
+	}, nil
+}
+
+// IsLoopback reports whether a host:port listen address is on a loopback
+// interface only (localhost, 127.0.0.0/8, ::1).
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,103 @@
+package runner
+
+import (
+	"flag"
+	"reflect"
+	"testing"
+
+	"github.com/eddy-edge/eddy/internal/configspec"
+	"github.com/eddy-edge/eddy/runner/broker"
+)
+
+var update = flag.Bool("update", false, "rewrite generated files")
+
+// TestConfigDocs regenerates config_docs.go from Config's doc comments and
+// fails when the committed file differs, so flags, help and the reference
+// always say what the comments say.
+func TestConfigDocs(t *testing.T) {
+	docs, err := configspec.ExtractDocs(".", "Config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sections: a struct field's settings are documented in its own
+	// package. A new section fails below (no doc) until it is listed here.
+	for _, sec := range []struct{ prefix, dir, typ string }{
+		{"Link.", "link", "Config"},
+		{"Link.Fleet.", "../fleet", "Options"},
+		{"Actions.", "actions", "Config"},
+	} {
+		sub, err := configspec.ExtractDocs(sec.dir, sec.typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range sub {
+			docs[sec.prefix+k] = v
+		}
+	}
+	src, err := configspec.GoSource("runner", "ConfigDocs", "Config", docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := configspec.CheckGenerated("config_docs.go", src, *update, "go generate ./runner"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := configspec.Fields(reflect.TypeFor[Config](), docs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A zero Config is accepted by the broker: anonymous clients on the
+// default loopback address.
+func TestZeroConfigBroker(t *testing.T) {
+	r, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := r.brokerOptions()
+	if err != nil {
+		t.Fatalf("zero Config: %v", err)
+	}
+	if !opts.AllowAnonymous || opts.Addr != DefaultMQTTAddr {
+		t.Errorf("zero Config gives broker options anonymous=%v addr=%q; want true, %q", opts.AllowAnonymous, opts.Addr, DefaultMQTTAddr)
+	}
+	b, err := broker.New(opts)
+	if err != nil {
+		t.Fatalf("the broker refuses a zero runner.Config: %v", err)
+	}
+	b.Close()
+}
+
+func TestAnonymousPolicy(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		want    bool
+		wantErr bool
+	}{
+		{"auto on loopback", Config{MQTTAddr: "127.0.0.1:1883"}, true, false},
+		{"auto on localhost and ::1", Config{MQTTAddr: "localhost:1883", MQTTWSAddr: "[::1]:8083"}, true, false},
+		{"auto with users", Config{MQTTAddr: "127.0.0.1:1883", AuthFile: "users.yaml"}, false, false},
+		{"auto on all interfaces", Config{MQTTAddr: "0.0.0.0:1883"}, false, true},
+		{"auto with a public websocket", Config{MQTTAddr: "127.0.0.1:1883", MQTTWSAddr: ":8083"}, false, true},
+		{"auto, TCP disabled", Config{MQTTAddr: "-", MQTTWSAddr: "127.0.0.1:8083"}, true, false},
+		{"true anywhere", Config{MQTTAddr: "0.0.0.0:1883", AllowAnonymous: AnonymousAllow}, true, false},
+		{"false with users", Config{MQTTAddr: "127.0.0.1:1883", AllowAnonymous: AnonymousDeny, AuthFile: "u.yaml"}, false, false},
+		{"false without users", Config{MQTTAddr: "127.0.0.1:1883", AllowAnonymous: AnonymousDeny}, false, true},
+		{"unknown value", Config{AllowAnonymous: "maybe"}, false, true},
+	}
+	for _, tt := range tests {
+		got, err := tt.cfg.resolveAnonymous()
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("%s: got %v, %v; want %v, error %v", tt.name, got, err, tt.want, tt.wantErr)
+		}
+	}
+	var a Anonymous
+	for in, want := range map[string]Anonymous{"auto": AnonymousAuto, "true": AnonymousAllow, "false": AnonymousDeny} {
+		if err := a.UnmarshalText([]byte(in)); err != nil || a != want || a.String() != in {
+			t.Errorf("Anonymous %q: got %q (%v), String %q", in, a, err, a.String())
+		}
+	}
+	if err := a.UnmarshalText([]byte("yes")); err == nil {
+		t.Error(`Anonymous accepted "yes"`)
+	}
+}
