@@ -648,7 +648,7 @@ func TestTLSVerifiedAgainstCA(t *testing.T) {
 		t.Fatalf("leaf URL %s", h.LeafURL())
 	}
 	edge := func(caFile string) *runner.Runner {
-		r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true, Node: "edge-1",
+		r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: runner.AnonymousAllow, Node: "edge-1",
 			Link: link.Config{Hub: []string{h.LeafURL()}, User: "edge-1", Password: pw, CAFile: caFile, LocalAddr: "-",
 				ReconnectInterval: pd(100 * time.Millisecond)}})
 		if err != nil {
