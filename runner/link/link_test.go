@@ -674,7 +674,7 @@ func TestTLSVerifiedAgainstCA(t *testing.T) {
 func TestWrongPasswordSaysWhy(t *testing.T) {
 	th := newTestHub(t, "edge-1")
 	var logs syncBuf
-	r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true, Node: "edge-1",
+	r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: runner.AnonymousAllow, Node: "edge-1",
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Link: link.Config{Hub: []string{"nats-leaf://" + th.leaf}, User: "edge-1", Password: "wrong", LocalAddr: "-",
 			ReconnectInterval: pd(100 * time.Millisecond)}})
