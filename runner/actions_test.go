@@ -37,8 +37,8 @@ func actionRunner(t testing.TB, dataDir string, ctd *containerdtest.Containerd, 
 	if testing.Verbose() {
 		level = slog.LevelDebug
 	}
-	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: runner.AnonymousAllow,
-		Node: "edge-a", CheckpointInterval: pipeline.D(100 * time.Millisecond), Actions: policy,
+	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
+		Node: "edge-a", CheckpointInterval: 100 * time.Millisecond, Actions: policy,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
 	if err != nil {
 		t.Fatal(err)

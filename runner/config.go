@@ -17,58 +17,14 @@ const (
 	DefaultHTTPAddr = "127.0.0.1:8080"
 )
 
-// Anonymous says whether MQTT clients may connect without credentials
-// (Config.AllowAnonymous). Written true, false or auto in flags and files.
-type Anonymous string
-
-const (
-	// AnonymousAuto (the zero value) allows anonymous clients only when no
-	// AuthFile is set and every MQTT listener is on a loopback address; with
-	// a non-loopback listener and no AuthFile, Start refuses to run.
-	AnonymousAuto Anonymous = ""
-	// AnonymousAllow lets any client connect without credentials.
-	AnonymousAllow Anonymous = "true"
-	// AnonymousDeny requires a username and password from every client.
-	AnonymousDeny Anonymous = "false"
-)
-
-// UnmarshalText reads true, false or auto.
-func (a *Anonymous) UnmarshalText(b []byte) error {
-	switch string(b) {
-	case "auto", "":
-		*a = AnonymousAuto
-	case "true":
-		*a = AnonymousAllow
-	case "false":
-		*a = AnonymousDeny
-	default:
-		return fmt.Errorf("%q: use true, false or auto (anonymous only on loopback when there is no auth file)", b)
-	}
-	return nil
-}
-
-// String returns true, false or auto.
-func (a Anonymous) String() string {
-	if a == AnonymousAuto {
-		return "auto"
-	}
-	return string(a)
-}
-
-// resolveAnonymous decides AllowAnonymous for the broker, and explains
-// what to set when auto cannot decide safely.
-func (c *Config) resolveAnonymous() (bool, error) {
-	switch c.AllowAnonymous {
-	case AnonymousAllow:
+// anonymous decides whether the broker accepts clients without
+// credentials: always with AllowAnonymous; otherwise only when there is no
+// AuthFile and every MQTT listener is on a loopback address (a development
+// machine). With another address and neither set it refuses to start and
+// says what to set.
+func (c *Config) anonymous() (bool, error) {
+	if c.AllowAnonymous {
 		return true, nil
-	case AnonymousDeny:
-		if c.AuthFile == "" {
-			return false, fmt.Errorf("anonymous MQTT clients are refused (allowAnonymous: false) and there is no auth file: no client could connect; set authFile (--auth-file) with users, see eddy passwd")
-		}
-		return false, nil
-	case AnonymousAuto:
-	default:
-		return false, fmt.Errorf("allowAnonymous %q: use true, false or auto", string(c.AllowAnonymous))
 	}
 	if c.AuthFile != "" {
 		return false, nil
@@ -76,7 +32,7 @@ func (c *Config) resolveAnonymous() (bool, error) {
 	for _, l := range []struct{ name, addr string }{{"mqttAddr (--mqtt-addr)", c.MQTTAddr},
 		{"mqttWSAddr (--mqtt-ws-addr)", c.MQTTWSAddr}, {"mqttTLSAddr (--mqtt-tls-addr)", c.MQTTTLSAddr}} {
 		if l.addr != "" && l.addr != "-" && !IsLoopback(l.addr) {
-			return false, fmt.Errorf("the MQTT listener %s %s is not on a loopback address and there is no auth file: set authFile (--auth-file) with users, or allowAnonymous: true (--anonymous=true) to accept anyone", l.name, l.addr)
+			return false, fmt.Errorf("the MQTT listener %s %s is not on a loopback address and there is no auth file: set authFile (--auth-file) with users, or allowAnonymous: true (--anonymous) to accept anyone", l.name, l.addr)
 		}
 	}
 	return true, nil
@@ -85,7 +41,7 @@ func (c *Config) resolveAnonymous() (bool, error) {
 // brokerOptions maps the config (after New's defaults) onto the broker's
 // options: listeners, TLS, auth, queue sizes from the memory budget.
 func (r *Runner) brokerOptions() (broker.Options, error) {
-	anonymous, err := r.cfg.resolveAnonymous()
+	anonymous, err := r.cfg.anonymous()
 	if err != nil {
 		return broker.Options{}, err
 	}

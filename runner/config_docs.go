@@ -15,7 +15,7 @@ var ConfigDocs = map[string]string{
 	"Actions.Runtime":              "Runtime is the CRI endpoint of the node's container runtime.\nDefault unix:///run/containerd/containerd.sock.",
 	"Actions.StaleIntent":          "StaleIntent is how old an unfinished intent found at start-up may be\nand still be carried out; older ones (the runner was down longer)\nare reported failed instead of acting late. Default 5m.",
 	"Actions.StartRetry":           "StartRetry is how long a run keeps retrying while the runtime is\nunreachable before it is reported failed. Default 1m.",
-	"AllowAnonymous":               "AllowAnonymous lets MQTT clients connect without credentials: true,\nfalse or auto. Auto (the default) allows them only when no AuthFile\nis given and every MQTT listener is on a loopback address; with\nanother address and no AuthFile the runner refuses to start until\none of the two is set. Clients that send a username are always\nchecked against AuthFile.",
+	"AllowAnonymous":               "AllowAnonymous lets MQTT clients connect without credentials, on any\naddress. Without it, anonymous clients are accepted only when there\nis no AuthFile and every MQTT listener is on a loopback address (a\ndevelopment machine); with another address and no AuthFile the\nrunner refuses to start until one of the two is set. Clients that\nsend a username are always checked against AuthFile.",
 	"AuthFile":                     "AuthFile is a YAML file of MQTT users (bcrypt hashes, see eddy\npasswd) and their topic ACLs.",
 	"CheckpointInterval":           "CheckpointInterval is the most time between pipeline checkpoints.\nDefault 2s.",
 	"Clock":                        "Clock is the time source. Default: the real clock.",

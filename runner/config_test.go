@@ -74,30 +74,21 @@ func TestAnonymousPolicy(t *testing.T) {
 		want    bool
 		wantErr bool
 	}{
-		{"auto on loopback", Config{MQTTAddr: "127.0.0.1:1883"}, true, false},
-		{"auto on localhost and ::1", Config{MQTTAddr: "localhost:1883", MQTTWSAddr: "[::1]:8083"}, true, false},
-		{"auto with users", Config{MQTTAddr: "127.0.0.1:1883", AuthFile: "users.yaml"}, false, false},
-		{"auto on all interfaces", Config{MQTTAddr: "0.0.0.0:1883"}, false, true},
-		{"auto with a public websocket", Config{MQTTAddr: "127.0.0.1:1883", MQTTWSAddr: ":8083"}, false, true},
-		{"auto, TCP disabled", Config{MQTTAddr: "-", MQTTWSAddr: "127.0.0.1:8083"}, true, false},
-		{"true anywhere", Config{MQTTAddr: "0.0.0.0:1883", AllowAnonymous: AnonymousAllow}, true, false},
-		{"false with users", Config{MQTTAddr: "127.0.0.1:1883", AllowAnonymous: AnonymousDeny, AuthFile: "u.yaml"}, false, false},
-		{"false without users", Config{MQTTAddr: "127.0.0.1:1883", AllowAnonymous: AnonymousDeny}, false, true},
-		{"unknown value", Config{AllowAnonymous: "maybe"}, false, true},
+		{"loopback, no users", Config{MQTTAddr: "127.0.0.1:1883"}, true, false},
+		{"localhost and ::1", Config{MQTTAddr: "localhost:1883", MQTTWSAddr: "[::1]:8083"}, true, false},
+		{"loopback with users", Config{MQTTAddr: "127.0.0.1:1883", AuthFile: "users.yaml"}, false, false},
+		{"all interfaces, no users", Config{MQTTAddr: "0.0.0.0:1883"}, false, true},
+		{"a public websocket, no users", Config{MQTTAddr: "127.0.0.1:1883", MQTTWSAddr: ":8083"}, false, true},
+		{"a public TLS listener, no users", Config{MQTTAddr: "127.0.0.1:1883", MQTTTLSAddr: "10.0.0.1:8883"}, false, true},
+		{"TCP disabled", Config{MQTTAddr: "-", MQTTWSAddr: "127.0.0.1:8083"}, true, false},
+		{"allowed anywhere", Config{MQTTAddr: "0.0.0.0:1883", AllowAnonymous: true}, true, false},
+		{"allowed with users", Config{MQTTAddr: "0.0.0.0:1883", AllowAnonymous: true, AuthFile: "u.yaml"}, true, false},
+		{"public with users", Config{MQTTAddr: "0.0.0.0:1883", AuthFile: "u.yaml"}, false, false},
 	}
 	for _, tt := range tests {
-		got, err := tt.cfg.resolveAnonymous()
+		got, err := tt.cfg.anonymous()
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("%s: got %v, %v; want %v, error %v", tt.name, got, err, tt.want, tt.wantErr)
 		}
-	}
-	var a Anonymous
-	for in, want := range map[string]Anonymous{"auto": AnonymousAuto, "true": AnonymousAllow, "false": AnonymousDeny} {
-		if err := a.UnmarshalText([]byte(in)); err != nil || a != want || a.String() != in {
-			t.Errorf("Anonymous %q: got %q (%v), String %q", in, a, err, a.String())
-		}
-	}
-	if err := a.UnmarshalText([]byte("yes")); err == nil {
-		t.Error(`Anonymous accepted "yes"`)
 	}
 }

@@ -77,8 +77,8 @@ func writeFile(t testing.TB, dir, name, content string) string {
 // startRunner starts a runner on random ports with the device files.
 func startRunner(t testing.TB, dataDir string, files ...string) *runner.Runner {
 	t.Helper()
-	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: runner.AnonymousAllow,
-		Node: "edge-a", DeviceFiles: files, CheckpointInterval: pipeline.D(100 * time.Millisecond), Logger: slog.New(slog.DiscardHandler)})
+	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
+		Node: "edge-a", DeviceFiles: files, CheckpointInterval: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +326,7 @@ func TestLoadDeviceFiles(t *testing.T) {
 		})
 	}
 	// A runner refuses to start with a broken device file.
-	r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: runner.AnonymousAllow, DeviceFiles: []string{badModel},
+	r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true, DeviceFiles: []string{badModel},
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -69,13 +69,13 @@ type Config struct {
 	// HTTPAddr is the listen address of the API, dashboard, /metrics and
 	// /healthz. Default 127.0.0.1:8080; "-" disables HTTP.
 	HTTPAddr string `json:"httpAddr,omitempty" flag:"http-addr"`
-	// AllowAnonymous lets MQTT clients connect without credentials: true,
-	// false or auto. Auto (the default) allows them only when no AuthFile
-	// is given and every MQTT listener is on a loopback address; with
-	// another address and no AuthFile the runner refuses to start until
-	// one of the two is set. Clients that send a username are always
-	// checked against AuthFile.
-	AllowAnonymous Anonymous `json:"allowAnonymous,omitempty" flag:"anonymous"`
+	// AllowAnonymous lets MQTT clients connect without credentials, on any
+	// address. Without it, anonymous clients are accepted only when there
+	// is no AuthFile and every MQTT listener is on a loopback address (a
+	// development machine); with another address and no AuthFile the
+	// runner refuses to start until one of the two is set. Clients that
+	// send a username are always checked against AuthFile.
+	AllowAnonymous bool `json:"allowAnonymous,omitempty" flag:"anonymous"`
 	// AuthFile is a YAML file of MQTT users (bcrypt hashes, see eddy
 	// passwd) and their topic ACLs.
 	AuthFile string `json:"authFile,omitempty" flag:"auth-file"`
@@ -109,15 +109,15 @@ type Config struct {
 	ConfineFileSinks bool `json:"-"`
 	// CheckpointInterval is the most time between pipeline checkpoints.
 	// Default 2s.
-	CheckpointInterval pipeline.Duration `json:"checkpointInterval,omitempty" flag:"checkpoint-interval"`
+	CheckpointInterval time.Duration `json:"checkpointInterval,omitempty" flag:"checkpoint-interval"`
 	// ShutdownTimeout bounds the shutdown on SIGTERM/SIGINT: stopping
 	// intake, the pipelines' final checkpoints and closing the broker and
 	// the log. What has not finished by then is abandoned and named in the
 	// error (those pipelines replay from their last checkpoint on the next
 	// start); a second signal exits at once. Default 10s.
-	ShutdownTimeout pipeline.Duration `json:"shutdownTimeout,omitempty" flag:"shutdown-timeout"`
+	ShutdownTimeout time.Duration `json:"shutdownTimeout,omitempty" flag:"shutdown-timeout"`
 	// RetentionMaxAge removes log records older than this (0: keep them).
-	RetentionMaxAge pipeline.Duration `json:"retentionMaxAge,omitempty" flag:"retention-max-age"`
+	RetentionMaxAge time.Duration `json:"retentionMaxAge,omitempty" flag:"retention-max-age"`
 	// RetentionMaxBytes bounds the log's size on disk (e.g. 4GiB; 0: no
 	// bound).
 	RetentionMaxBytes budget.Size `json:"retentionMaxBytes,omitempty" flag:"retention-max-bytes"`
@@ -189,8 +189,8 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Node == "" {
 		cfg.Node, _ = os.Hostname()
 	}
-	if cfg.ShutdownTimeout.Duration <= 0 {
-		cfg.ShutdownTimeout.Duration = 10 * time.Second
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
 	}
 	return &Runner{cfg: cfg, logger: cfg.Logger, sources: map[string][]byte{}}, nil
 }
@@ -258,7 +258,7 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 		Registry:           reg,
 		Clock:              r.cfg.Clock,
 		Logger:             r.logger.With("component", "engine"),
-		CheckpointInterval: r.cfg.CheckpointInterval.Duration,
+		CheckpointInterval: r.cfg.CheckpointInterval,
 		StartAtEnd:         false,
 		OnAlert: func(plan *pipeline.Plan, ev *pipeline.Event) {
 			r.alertUplink(plan, ev)
@@ -291,7 +291,7 @@ func (r *Runner) openStorage(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	retention := wal.RetentionOptions{MaxAge: r.cfg.RetentionMaxAge.Duration, MaxBytes: int64(r.cfg.RetentionMaxBytes),
+	retention := wal.RetentionOptions{MaxAge: r.cfg.RetentionMaxAge, MaxBytes: int64(r.cfg.RetentionMaxBytes),
 		Policy: r.cfg.RetentionPolicy}
 	if r.cfg.DataDir == "" {
 		r.log = wal.NewMemory(wal.MemoryOptions{RetentionOptions: retention, Clock: r.cfg.Clock,
@@ -441,7 +441,7 @@ func (r *Runner) HTTPAddr() net.Addr {
 // Close shuts down in the order that loses nothing, within
 // Config.ShutdownTimeout; it is Shutdown with that bound.
 func (r *Runner) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout.Duration)
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout)
 	defer cancel()
 	return r.Shutdown(ctx)
 }

@@ -115,7 +115,7 @@ func startHub(dir, client, leaf string) *testHub {
 func restartHub(h *testHub) *testHub { return startHub(h.dir, h.client, h.leaf) }
 
 func startEdge(dir, leaf string) *runner.Runner {
-	r, err := runner.New(runner.Config{DataDir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: runner.AnonymousAllow, Node: "bench-edge",
+	r, err := runner.New(runner.Config{DataDir: dir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true, Node: "bench-edge",
 		Link: link.Config{Hub: []string{"nats-leaf://" + leaf}, LocalAddr: "-"}})
 	check(err)
 	check(r.Start(context.Background()))

@@ -151,7 +151,7 @@ func TestServeDevices(t *testing.T) {
 	for _, edge := range []bool{false, true} {
 		var logs bytes.Buffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
-		r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: runner.AnonymousAllow, Node: "mybox", Logger: log})
+		r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true, Node: "mybox", Logger: log})
 		if err != nil {
 			t.Fatal(err)
 		}

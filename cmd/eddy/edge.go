@@ -8,7 +8,6 @@ import (
 
 	"github.com/eddy-edge/eddy/internal/configspec"
 	"github.com/eddy-edge/eddy/pipeline/strictyaml"
-	"github.com/eddy-edge/eddy/runner"
 )
 
 func edgeCommand(g *globals) *cobra.Command {
@@ -29,7 +28,7 @@ docs/edge-config.md; each is also an eddy run flag unless it is file only):
 			if err != nil {
 				return err
 			}
-			if s.AllowAnonymous == runner.AnonymousDeny && s.AuthFile == "" {
+			if !s.AllowAnonymous && s.AuthFile == "" {
 				return fmt.Errorf("%s: set authFile (MQTT users and ACLs) or allowAnonymous: true", path)
 			}
 			return runRunner(cmd.Context(), g, s, true)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/internal/mqtttest"
-	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/api"
 	"github.com/eddy-edge/eddy/runner/broker"
 	"github.com/eddy-edge/eddy/runner/wal"
@@ -24,7 +23,7 @@ func TestDeployEdgeFilesLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.AuthFile == "" || s.AllowAnonymous != runner.AnonymousDeny || s.RetentionPolicy != wal.Block || s.RetentionMaxAge.Duration != 168*time.Hour {
+	if s.AuthFile == "" || s.AllowAnonymous || s.RetentionPolicy != wal.Block || s.RetentionMaxAge != 168*time.Hour {
 		t.Errorf("unexpected edge settings %+v", s)
 	}
 	if _, err := broker.LoadAuthFile("../../deploy/edge/mqtt-users.yaml"); err != nil {
@@ -120,7 +119,7 @@ spec:
 func TestEdgeConfigEverySetting(t *testing.T) {
 	p := writeFile(t, t.TempDir(), "edge.yaml", `
 readOnly: true
-allowAnonymous: auto
+allowAnonymous: true
 memoryLimit: 96MiB
 retentionMaxBytes: 4GiB
 retentionPolicy: drop-oldest
@@ -134,15 +133,15 @@ link: {hub: [tls://hub:7422], reconnectInterval: 250ms, fleet: {domain: hub}}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !s.ReadOnly || s.AllowAnonymous != runner.AnonymousAuto || s.MemoryLimit != 96<<20 || s.RetentionMaxBytes != 4<<30 ||
-		s.RetentionPolicy != wal.DropOldest || s.CheckpointInterval.Duration != 500*time.Millisecond ||
+	if !s.ReadOnly || !s.AllowAnonymous || s.MemoryLimit != 96<<20 || s.RetentionMaxBytes != 4<<30 ||
+		s.RetentionPolicy != wal.DropOldest || s.CheckpointInterval != 500*time.Millisecond ||
 		s.TokenFile != "/etc/eddy/tokens.yaml" || !s.Pprof || s.MQTTAddr != "0.0.0.0:1883" ||
 		s.Actions.StaleIntent.Duration != 90*time.Second || s.Actions.Lifecycle == nil || *s.Actions.Lifecycle ||
 		s.Link.Hub[0] != "tls://hub:7422" || s.Link.ReconnectInterval.Duration != 250*time.Millisecond || s.Link.Fleet.Domain != "hub" {
 		t.Errorf("edge settings %+v", s)
 	}
 	for in, want := range map[string]string{
-		"allowAnonymous: yes\n":         `allowAnonymous: "yes": use true, false or auto`,
+		"allowAnonymous: auto\n":        `allowAnonymous: want true or false, got "auto"`,
 		"memoryLimit: 64 furlongs\n":    `memoryLimit: "64 furlongs" is not a size`,
 		"retentionPolicy: newest\n":     `retention policy "newest" is unknown`,
 		"checkpointInterval: 10\n":      `checkpointInterval: "10" has no unit`,
@@ -151,7 +150,7 @@ link: {hub: [tls://hub:7422], reconnectInterval: 250ms, fleet: {domain: hub}}
 		"mqttAddr: [a, b]\n":            `mqttAddr: want a string`,
 		"retentionMaxBytes: -1GiB\n":    `is not a size`,
 		"pipelines: {a: b}\n":           `pipelines: want a list`,
-		"allowAnonymous: [true]\n":      `allowAnonymous: want a single value`,
+		"allowAnonymous: [true]\n":      `allowAnonymous: want true or false, got a list`,
 		"tokenFile: /x\ntokenFile: /y":  `"tokenFile" is written twice`,
 		"actions: {startRetry: 60}\n":   `actions.startRetry: "60" has no unit; use e.g. 60s`,
 		"actions: {startRetry: soon}\n": `actions.startRetry: "soon" is not a duration`,

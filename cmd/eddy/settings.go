@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/internal/configspec"
-	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
@@ -43,7 +42,7 @@ func runDefaults() settings {
 		DataDir:            "./eddy-data",
 		MQTTAddr:           runner.DefaultMQTTAddr,
 		HTTPAddr:           runner.DefaultHTTPAddr,
-		CheckpointInterval: pipeline.D(2 * time.Second),
+		CheckpointInterval: 2 * time.Second,
 		RetentionPolicy:    wal.Block,
 	}}
 }
@@ -54,7 +53,6 @@ func edgeDefaults() settings {
 	s := runDefaults()
 	s.DataDir = "/var/lib/eddy"
 	s.MQTTAddr = "0.0.0.0:1883"
-	s.AllowAnonymous = runner.AnonymousDeny
 	return s
 }
 

@@ -55,7 +55,7 @@ func TestContainerActionsExample(t *testing.T) {
 	policy.Runtime = ctd.Endpoint // the test's private containerd
 	ctx := context.Background()
 	r, err := runner.New(runner.Config{DataDir: t.TempDir(), MQTTAddr: "127.0.0.1:0", HTTPAddr: "-",
-		AllowAnonymous: runner.AnonymousAllow, Node: "edge-a", Actions: policy, Logger: slog.New(slog.DiscardHandler)})
+		AllowAnonymous: true, Node: "edge-a", Actions: policy, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

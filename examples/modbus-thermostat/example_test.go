@@ -83,7 +83,7 @@ func TestModbusThermostatExample(t *testing.T) {
 	}
 
 	// The runner, as `eddy run --node edge-1 --devices devices.yaml pipeline.yaml` would start it.
-	r, err := runner.New(runner.Config{DataDir: t.TempDir(), MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: runner.AnonymousAllow,
+	r, err := runner.New(runner.Config{DataDir: t.TempDir(), MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
 		Node: "edge-1", DeviceFiles: []string{devFile}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

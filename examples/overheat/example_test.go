@@ -22,7 +22,7 @@ func TestOverheatExample(t *testing.T) {
 	mqtttest.RequireClients(t)
 	ctx := context.Background()
 	r, err := runner.New(runner.Config{DataDir: t.TempDir(), MQTTAddr: "127.0.0.1:0", HTTPAddr: "-",
-		AllowAnonymous: runner.AnonymousAllow, Logger: slog.New(slog.DiscardHandler)})
+		AllowAnonymous: true, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

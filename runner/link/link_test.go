@@ -104,8 +104,8 @@ func startEdge(t *testing.T, th *testHub, node, dataDir string) *runner.Runner {
 // startEdgeLocal starts an edge whose leaf serves local apps on localAddr.
 func startEdgeLocal(t *testing.T, th *testHub, node, dataDir, localAddr string) *runner.Runner {
 	t.Helper()
-	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: runner.AnonymousAllow,
-		Node: node, CheckpointInterval: pipeline.D(100 * time.Millisecond), Logger: testLogger(t),
+	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
+		Node: node, CheckpointInterval: 100 * time.Millisecond, Logger: testLogger(t),
 		Link: link.Config{Hub: []string{"nats-leaf://" + th.leaf}, User: node, Password: th.nodePW[node], LocalAddr: localAddr,
 			ReconnectInterval: pd(100 * time.Millisecond), HeartbeatInterval: pd(time.Second),
 			Fleet: fleet.Options{Domain: th.domain}, Labels: map[string]string{"site": "test"}}})
@@ -648,7 +648,7 @@ func TestTLSVerifiedAgainstCA(t *testing.T) {
 		t.Fatalf("leaf URL %s", h.LeafURL())
 	}
 	edge := func(caFile string) *runner.Runner {
-		r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: runner.AnonymousAllow, Node: "edge-1",
+		r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true, Node: "edge-1",
 			Link: link.Config{Hub: []string{h.LeafURL()}, User: "edge-1", Password: pw, CAFile: caFile, LocalAddr: "-",
 				ReconnectInterval: pd(100 * time.Millisecond)}})
 		if err != nil {
@@ -674,7 +674,7 @@ func TestTLSVerifiedAgainstCA(t *testing.T) {
 func TestWrongPasswordSaysWhy(t *testing.T) {
 	th := newTestHub(t, "edge-1")
 	var logs syncBuf
-	r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: runner.AnonymousAllow, Node: "edge-1",
+	r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true, Node: "edge-1",
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Link: link.Config{Hub: []string{"nats-leaf://" + th.leaf}, User: "edge-1", Password: "wrong", LocalAddr: "-",
 			ReconnectInterval: pd(100 * time.Millisecond)}})
