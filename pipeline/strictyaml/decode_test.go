@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eddy-edge/eddy/pipeline/strictyaml"
 )
@@ -267,4 +268,27 @@ func FuzzSplitDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// time.Duration fields are written with a unit, as pipeline durations are;
+// a bare number is refused rather than read as nanoseconds.
+func TestDecodeTimeDuration(t *testing.T) {
+	type cfg struct {
+		D time.Duration `json:"d"`
+	}
+	for in, want := range map[string]time.Duration{"d: 90s": 90 * time.Second, "d: 250ms": 250 * time.Millisecond, "d: 0": 0} {
+		docs, errs := strictyaml.Split("c.yaml", []byte(in))
+		var c cfg
+		if errs = append(errs, docs[0].Decode(&c)...); len(errs) > 0 || c.D != want {
+			t.Errorf("%q: got %v, %v; want %v", in, c.D, errs, want)
+		}
+	}
+	for in, want := range map[string]string{"d: 60": `c.yaml:1: d: "60" has no unit; use e.g. 60s`, "d: soon": `"soon" is not a duration`,
+		"d: -1s": `"-1s" is not a duration`, "d: [1s]": "want a duration such as 10s"} {
+		docs, _ := strictyaml.Split("c.yaml", []byte(in))
+		var c cfg
+		if err := docs[0].Decode(&c).Err(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error %v; want %q", in, err, want)
+		}
+	}
 }
