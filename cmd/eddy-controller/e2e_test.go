@@ -82,7 +82,15 @@ func start(t *testing.T, env []string, wait, bin string, args ...string) *proc {
 			t.Logf("%s %s logs:\n%s", bin, args[0], p.logs.String())
 		}
 	})
-	mqtttest.WaitFor(t, fmt.Sprintf("%s to log %q", bin, wait), func() bool { return strings.Contains(p.logs.String(), wait) })
+	// A generous deadline: on a loaded 2-core machine a cold process
+	// (TLS to the API server, discovery, the hub's buckets) takes a while.
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(p.logs.String(), wait) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not log %q within 60s", bin, wait)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	return p
 }
 

@@ -138,6 +138,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	log.Info("eddy-controller connecting", "hub", cfg.Hub.URL)
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("no Kubernetes API server: %w (set --kubeconfig or run in a pod)", err)
