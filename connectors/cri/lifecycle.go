@@ -335,9 +335,11 @@ func (w *Watcher) lookup(ctx context.Context, id string) (LifecycleEvent, bool) 
 }
 
 func (w *Watcher) exitReason(ctx context.Context, id string) string {
-	// Bounded at 1s: the reason is worth a short wait, not a stalled
-	// stream.
-	for deadline := time.Now().Add(time.Second); ctx.Err() == nil && time.Now().Before(deadline); {
+	// Bounded: the reason is worth a short wait, not a stalled stream. It
+	// returns as soon as CRI has recorded the exit (milliseconds when idle);
+	// 1s was too short on a loaded machine (CI's race run, load 26 on 2
+	// cores: the exited event of TestRunAndLifecycle came without a reason).
+	for deadline := time.Now().Add(5 * time.Second); ctx.Err() == nil && time.Now().Before(deadline); {
 		c, err := w.rt.Container(ctx, id)
 		if err != nil {
 			return ""
