@@ -34,8 +34,8 @@ type ActionList struct {
 }
 
 func (s *Server) actionRoutes(add func(method, path string, role Role, h handlerFunc)) {
-	a, ok := s.b.(ActionSource)
-	if !ok {
+	a := s.actions
+	if a == nil {
 		return
 	}
 	add("GET", "/api/v1/actions", RoleRead, func(w http.ResponseWriter, r *http.Request) error {

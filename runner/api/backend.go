@@ -5,8 +5,9 @@
 //
 // It owns request routing, authentication, error rendering and the mapping
 // from runner state to JSON and metrics. It does not own any runner state:
-// everything it shows or changes goes through the small Backend interface
-// (implemented by *runner.Runner), and it never starts pipelines, brokers or
+// everything it shows or changes goes through small per-concern interfaces
+// (PipelineStore, AlertSource, DeviceSource, BrokerSource, LinkSource,
+// Health; *runner.Runner implements them all), and it never starts pipelines, brokers or
 // logs of its own. Reading stats happens at request or scrape time, so the
 // API costs the pipelines nothing per event.
 package api
@@ -22,10 +23,14 @@ import (
 	"github.com/eddy-edge/eddy/runner/wal"
 )
 
-// Backend is what the API needs from a runner. Pipeline ids are
-// "namespace/name" (pipeline.Plan.ID). Methods must be safe for concurrent
-// use; they are called from HTTP handlers and metric scrapes.
-type Backend interface {
+// The API's view of a runner is split by concern, as Prometheus' web API
+// takes small retrievers: each handler depends only on the interface of
+// its concern. Pipeline ids are "namespace/name" (pipeline.Plan.ID).
+// Methods must be safe for concurrent use; they are called from HTTP
+// handlers and metric scrapes.
+
+// PipelineStore shows and changes pipelines.
+type PipelineStore interface {
 	// Pipelines returns every pipeline's status, sorted by id.
 	Pipelines() []engine.Status
 	// Pipeline returns one pipeline's status (Status.Plan set).
@@ -43,10 +48,22 @@ type Backend interface {
 	StopPipeline(id string) error
 	// Tap attaches a bounded, non-blocking tap to a pipeline's output.
 	Tap(id string, buf int) (*engine.Tap, func(), error)
+}
+
+// AlertSource gives the alerts pipelines raised.
+type AlertSource interface {
 	// Alerts returns recent alert notifications, oldest first.
 	Alerts() []engine.AlertRecord
+}
+
+// DeviceSource gives the devices a runner serves.
+type DeviceSource interface {
 	// Devices returns the devices and their twins, sorted by id.
 	Devices() []*twin.DeviceRecord
+}
+
+// BrokerSource gives the embedded broker's and the write-ahead log's state.
+type BrokerSource interface {
 	// BrokerStats returns the embedded MQTT broker's counters.
 	BrokerStats() broker.Stats
 	// BrokerClients returns the broker's sessions.
@@ -55,13 +72,33 @@ type Backend interface {
 	BrokerTopics() []broker.TopicInfo
 	// WALStats returns the write-ahead log's counters.
 	WALStats() wal.Stats
+}
+
+// LinkSource gives the state of the uplink to the hub.
+type LinkSource interface {
 	// Link returns the state of the uplink to the hub.
 	Link() LinkStatus
+}
+
+// Health says whether a runner serves and whether it may be changed.
+type Health interface {
 	// ReadOnly is true on controller-managed edges: pipelines come from the
 	// cluster and the API refuses to change them.
 	ReadOnly() bool
 	// Ready returns nil once the runner accepts and processes messages.
 	Ready() error
+}
+
+// Backend is a whole runner: every concern above (*runner.Runner
+// implements it). Optional capabilities (PipelineControl, ActionSource)
+// are detected on it once, when the Server is built.
+type Backend interface {
+	PipelineStore
+	AlertSource
+	DeviceSource
+	BrokerSource
+	LinkSource
+	Health
 }
 
 // Link states reported by LinkStatus.State.

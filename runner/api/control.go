@@ -28,8 +28,8 @@ type PipelineControl interface {
 // not change what a pipeline computes, and they are how an operator
 // unsticks a node.
 func (s *Server) controlRoutes(add func(method, path string, role Role, h handlerFunc), p string) {
-	c, ok := s.b.(PipelineControl)
-	if !ok {
+	c := s.control
+	if c == nil {
 		return
 	}
 	add("POST", p+"/skip", RoleAdmin, func(w http.ResponseWriter, r *http.Request) error {
@@ -62,9 +62,9 @@ func (s *Server) controlRoutes(add func(method, path string, role Role, h handle
 				return errorf(http.StatusBadRequest, "bad_request", "offset %q is not a log offset (a whole number from 1)", q.Get("offset"))
 			}
 		case to == "start":
-			off = s.b.WALStats().First
+			off = s.brokerSrc.WALStats().First
 		case to == "end":
-			off = s.b.WALStats().Last + 1
+			off = s.brokerSrc.WALStats().Last + 1
 		default:
 			return errorf(http.StatusBadRequest, "bad_request", "say where to: ?offset=N, ?to=start (oldest record kept) or ?to=end (only new records)")
 		}

@@ -14,13 +14,13 @@ import (
 )
 
 func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, Info{Role: roleOf(r.Context()).String(), ReadOnly: s.b.ReadOnly(),
+	writeJSON(w, http.StatusOK, Info{Role: roleOf(r.Context()).String(), ReadOnly: s.health.ReadOnly(),
 		AuthRequired: s.opts.RequireAuth, Time: s.clk.Now().UTC()})
 	return nil
 }
 
 func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) error {
-	items := s.b.Pipelines()
+	items := s.pipes.Pipelines()
 	if items == nil {
 		items = []engine.Status{}
 	}
@@ -32,7 +32,7 @@ func pipelineID(r *http.Request) string { return r.PathValue("ns") + "/" + r.Pat
 
 func (s *Server) status(r *http.Request) (engine.Status, error) {
 	id := pipelineID(r)
-	st, ok := s.b.Pipeline(id)
+	st, ok := s.pipes.Pipeline(id)
 	if !ok {
 		return st, errorf(http.StatusNotFound, "not_found", "no pipeline %s on this runner; list them with GET /api/v1/pipelines (eddy get pipelines)", id)
 	}
@@ -45,10 +45,10 @@ func (s *Server) getPipeline(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d := PipelineDetail{Status: st, Plan: st.Plan, Firing: []Alert{}}
-	if src, ok := s.b.Source(st.ID); ok {
+	if src, ok := s.pipes.Source(st.ID); ok {
 		d.Source = string(src)
 	}
-	for _, a := range alertList(s.b.Alerts()).Firing {
+	for _, a := range alertList(s.alertSrc.Alerts()).Firing {
 		if a.Pipeline == st.ID {
 			d.Firing = append(d.Firing, a)
 		}
@@ -80,7 +80,7 @@ func (s *Server) applyPipelines(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) apply(w http.ResponseWriter, r *http.Request, plans []*pipeline.Plan, src []byte, status int) error {
 	res := ApplyResult{Applied: []string{}}
 	for _, p := range plans {
-		if err := s.b.Apply(r.Context(), p, src); err != nil {
+		if err := s.pipes.Apply(r.Context(), p, src); err != nil {
 			e := errorf(http.StatusUnprocessableEntity, "apply_failed", "pipeline %s could not start: %v", p.ID(), err)
 			if len(res.Applied) > 0 {
 				e.Message += fmt.Sprintf(" (already applied: %s)", strings.Join(res.Applied, ", "))
@@ -111,7 +111,7 @@ func (s *Server) putPipeline(w http.ResponseWriter, r *http.Request) error {
 			"PUT %s needs exactly one Pipeline named %s in the body, got %s; POST /api/v1/pipelines applies several", r.URL.Path, id, strings.Join(got, ", "))
 	}
 	status := http.StatusOK
-	if _, ok := s.b.Pipeline(id); !ok {
+	if _, ok := s.pipes.Pipeline(id); !ok {
 		status = http.StatusCreated
 	}
 	return s.apply(w, r, plans, src, status)
@@ -125,7 +125,7 @@ func (s *Server) deletePipeline(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.b.Remove(r.Context(), st.ID); err != nil {
+	if err := s.pipes.Remove(r.Context(), st.ID); err != nil {
 		var nf *engine.NotFoundError
 		if errors.As(err, &nf) { // removed by a concurrent request
 			return errorf(http.StatusNotFound, "not_found", "no pipeline %s on this runner (removed meanwhile)", st.ID)
@@ -144,10 +144,10 @@ func (s *Server) startPipeline(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.b.StartPipeline(r.Context(), st.ID); err != nil {
+	if err := s.pipes.StartPipeline(r.Context(), st.ID); err != nil {
 		return errorf(http.StatusUnprocessableEntity, "start_failed", "starting pipeline %s: %v", st.ID, err)
 	}
-	st, _ = s.b.Pipeline(st.ID)
+	st, _ = s.pipes.Pipeline(st.ID)
 	writeJSON(w, http.StatusOK, st)
 	return nil
 }
@@ -160,10 +160,10 @@ func (s *Server) stopPipeline(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.b.StopPipeline(st.ID); err != nil {
+	if err := s.pipes.StopPipeline(st.ID); err != nil {
 		return fmt.Errorf("stopping pipeline %s: %w", st.ID, err)
 	}
-	st, _ = s.b.Pipeline(st.ID)
+	st, _ = s.pipes.Pipeline(st.ID)
 	writeJSON(w, http.StatusOK, st)
 	return nil
 }
@@ -271,12 +271,12 @@ func Explain(p *pipeline.Plan) string {
 }
 
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, alertList(s.b.Alerts()))
+	writeJSON(w, http.StatusOK, alertList(s.alertSrc.Alerts()))
 	return nil
 }
 
 func (s *Server) devices(w http.ResponseWriter, r *http.Request) error {
-	l := DeviceList{Items: s.b.Devices()}
+	l := DeviceList{Items: s.deviceSrc.Devices()}
 	sort.Slice(l.Items, func(i, j int) bool { return l.Items[i].ID < l.Items[j].ID })
 	if l.Items == nil {
 		l.Items = l.Items[:0]
@@ -287,7 +287,7 @@ func (s *Server) devices(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) device(w http.ResponseWriter, r *http.Request) error {
 	id := pipelineID(r)
-	for _, d := range s.b.Devices() {
+	for _, d := range s.deviceSrc.Devices() {
 		if d.ID == id {
 			writeJSON(w, http.StatusOK, d)
 			return nil
@@ -297,18 +297,18 @@ func (s *Server) device(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) broker(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, Broker{Stats: brokerStats(s.b.BrokerStats()), Clients: clients(s.b.BrokerClients()),
-		Topics: topics(s.b.BrokerTopics())})
+	writeJSON(w, http.StatusOK, Broker{Stats: brokerStats(s.brokerSrc.BrokerStats()), Clients: clients(s.brokerSrc.BrokerClients()),
+		Topics: topics(s.brokerSrc.BrokerTopics())})
 	return nil
 }
 
 func (s *Server) wal(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, walInfo(s.b.WALStats()))
+	writeJSON(w, http.StatusOK, walInfo(s.brokerSrc.WALStats()))
 	return nil
 }
 
 func (s *Server) link(w http.ResponseWriter, r *http.Request) error {
-	l := s.b.Link()
+	l := s.linkSrc.Link()
 	if l.State == "" {
 		l.State = LinkNone
 	}

@@ -57,14 +57,21 @@ type Options struct {
 
 // Server serves the REST API, streams, metrics and the dashboard.
 type Server struct {
-	opts    Options
-	b       Backend
-	log     *slog.Logger
-	clk     clock.Clock
-	tokens  tokenSet
-	reg     *prometheus.Registry
-	streams chan struct{}
-	handler http.Handler
+	opts      Options
+	pipes     PipelineStore
+	alertSrc  AlertSource
+	deviceSrc DeviceSource
+	brokerSrc BrokerSource
+	linkSrc   LinkSource
+	health    Health
+	control   PipelineControl // nil: the backend offers no skip/seek
+	actions   ActionSource    // nil: the backend runs no actions
+	log       *slog.Logger
+	clk       clock.Clock
+	tokens    tokenSet
+	reg       *prometheus.Registry
+	streams   chan struct{}
+	handler   http.Handler
 }
 
 // New checks opts and builds a Server. It registers the eddy metrics
@@ -104,13 +111,16 @@ func New(opts Options) (*Server, error) {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
 	}
-	s := &Server{opts: opts, b: opts.Backend, log: opts.Logger, clk: opts.Clock, tokens: newTokenSet(opts.Tokens),
+	b := opts.Backend
+	s := &Server{opts: opts, pipes: b, alertSrc: b, deviceSrc: b, brokerSrc: b, linkSrc: b, health: b, log: opts.Logger, clk: opts.Clock, tokens: newTokenSet(opts.Tokens),
 		reg: opts.Registry, streams: make(chan struct{}, opts.MaxStreams)}
 	if err := s.reg.Register(NewCollector(opts.Backend)); err != nil {
 		return nil, fmt.Errorf("api: registering the eddy metrics collector: %w", err)
 	}
-	if a, ok := opts.Backend.(ActionSource); ok {
-		if err := s.reg.Register(actionCollector{a}); err != nil {
+	s.control, _ = b.(PipelineControl)
+	s.actions, _ = b.(ActionSource)
+	if s.actions != nil {
+		if err := s.reg.Register(actionCollector{s.actions}); err != nil {
 			return nil, fmt.Errorf("api: registering the action metrics collector: %w", err)
 		}
 	}
@@ -183,7 +193,7 @@ func (s *Server) routes() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := s.b.Ready(); err != nil {
+		if err := s.health.Ready(); err != nil {
 			writeError(w, errorf(http.StatusServiceUnavailable, "not_ready", "%v", err))
 			return
 		}
@@ -338,7 +348,7 @@ func invalid(err error) *Error {
 }
 
 func (s *Server) writable() error {
-	if s.b.ReadOnly() {
+	if s.health.ReadOnly() {
 		return errorf(http.StatusForbidden, "read_only",
 			"this edge is managed by the controller: its pipelines are read-only here; change the Pipeline resource in the cluster instead")
 	}

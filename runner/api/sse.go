@@ -94,7 +94,7 @@ func (s *Server) tap(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	t, detach, err := s.b.Tap(st.ID, s.opts.TapBuffer)
+	t, detach, err := s.pipes.Tap(st.ID, s.opts.TapBuffer)
 	if err != nil {
 		return errorf(http.StatusNotFound, "not_found", "tapping pipeline %s: %v", st.ID, err)
 	}
@@ -153,7 +153,7 @@ func (s *Server) alertStream(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer release()
 	sw := s.startSSE(w)
-	recs := s.b.Alerts()
+	recs := s.alertSrc.Alerts()
 	if sw.jsonEvent("snapshot", alertList(recs)) != nil {
 		return nil
 	}
@@ -170,7 +170,7 @@ func (s *Server) alertStream(w http.ResponseWriter, r *http.Request) error {
 		case <-r.Context().Done():
 			return nil
 		case <-poll.C():
-			recs := s.b.Alerts()
+			recs := s.alertSrc.Alerts()
 			for _, rec := range newAlerts(recs, last) {
 				if sw.jsonEvent("alert", alertOf(rec)) != nil {
 					return nil
