@@ -609,7 +609,11 @@ func (f *tailFn) Setup() (err error) {
 	return err
 }
 
-func (f *tailFn) ProcessElement(key string, recs func(*Rec) bool, end int64, emit func(Rec)) error {
+// end yields the largest event time of the input: one value, read as an
+// iterable so that a runner which has not materialised the singleton for
+// this bundle (prism was seen doing so under load) cannot fail the job; the
+// key's own last event time is used then.
+func (f *tailFn) ProcessElement(key string, recs func(*Rec) bool, end func(*int64) bool, emit func(Rec)) error {
 	c, err := newChain(f.plan, f.Steps, func(ev *pipeline.Event) {
 		if r, ok := toRec(ev); ok {
 			f.out = append(f.out, r)
@@ -638,7 +642,15 @@ func (f *tailFn) ProcessElement(key string, recs func(*Rec) bool, end int64, emi
 		c.advance(ev.Time)
 		c.run(ev)
 	}
-	c.advance(end)
+	last := int64(math.MinInt64)
+	var t int64
+	for end(&t) {
+		last = max(last, t)
+	}
+	if len(all) > 0 {
+		last = max(last, all[len(all)-1].Time)
+	}
+	c.advance(last)
 	for _, o := range f.out {
 		emit(o)
 	}

@@ -65,10 +65,25 @@ func BenchmarkPubSub(b *testing.B) {
 					}
 				}
 				close(window)
-				select {
-				case <-done:
-				case <-time.After(60 * time.Second):
-					b.Fatalf("received %d of %d (qos 0 may drop only under overload)", got.Load(), n)
+				if qos > 0 {
+					select {
+					case <-done:
+					case <-time.After(60 * time.Second):
+						b.Fatalf("received %d of %d QoS 1 messages", got.Load(), n)
+					}
+				} else {
+					// QoS 0 deliveries beyond a subscriber's queue bound
+					// (MaxQueuedMessages) are dropped by design: wait
+					// until everything arrived or nothing more arrives,
+					// and report how much was delivered.
+					for last := int64(-1); got.Load() != last && got.Load() < n; {
+						last = got.Load()
+						select {
+						case <-done:
+						case <-time.After(time.Second):
+						}
+					}
+					b.ReportMetric(100*float64(got.Load())/float64(n), "%delivered")
 				}
 				b.StopTimer()
 				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
