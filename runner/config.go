@@ -72,6 +72,13 @@ func (r *Runner) brokerOptions() (broker.Options, error) {
 		LogInlineTopic: func(topic string) bool { return r.engine != nil && r.engine.Reads(topic) },
 		Logger:         r.logger.With("component", "broker"),
 		Clock:          r.cfg.Clock,
+
+		MaxPacketSize:     uint32(min(int64(r.cfg.MaxPacketSize), 268435460)),
+		MaxTopicLength:    r.cfg.MaxTopicLength,
+		MaxTopicLevels:    r.cfg.MaxTopicLevels,
+		MaxSubscriptions:  r.cfg.MaxSubscriptions,
+		ReceiveMaximum:    r.cfg.ReceiveMaximum,
+		MaxQueuedMessages: r.cfg.MaxQueuedMessages,
 	}, nil
 }
 

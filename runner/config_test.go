@@ -2,6 +2,7 @@ package runner
 
 import (
 	"flag"
+	"log/slog"
 	"reflect"
 	"testing"
 
@@ -90,5 +91,24 @@ func TestAnonymousPolicy(t *testing.T) {
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("%s: got %v, %v; want %v, error %v", tt.name, got, err, tt.want, tt.wantErr)
 		}
+	}
+}
+
+// TestBrokerBoundsReachTheBroker: the client bounds set in the one
+// configuration are the broker's, and zero keeps the broker's defaults.
+func TestBrokerBoundsReachTheBroker(t *testing.T) {
+	r := &Runner{cfg: Config{MQTTAddr: "127.0.0.1:0", MaxPacketSize: 4096, MaxTopicLength: 100, MaxTopicLevels: 5,
+		MaxSubscriptions: 7, ReceiveMaximum: 9, MaxQueuedMessages: 11}, logger: slog.New(slog.DiscardHandler)}
+	o, err := r.brokerOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.MaxPacketSize != 4096 || o.MaxTopicLength != 100 || o.MaxTopicLevels != 5 || o.MaxSubscriptions != 7 ||
+		o.ReceiveMaximum != 9 || o.MaxQueuedMessages != 11 {
+		t.Fatalf("broker options %+v do not carry the configured bounds", o)
+	}
+	r.cfg = Config{MQTTAddr: "127.0.0.1:0"}
+	if o, err = r.brokerOptions(); err != nil || o.MaxPacketSize != 0 || o.MaxQueuedMessages != 0 {
+		t.Fatalf("zero bounds: %+v, %v (want the broker's defaults, 0 here)", o, err)
 	}
 }

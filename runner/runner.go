@@ -107,6 +107,28 @@ type Config struct {
 	// pipelines cannot write any file the process can reach. `eddy edge`
 	// and any runner whose API is off loopback set it.
 	ConfineFileSinks bool `json:"-"`
+	// MaxPacketSize is the largest MQTT packet a client may send (e.g.
+	// 1MiB, the default). It is announced to MQTT 5 clients; a bigger
+	// packet is refused from its header (MQTT 5: DISCONNECT 0x95) and
+	// counted.
+	MaxPacketSize budget.Size `json:"maxPacketSize,omitempty" flag:"max-packet-size"`
+	// MaxTopicLength is the longest topic name or filter in bytes. Default
+	// 1024.
+	MaxTopicLength int `json:"maxTopicLength,omitempty" flag:"max-topic-length"`
+	// MaxTopicLevels is the most '/'-separated levels in a topic name or
+	// filter. Default 32.
+	MaxTopicLevels int `json:"maxTopicLevels,omitempty" flag:"max-topic-levels"`
+	// MaxSubscriptions is the most filters one MQTT session may hold.
+	// Default 256.
+	MaxSubscriptions int `json:"maxSubscriptions,omitempty" flag:"max-subscriptions"`
+	// ReceiveMaximum is the most QoS 1/2 publishes one client may have
+	// unacknowledged at the broker. Default 1024.
+	ReceiveMaximum int `json:"receiveMaximum,omitempty" flag:"receive-maximum"`
+	// MaxQueuedMessages bounds each subscriber's queued plus unacknowledged
+	// messages (like mosquitto's max_queued_messages): a QoS 1/2
+	// subscriber over it is served from the log at its own pace, a QoS 0
+	// one loses the deliveries over it (counted). Default 1000.
+	MaxQueuedMessages int `json:"maxQueuedMessages,omitempty" flag:"max-queued-messages"`
 	// CheckpointInterval is the most time between pipeline checkpoints.
 	// Default 2s.
 	CheckpointInterval time.Duration `json:"checkpointInterval,omitempty" flag:"checkpoint-interval"`
