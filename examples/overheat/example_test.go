@@ -1,45 +1,51 @@
-// Package overheat_test runs the overheat example as written: an Eddy
-// runner in-process loading overheat.yaml, readings published with Debian's
-// mosquitto_pub, alerts read with mosquitto_sub.
+// Package overheat_test runs the overheat example as the README says: the
+// real eddy binary runs overheat.yaml (`eddy run examples/overheat/overheat.yaml`,
+// on free ports), readings are published with Debian's mosquitto_pub and
+// alerts read with mosquitto_sub. The whole output is checked: the two
+// alerts, and nothing else once every window has closed.
 package overheat_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
-	"slices"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/eddy-edge/eddy/internal/mqtttest"
-	"github.com/eddy-edge/eddy/runner"
-	"github.com/eddy-edge/eddy/runner/broker"
 )
 
 func TestOverheatExample(t *testing.T) {
 	mqtttest.RequireClients(t)
-	ctx := context.Background()
-	r, err := runner.New(runner.Config{DataDir: t.TempDir(), MQTTAddr: "127.0.0.1:0", HTTPAddr: "-",
-		AllowAnonymous: true, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
+	bin := filepath.Join(t.TempDir(), "eddy")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/eddy").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/eddy: %v\n%s", err, out)
+	}
+	port, httpPort := freePort(t), freePort(t)
+	// The README's command, with this test's ports and data dir.
+	cmd := exec.Command(bin, "run", "overheat.yaml", "--mqtt-addr", "127.0.0.1:"+port,
+		"--http-addr", "127.0.0.1:"+httpPort, "--data-dir", t.TempDir())
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	if err := r.ApplyFile(ctx, "overheat.yaml"); err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(r.Broker().Addr().String())
-	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"alerts/#"}, ID: "alerts", QoS: 1,
-		Ready: func() bool {
-			return slices.ContainsFunc(r.Broker().Clients(), func(c broker.ClientInfo) bool {
-				return c.ID == "alerts" && slices.Contains(c.Subscriptions, "alerts/#")
-			})
-		}})
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	mqtttest.WaitFor(t, "eddy run to listen", func() bool {
+		c, err := net.Dial("tcp", "127.0.0.1:"+port)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"alerts/#"}, ProbeTopic: "alerts/probe", QoS: 1})
 
 	// thermo-1 reads 35 °C for 60 s, then 20 °C; thermo-2 stays at 22 °C.
 	// One reading per device per second of event time.
@@ -54,6 +60,9 @@ func TestOverheatExample(t *testing.T) {
 			fmt.Sprintf(`{"device":"thermo-1","temperature":%g,"ts":%d}`, hot, t0+s*1000),
 			fmt.Sprintf(`{"device":"thermo-2","temperature":22,"ts":%d}`, t0+s*1000))
 	}
+	// A last, cool reading 20 s later moves the event clock past every
+	// window above, so they all close; its own window stays open.
+	lines = append(lines, fmt.Sprintf(`{"device":"thermo-2","temperature":22,"ts":%d}`, t0+100_000))
 	mqtttest.PubLines(t, port, "factory/line-1/data", 1, lines...)
 
 	// Windows [0,10) ... [50,60) average 35. The alert is pending from the
@@ -86,4 +95,47 @@ func TestOverheatExample(t *testing.T) {
 	if len(ids) == 2 && ids[0] != ids[1] {
 		t.Errorf("firing and resolved carry different alert ids %v", ids)
 	}
+
+	// Nothing else: once every window but the last reading's has closed
+	// (the API shows one open window), a marker published now must be the
+	// next line: an extra alert would come before it.
+	mqtttest.WaitFor(t, "every window but the last to close", func() bool {
+		resp, err := http.Get("http://127.0.0.1:" + httpPort + "/api/v1/pipelines/default/overheat")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var got struct {
+			Status struct {
+				Steps []struct {
+					Kind      string `json:"kind"`
+					StateSize int    `json:"stateSize"`
+				} `json:"steps"`
+			} `json:"status"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&got) != nil {
+			return false
+		}
+		for _, s := range got.Status.Steps {
+			if s.Kind == "window" {
+				return s.StateSize == 1
+			}
+		}
+		return false
+	})
+	mqtttest.Pub(t, port, "alerts/zz-end", 1, "end")
+	if line := sub.Next(); line != "alerts/zz-end end" {
+		t.Fatalf("an extra line arrived after the two alerts: %s", line)
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, p, _ := net.SplitHostPort(l.Addr().String())
+	return p
 }
