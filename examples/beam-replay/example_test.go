@@ -10,7 +10,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,9 +37,9 @@ func TestBeamReplayExample(t *testing.T) {
 	}
 
 	// The edge: eddy run with the example pipeline.
-	port := freePort(t)
+	port := mqtttest.FreePort(t)
 	edge := start(t, work, filepath.Join(bin, "eddy"), "run", yaml, "--mqtt-addr", "127.0.0.1:"+port, "--http-addr", "-", "--data-dir", data)
-	listening(t, port)
+	mqtttest.WaitListening(t, port)
 	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"alert", "probe/edge"}, ProbeTopic: "probe/edge", QoS: 1})
 	mqtttest.PubLines(t, port, "test", 1, testmachine()...)
 	edgeAlerts := payloads(t, sub.Lines(4))
@@ -64,9 +63,9 @@ func TestBeamReplayExample(t *testing.T) {
 	if n := countLines(t, export); n != 20 {
 		t.Fatalf("exported %d records, want the 20 readings", n)
 	}
-	port2 := freePort(t)
+	port2 := mqtttest.FreePort(t)
 	start(t, work, mosquitto, "-p", port2)
-	listening(t, port2)
+	mqtttest.WaitListening(t, port2)
 	sub2 := mqtttest.StartSub(t, port2, mqtttest.SubOptions{Topics: []string{"alert", "probe/beam"}, ProbeTopic: "probe/beam", QoS: 1})
 	out := filepath.Join(work, "beam")
 	run(t, filepath.Join(bin, "eddy"), "beam", "run", yaml, "--input", export, "--runner", "prism",
@@ -130,29 +129,6 @@ func run(t *testing.T, name string, args ...string) {
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
 	}
-}
-
-// listening waits until something accepts connections on the port.
-func listening(t *testing.T, port string) {
-	t.Helper()
-	mqtttest.WaitFor(t, "a listener on port "+port, func() bool {
-		c, err := net.Dial("tcp", "127.0.0.1:"+port)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
 }
 
 // payloads decodes mosquitto_sub -v lines "topic payload".

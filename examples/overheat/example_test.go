@@ -8,7 +8,6 @@ package overheat_test
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,7 +25,7 @@ func TestOverheatExample(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/eddy").CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/eddy: %v\n%s", err, out)
 	}
-	port, httpPort := freePort(t), freePort(t)
+	port, httpPort := mqtttest.FreePort(t), mqtttest.FreePort(t)
 	// The README's command, with this test's ports and data dir.
 	cmd := exec.Command(bin, "run", "overheat.yaml", "--mqtt-addr", "127.0.0.1:"+port,
 		"--http-addr", "127.0.0.1:"+httpPort, "--data-dir", t.TempDir())
@@ -38,13 +37,7 @@ func TestOverheatExample(t *testing.T) {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 	})
-	mqtttest.WaitFor(t, "eddy run to listen", func() bool {
-		c, err := net.Dial("tcp", "127.0.0.1:"+port)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	mqtttest.WaitListening(t, port)
 	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"alerts/#"}, ProbeTopic: "alerts/probe", QoS: 1})
 
 	// thermo-1 reads 35 °C for 60 s, then 20 °C; thermo-2 stays at 22 °C.
@@ -127,15 +120,4 @@ func TestOverheatExample(t *testing.T) {
 	if line := sub.Next(); line != "alerts/zz-end end" {
 		t.Fatalf("an extra line arrived after the two alerts: %s", line)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, p, _ := net.SplitHostPort(l.Addr().String())
-	return p
 }

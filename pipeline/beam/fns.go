@@ -519,14 +519,19 @@ type aggregateFn struct {
 	folder *window.Folder
 }
 
-func (f *aggregateFn) Setup() error {
-	plan, err := compile(f.Spec)
-	if err != nil {
-		return err
-	}
-	f.folder, err = window.NewFolder(window.Config{Name: nodeID(plan, f.Window), Window: *plan.Spec.Steps[f.Window].Window,
-		Aggregates: plan.Spec.Steps[f.Window+1].Aggregate})
+func (f *aggregateFn) Setup() (err error) {
+	f.folder, err = newFolder(f.Spec, f.Window)
 	return err
+}
+
+// newFolder builds the window step's Folder (its aggregate follows it).
+func newFolder(spec []byte, win int) (*window.Folder, error) {
+	plan, err := compile(spec)
+	if err != nil {
+		return nil, err
+	}
+	return window.NewFolder(window.Config{Name: nodeID(plan, win), Window: *plan.Spec.Steps[win].Window,
+		Aggregates: plan.Spec.Steps[win+1].Aggregate})
 }
 
 func (f *aggregateFn) CreateAccumulator() *accum {
@@ -566,13 +571,8 @@ type extractFn struct {
 	out    []Rec
 }
 
-func (f *extractFn) Setup() error {
-	plan, err := compile(f.Spec)
-	if err != nil {
-		return err
-	}
-	f.folder, err = window.NewFolder(window.Config{Name: nodeID(plan, f.Window), Window: *plan.Spec.Steps[f.Window].Window,
-		Aggregates: plan.Spec.Steps[f.Window+1].Aggregate})
+func (f *extractFn) Setup() (err error) {
+	f.folder, err = newFolder(f.Spec, f.Window)
 	return err
 }
 
