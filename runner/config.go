@@ -67,8 +67,9 @@ func (r *Runner) brokerOptions() (broker.Options, error) {
 		AuthFile:         r.cfg.AuthFile,
 		Log:              walAppender{r.log},
 		LogInline:        true,
-		// Sink output is logged only when a pipeline reads its topic:
-		// everything else can be derived again by replaying the log.
+		// LogInlineTopic narrows logging only for a log that cannot
+		// replay; the runner's WAL can, so all sink output is logged
+		// (a slow subscriber may need any of it; see the broker doc).
 		LogInlineTopic: func(topic string) bool { return r.engine != nil && r.engine.Reads(topic) },
 		Logger:         r.logger.With("component", "broker"),
 		Clock:          r.cfg.Clock,

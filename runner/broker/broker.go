@@ -91,8 +91,9 @@ type Options struct {
 	// pipeline's output can be another pipeline's input.
 	LogInline bool
 	// LogInlineTopic, when set, narrows LogInline to the topics for which it
-	// returns true (the runner logs only what some pipeline reads; the rest
-	// can be derived again from the log by replaying the pipeline).
+	// returns true, for a Log that cannot replay (Replayer): with one that
+	// can, every inline publish is logged so that a slow subscriber can be
+	// served all of it from the log.
 	LogInlineTopic func(topic string) bool
 	// Logger receives the broker's and mochi's logs; nil discards them.
 	Logger *slog.Logger
@@ -285,8 +286,6 @@ type Broker struct {
 	fastPath   bool         // limits leave enough headroom for it
 	hotScanAt  atomic.Int64 // unix ns of the last scan of all clients
 	anyWarm    atomic.Bool  // some client was at or over HighWater/2 then
-	nearScanAt atomic.Int64 // the same for nearBound
-	anyNear    atomic.Bool
 }
 
 // ErrClosed is returned by operations on a closed broker.
@@ -558,11 +557,13 @@ func (b *Broker) PublishContext(ctx context.Context, topic string, payload []byt
 	if err := b.waitForSubscribers(bctx, mqtt.InlineClientId, topic); err != nil {
 		return fmt.Errorf("broker: publish to %q: %w", topic, err)
 	}
-	// While a subscriber is served from the log, or one may become slow any
-	// moment, inline publishes go to the log too, so that it can replay
-	// them.
+	// With a log that can replay, every inline publish is logged: any
+	// subscriber may become slow before the message reaches it, and a
+	// message suppressed for a slow subscriber must be in the log to be
+	// replayed. (Logging only while some client was near its bound lost a
+	// message published just before the scan saw the subscriber filling.)
 	logIt := b.opts.LogInline && b.opts.Log != nil && (b.opts.LogInlineTopic == nil || b.opts.LogInlineTopic(topic))
-	if !logIt && b.replay != nil && (b.nLagging.Load() > 0 || b.nearBound()) {
+	if !logIt && b.replay != nil {
 		logIt = true
 	}
 	var tok uint64

@@ -59,9 +59,9 @@
 //     arrive twice (QoS 1 is at least once; ordering across the switch
 //     back is per topic at least once, not strictly ordered). A persistent
 //     session that disconnects while behind resumes from its cursor when it
-//     reconnects. Inline publishes that no pipeline reads are normally not
-//     logged; while any subscriber is behind or near its bound (checked at
-//     most every 2 ms) they are logged too, so that it can replay them.
+//     reconnects. With a log that can replay, inline publishes (pipeline
+//     output) are always logged, even on topics no pipeline reads, so that
+//     any of them can be replayed.
 //     If retention removes messages before the subscriber got them, it is
 //     told: DISCONNECT 0x97 with the number lost (MQTT 3.1.1: disconnected),
 //     counted in Stats.RetentionDisconnects. Retained messages of filters

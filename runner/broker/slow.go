@@ -492,24 +492,3 @@ func (b *Broker) closeCatchUps(ctx context.Context) {
 	}
 }
 
-// nearBound reports whether some client had MaxQueuedMessages/2 or more
-// outstanding at the last scan of all clients (at most hotScanEvery old).
-// Broker.Publish then logs inline publishes that it would not otherwise
-// log: the subscriber may become slow before the message reaches it, and
-// a message suppressed for a slow subscriber must be in the log. In
-// hotScanEvery a client gains far fewer messages than that margin.
-func (b *Broker) nearBound() bool {
-	now := b.clk.Now().UnixNano()
-	last := b.nearScanAt.Load()
-	if now-last >= int64(hotScanEvery) && b.nearScanAt.CompareAndSwap(last, now) {
-		near, half := false, b.opts.MaxQueuedMessages/2
-		for _, cl := range b.srv.Clients.GetAll() {
-			if !cl.Net.Inline && b.pendFn(cl)+cl.State.Inflight.Len() >= half {
-				near = true
-				break
-			}
-		}
-		b.anyNear.Store(near)
-	}
-	return b.anyNear.Load()
-}
