@@ -174,7 +174,9 @@ func runEdge(plan *pipeline.Plan, input string) error {
 	f.Close()
 	clk := clock.NewFake(last)
 	reg := engine.NewRegistry()
-	reg.RegisterSink("file", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) { return file.Open(filepath.Join("edge", s.File.Path)) })
+	reg.RegisterSink("file", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) {
+		return file.Open(filepath.Join("edge", s.File.Path))
+	})
 	os.MkdirAll("edge", 0o755)
 	eng, err := engine.New(engine.Options{Log: l, Checkpoints: checkpoint.NewMemoryStore(), Registry: reg, Clock: clk,
 		Logger: slog.New(slog.DiscardHandler), CheckpointInterval: time.Hour})

@@ -283,9 +283,9 @@ type Broker struct {
 	slowDrops, catchUps, replayed, retentionDisconnects atomic.Int64
 
 	// Congestion fast path (see mayBeCongested).
-	fastPath   bool         // limits leave enough headroom for it
-	hotScanAt  atomic.Int64 // unix ns of the last scan of all clients
-	anyWarm    atomic.Bool  // some client was at or over HighWater/2 then
+	fastPath  bool         // limits leave enough headroom for it
+	hotScanAt atomic.Int64 // unix ns of the last scan of all clients
+	anyWarm   atomic.Bool  // some client was at or over HighWater/2 then
 }
 
 // ErrClosed is returned by operations on a closed broker.

@@ -491,4 +491,3 @@ func (b *Broker) closeCatchUps(ctx context.Context) {
 	case <-ctx.Done():
 	}
 }
-
