@@ -67,12 +67,8 @@ func (r *Runner) brokerOptions() (broker.Options, error) {
 		AuthFile:         r.cfg.AuthFile,
 		Log:              walAppender{r.log},
 		LogInline:        true,
-		// LogInlineTopic narrows logging only for a log that cannot
-		// replay; the runner's WAL can, so all sink output is logged
-		// (a slow subscriber may need any of it; see the broker doc).
-		LogInlineTopic: func(topic string) bool { return r.engine != nil && r.engine.Reads(topic) },
-		Logger:         r.logger.With("component", "broker"),
-		Clock:          r.cfg.Clock,
+		Logger:           r.logger.With("component", "broker"),
+		Clock:            r.cfg.Clock,
 
 		MaxPacketSize:     uint32(min(int64(r.cfg.MaxPacketSize), 268435460)),
 		MaxTopicLength:    r.cfg.MaxTopicLength,
