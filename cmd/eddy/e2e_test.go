@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -340,16 +341,25 @@ func readNumbers(t *testing.T, path string) map[int]int {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	// eddy may be appending while this reads: one write(2) is not atomic
+	// for a concurrent reader, so a last line without its newline is a
+	// write in progress, not a torn line; it is read on the next call.
 	seen := map[int]int{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
+	r := bufio.NewReader(f)
+	for {
+		line, err := r.ReadBytes('\n')
+		if err == io.EOF {
+			return seen
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 		var v struct{ N *int }
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil || v.N == nil {
-			t.Fatalf("output line %q is not a numbered event: %v", sc.Text(), err)
+		if err := json.Unmarshal(line, &v); err != nil || v.N == nil {
+			t.Fatalf("output line %q is not a numbered event: %v", line, err)
 		}
 		seen[*v.N]++
 	}
-	return seen
 }
 
 func TestValidateReportsEveryError(t *testing.T) {
