@@ -23,7 +23,9 @@ const (
 // HubInput names a JetStream stream on the hub to read as input instead of
 // exported files: `nats://host:4222/eddy_up?subject=eddy.up.edge-1.>&domain=hub`.
 // The read is bounded: everything the stream holds when the job starts,
-// in stream order (the stream sequence is the record's offset).
+// in stream order (the stream sequence is the record's offset). With
+// live=true the job follows the stream for ever (an unbounded source; see
+// liveReadFn), from sequence from=N (default 1: everything it holds).
 type HubInput struct {
 	// URL is the NATS server (nats:// or tls://, credentials in the URL).
 	URL string
@@ -33,6 +35,12 @@ type HubInput struct {
 	Subject string
 	// Domain is the hub's JetStream domain. Default: none.
 	Domain string
+	// Live makes the input unbounded: the job follows the stream until it
+	// is cancelled (query live=true).
+	Live bool
+	// From is the first stream sequence a live job reads (query from=N).
+	// Default 1.
+	From uint64
 }
 
 // ParseHubInput reads a nats:// or tls:// input URL; ok is false for any
@@ -46,6 +54,26 @@ func ParseHubInput(s string) (in HubInput, ok bool, err error) {
 	in = HubInput{Stream: "eddy_up", Subject: q.Get("subject"), Domain: q.Get("domain")}
 	if p := u.Path; len(p) > 1 {
 		in.Stream = p[1:]
+	}
+	if v := q.Get("live"); v != "" {
+		if in.Live, err = strconv.ParseBool(v); err != nil {
+			return in, true, fmt.Errorf("input %q: live=%q: want true or false", s, v)
+		}
+	}
+	if v := q.Get("from"); v != "" {
+		if in.From, err = strconv.ParseUint(v, 10, 64); err != nil || in.From == 0 {
+			return in, true, fmt.Errorf("input %q: from=%q: want a stream sequence (1 or more)", s, v)
+		}
+		if !in.Live {
+			return in, true, fmt.Errorf("input %q: from= applies to live inputs (add live=true)", s)
+		}
+	}
+	for k := range q {
+		switch k {
+		case "subject", "domain", "live", "from":
+		default:
+			return in, true, fmt.Errorf("input %q: unknown parameter %q (known: subject, domain, live, from)", s, k)
+		}
 	}
 	u.Path, u.RawQuery = "", ""
 	in.URL = u.String()

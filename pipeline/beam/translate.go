@@ -33,6 +33,9 @@ type Options struct {
 	// tcp://127.0.0.1:1883). On an edge they publish to its own broker;
 	// on Beam there is none, so pipelines with mqtt sinks need it.
 	MQTTBroker string
+	// Cloud is where cloud sinks publish: the hub's up stream,
+	// nats://HOST:4222?domain=hub&node=NAME (see CloudOutput).
+	Cloud string
 }
 
 // Rec is one event between Beam stages. Fields travel as a JSON object so
@@ -80,8 +83,8 @@ func Support(p *pipeline.Plan) error {
 		}
 	}
 	for i, s := range append(append([]pipeline.Sink{}, p.Spec.Sinks...), p.Spec.Late...) {
-		if s.File == nil && s.Log == nil && s.MQTT == nil {
-			add(fmt.Sprintf("sink %d (%s)", i, sinkKind(s)), "only file, log and mqtt sinks run on Beam")
+		if s.File == nil && s.Log == nil && s.MQTT == nil && s.Cloud == nil {
+			add(fmt.Sprintf("sink %d (%s)", i, sinkKind(s)), "only file, log, mqtt and cloud sinks run on Beam")
 		}
 	}
 	if len(errs) > 0 {
@@ -107,6 +110,10 @@ func sinkKind(s pipeline.Sink) string {
 		return "file"
 	case s.Log != nil:
 		return "log"
+	case s.Cloud != nil:
+		return "cloud"
+	case s.Action != nil:
+		return "action"
 	}
 	return "unknown"
 }
@@ -134,6 +141,11 @@ func Translate(p *pipeline.Plan, opts Options) (*beam.Pipeline, error) {
 	var lines beam.PCollection
 	if hub, ok, err := ParseHubInput(opts.Input); err != nil {
 		return nil, err
+	} else if ok && hub.Live {
+		if err := translateLive(s, p, spec, parts, hub, opts); err != nil {
+			return nil, err
+		}
+		return bp, nil
 	} else if ok {
 		lines = beam.ParDo(s, &hubReadFn{In: hub}, beam.Impulse(s))
 	} else {
@@ -247,6 +259,10 @@ func sinks(s beam.Scope, list []pipeline.Sink, col beam.PCollection, opts Option
 			textio.Write(s.Scope(fmt.Sprintf("sink-%d", i)), path, lines)
 		case sk.Log != nil:
 			beam.ParDo0(s, printLine, lines)
+		case sk.Cloud != nil:
+			if err := cloudSink(s, sk.Cloud, col, opts); err != nil {
+				return fmt.Errorf("sink %d: %w", i, err)
+			}
 		case sk.MQTT != nil:
 			if opts.MQTTBroker == "" {
 				return fmt.Errorf("sink %d publishes to MQTT topic %q: give the broker to publish to (--mqtt-broker tcp://HOST:1883)", i, sk.MQTT.Topic)
