@@ -132,3 +132,101 @@ func TestLiveParity(t *testing.T) {
 		})
 	}
 }
+
+// TestLiveWatermarkUnderTraffic: windows close while messages keep
+// flowing. Beam's natsio reader advances its watermark only on an empty
+// fetch, so under continuous traffic its windows never close; the live
+// reader's watermark follows event time at every checkpoint. The idle
+// timeout is an hour, so only event time can close the windows here.
+func TestLiveWatermarkUnderTraffic(t *testing.T) {
+	h, js := startHub(t)
+	plans, err := pipeline.Load("traffic.yaml", []byte(`apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: traffic}
+spec:
+  source: {mqtt: {topic: "factory/+/data"}}
+  eventTime: ts
+  key: device
+  idleTimeout: 1h
+  steps:
+    - window: {tumbling: 1s}
+    - aggregate: {n: count()}
+  sinks:
+    - file: {path: out.jsonl}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	bp, err := eddybeam.Translate(plans[0], eddybeam.Options{Input: h.ClientURL() + "/eddy_up?domain=hub&live=true", OutputDir: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := prism.Execute(ctx, bp)
+		done <- err
+	}()
+	// Publish a reading every 5 ms, stamped with the wall clock, until the
+	// first window result appears: the traffic never pauses.
+	start := time.Now()
+	var results []map[string]any
+	for i := 0; time.Since(start) < time.Minute; i++ {
+		now := time.Now()
+		forward(t, js, "edge-1", []walexport.Record{{Time: now, Topic: "factory/m1/data",
+			Payload: []byte(`{"device":"m1","ts":` + strconv.FormatInt(now.UnixMilli(), 10) + `}`)}})
+		if i%20 == 0 {
+			if results = readLines(t, filepath.Join(out, "out.jsonl")); len(results) > 0 {
+				break
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the live job ended: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if len(results) == 0 {
+		t.Fatalf("no window closed in a minute of continuous traffic")
+	}
+	t.Logf("first window result %.1fs after the traffic started, while it went on: %v", time.Since(start).Seconds(), results[0])
+}
+
+// TestLiveSupport: what a live job cannot do is refused at translation
+// time, saying what to do instead.
+func TestLiveSupport(t *testing.T) {
+	head := "apiVersion: eddy.dev/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\nspec:\n  source: {mqtt: {topic: t}}\n"
+	live := "nats://127.0.0.1:4222/eddy_up?subject=eddy.up.edge-1.>&domain=hub&live=true"
+	cases := []struct{ name, body, input, cloud, want string }{
+		{"session", "  steps:\n    - window: {session: {gap: 5s}}\n    - aggregate: {n: count()}\n  sinks: [{file: {path: o}}]\n", live, "",
+			"spec.steps[0].window.session: session windows do not run on a live input"},
+		{"reads its own output", "  sinks: [{cloud: {subject: \"out.{{key}}\"}}]\n", "nats://127.0.0.1:4222/eddy_up?subject=eddy.up.>&domain=hub&live=true",
+			"nats://127.0.0.1:4222?domain=hub", "publishes to eddy.up.beam.out.x, which this live job reads (eddy.up.>)"},
+		{"reads the whole stream", "  sinks: [{cloud: {subject: \"out\"}}]\n", "nats://127.0.0.1:4222/eddy_up?domain=hub&live=true",
+			"nats://127.0.0.1:4222?domain=hub&node=b", "which this live job reads (the whole stream)"},
+		{"cloud sink without hub", "  sinks: [{cloud: {subject: \"out\"}}]\n", "in.jsonl", "", "--cloud nats://HOST:4222"},
+		{"bad cloud node", "  sinks: [{cloud: {subject: \"out\"}}]\n", "in.jsonl", "nats://h:4222?node=a.b", "node and prefix must be subject tokens"},
+		{"from without live", "  sinks: [{file: {path: o}}]\n", "nats://h:4222/eddy_up?from=5", "", "from= applies to live inputs"},
+		{"bad live", "  sinks: [{file: {path: o}}]\n", "nats://h:4222/eddy_up?live=yes", "", `live="yes": want true or false`},
+		{"unknown parameter", "  sinks: [{file: {path: o}}]\n", "nats://h:4222/eddy_up?lvie=true", "", `unknown parameter "lvie"`},
+		{"live ok", "  steps:\n    - window: {tumbling: 1m}\n    - aggregate: {n: count()}\n    - alert: {when: n > 3}\n  sinks: [{file: {path: o}}, {cloud: {subject: \"alerts\"}}]\n",
+			live, "nats://127.0.0.1:4222?domain=hub&node=replay", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			plans, err := pipeline.Load("p.yaml", []byte(head+c.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = eddybeam.Translate(plans[0], eddybeam.Options{Input: c.input, Cloud: c.cloud})
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Fatalf("error %v, want it to say %q", err, c.want)
+			}
+		})
+	}
+}
