@@ -45,19 +45,24 @@ func main() {
 }
 
 const usage = `usage: eddy-beam run FILE --input GLOB [--runner direct|prism|HOST:PORT] [--output-dir DIR]
-                         [--mqtt-broker tcp://HOST:PORT] [--pipeline NAME]
+                         [--mqtt-broker tcp://HOST:PORT] [--cloud nats://HOST:PORT?domain=hub&node=NAME]
+                         [--pipeline NAME]
 
 Runs the pipelines of FILE (Eddy YAML) on Apache Beam over recorded events:
 JSON Lines written by 'eddy export', or what edges forwarded to the hub
 (--input nats://HOST:4222/eddy_up?subject=eddy.up.NODE.>&domain=hub: the
-stream as it is when the job starts). Sinks of kind file write their path
-(relative paths under --output-dir); log sinks print; mqtt sinks publish to
---mqtt-broker.
+stream as it is when the job starts). Add &live=true to follow the stream
+(a live job: runs until interrupted; prism or a portable runner, not
+direct; &from=SEQ starts at a stream sequence). Sinks of kind file write
+their path (relative paths under --output-dir; a live job appends as it
+goes); log sinks print; mqtt sinks publish to --mqtt-broker; cloud sinks
+publish to the hub's up stream under eddy.up.NODE.SUBJECT (--cloud).
 
   --runner direct     Beam's in-process batch runner (default)
   --runner prism      Beam's in-process portable runner (keeps everything in
-                      memory; its job server listens on all interfaces for the
-                      duration of the job: use it on trusted machines)
+                      memory; Beam v2.77.0's job server listens on all
+                      interfaces, without authentication, for as long as
+                      the job runs: use it on trusted machines or networks)
   --runner HOST:PORT  a portable job endpoint (Flink, Spark job server), with
                       workers in this process (LOOPBACK environment)
 `
@@ -77,6 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	outDir := fs.String("output-dir", "", "directory for relative file sink paths")
 	only := fs.String("pipeline", "", "run only this pipeline (name or namespace/name) of FILE")
 	broker := fs.String("mqtt-broker", "", "broker that mqtt sinks publish to, e.g. tcp://127.0.0.1:1883")
+	cloud := fs.String("cloud", "", "hub that cloud sinks publish to, e.g. nats://127.0.0.1:4222?domain=hub&node=replay-1 (default node: beam)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -84,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	if err := runFile(ctx, fs.Arg(0), *only, *runner, eddybeam.Options{Input: *input, OutputDir: *outDir, MQTTBroker: *broker}, stdout); err != nil {
+	if err := runFile(ctx, fs.Arg(0), *only, *runner, eddybeam.Options{Input: *input, OutputDir: *outDir, MQTTBroker: *broker, Cloud: *cloud}, stdout); err != nil {
 		fmt.Fprintln(stderr, "eddy-beam:", err)
 		return 1
 	}
@@ -99,6 +105,11 @@ func runFile(ctx context.Context, file, only, runner string, opts eddybeam.Optio
 	plans, err := pipeline.Load(file, src)
 	if err != nil {
 		return err
+	}
+	if hub, ok, err := eddybeam.ParseHubInput(opts.Input); err != nil {
+		return err
+	} else if ok && hub.Live && runner == "direct" {
+		return errors.New("a live input (live=true) needs a streaming runner: Beam's direct runner runs bounded inputs only; use --runner prism or a portable job endpoint")
 	}
 	ran := 0
 	for _, p := range plans {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/direct"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -228,5 +229,28 @@ func TestLiveSupport(t *testing.T) {
 				t.Fatalf("error %v, want it to say %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestLiveOnDirect is the reproduction behind eddy-beam refusing live
+// inputs on the direct runner: Beam v2.77.0's direct runner runs a
+// splittable DoFn through its bounded fallback, which cannot call one with
+// a watermark estimator; the job fails at once ("reflect: Call using zero
+// Value argument" in SDF.SdfFallback) instead of reading.
+func TestLiveOnDirect(t *testing.T) {
+	h, js := startHub(t)
+	forward(t, js, "edge-1", recorded(1, time.Second, time.Minute)[:50])
+	plans, err := pipeline.Load("p.yaml", []byte(cases[0].yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp, err := eddybeam.Translate(plans[0], eddybeam.Options{Input: h.ClientURL() + "/eddy_up?domain=hub&live=true", OutputDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := direct.Execute(ctx, bp); err == nil || !strings.Contains(err.Error(), "SdfFallback") {
+		t.Fatalf("direct ran a live job: %v; if it now supports unbounded SDFs, allow --runner direct for live inputs in eddy-beam and docs/beam.md", err)
 	}
 }
