@@ -77,18 +77,37 @@ const (
 	RoleErrors NodeRole = "errors"
 )
 
-// Step returns the spec of a step node.
-func (p *Plan) Step(n Node) *Step { return &p.Spec.Steps[n.Index] }
+// Step returns the spec of a step node, or nil when n is not a step of
+// this plan (another role, or an index past spec.steps: a plan decoded
+// from JSON rather than compiled may say anything).
+func (p *Plan) Step(n Node) *Step {
+	if n.Role != RoleStep {
+		return nil
+	}
+	return at(p.Spec.Steps, n.Index)
+}
 
-// Sink returns the spec of a sink, late or errors node.
+// Sink returns the spec of a sink, late or errors node, or nil when n is
+// none of these in this plan (another role, or an index past the list its
+// role names).
 func (p *Plan) Sink(n Node) *Sink {
 	switch n.Role {
+	case RoleSink:
+		return at(p.Spec.Sinks, n.Index)
 	case RoleLate:
-		return &p.Spec.Late[n.Index]
+		return at(p.Spec.Late, n.Index)
 	case RoleErrors:
-		return &p.Spec.Errors[n.Index]
+		return at(p.Spec.Errors, n.Index)
 	}
-	return &p.Spec.Sinks[n.Index]
+	return nil
+}
+
+// at returns &s[i], or nil when i is out of range.
+func at[T any](s []T, i int) *T {
+	if i < 0 || i >= len(s) {
+		return nil
+	}
+	return &s[i]
 }
 
 // ID returns namespace/name.

@@ -105,7 +105,9 @@ func checkPlanInvariants(t *testing.T, p *pipeline.Plan) {
 				t.Errorf("node %q: index %d out of range", n.ID, n.Index)
 			}
 		case "sink", "late":
-			_ = p.Sink(n) // panics on a bad index
+			if p.Sink(n) == nil {
+				t.Errorf("node %q: index %d out of range", n.ID, n.Index)
+			}
 			if n.Role == "late" && len(n.Inputs) != 0 {
 				t.Errorf("late node %q has inputs %v", n.ID, n.Inputs)
 			}

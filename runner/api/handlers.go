@@ -247,11 +247,13 @@ func Explain(p *pipeline.Plan) string {
 		case pipeline.RoleSource:
 			spec = sp.Source
 		case pipeline.RoleStep:
-			if n.Index < len(sp.Steps) {
-				spec = sp.Steps[n.Index]
+			if st := p.Step(n); st != nil {
+				spec = st
 			}
 		case pipeline.RoleSink, pipeline.RoleLate, pipeline.RoleErrors:
-			spec = p.Sink(n)
+			if sk := p.Sink(n); sk != nil {
+				spec = sk
+			}
 		}
 		var js strings.Builder
 		enc := json.NewEncoder(&js)

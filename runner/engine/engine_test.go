@@ -456,3 +456,33 @@ func TestFutureEventTimeIsRejected(t *testing.T) {
 		t.Fatalf("%d late events: the future timestamp moved the watermark", st.Late)
 	}
 }
+
+// TestMalformedPlanIsAnError: a plan whose nodes point past its spec (built
+// by hand, or decoded from JSON) is refused with an error, not a panic.
+func TestMalformedPlanIsAnError(t *testing.T) {
+	h := newHarness(t)
+	plans, err := pipeline.Load("test.yaml", []byte(`apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: m}
+spec:
+  source: {mqtt: {topic: "in"}}
+  steps: [{filter: "x > 1"}]
+  sinks: [{mqtt: {topic: out}}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []pipeline.NodeRole{pipeline.RoleStep, pipeline.RoleSink} {
+		p := *plans[0]
+		p.Nodes = slices.Clone(p.Nodes)
+		for i := range p.Nodes {
+			if p.Nodes[i].Role == role {
+				p.Nodes[i].Index = 7
+			}
+		}
+		err := h.eng.Apply(context.Background(), &p)
+		if err == nil || !strings.Contains(err.Error(), "index 7 is not in the plan's spec") {
+			t.Errorf("%s index 7: Apply = %v, want the malformed-plan error", role, err)
+		}
+	}
+}

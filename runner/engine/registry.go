@@ -101,6 +101,9 @@ func (r *Registry) step(b *Build) (operators.Operator, error) {
 	if !ok {
 		return nil, fmt.Errorf("step %s: kind %q is not available in this runner (have %v)", b.Node.ID, b.Node.Kind, r.StepKinds())
 	}
+	if b.Step() == nil {
+		return nil, malformed(b)
+	}
 	op, err := f(b)
 	if err != nil {
 		return nil, fmt.Errorf("step %s: %w", b.Node.ID, err)
@@ -113,11 +116,24 @@ func (r *Registry) sink(b *Build) (Sink, error) {
 	if !ok {
 		return nil, fmt.Errorf("sink %s: kind %q is not available in this runner (have %v)", b.Node.ID, b.Node.Kind, r.SinkKinds())
 	}
-	s, err := f(b, b.Plan.Sink(b.Node))
+	spec := b.Plan.Sink(b.Node)
+	if spec == nil {
+		return nil, malformed(b)
+	}
+	s, err := f(b, spec)
 	if err != nil {
 		return nil, fmt.Errorf("sink %s: %w", b.Node.ID, err)
 	}
 	return s, nil
+}
+
+// malformed is the error for a node that points past its plan's spec: a
+// plan built by hand or decoded from JSON, not by pipeline.Load.
+func malformed(b *Build) error {
+	sp := b.Plan.Spec
+	return fmt.Errorf("%s node %s: index %d is not in the plan's spec (%d steps, %d sinks, %d late, %d errors); "+
+		"the plan is malformed: build plans with pipeline.Load or pipeline.Compile", b.Node.Role, b.Node.ID, b.Node.Index,
+		len(sp.Steps), len(sp.Sinks), len(sp.Late), len(sp.Errors))
 }
 
 func keys[V any](m map[string]V) []string {
