@@ -104,6 +104,9 @@ type deviceRuntime struct {
 	// read it without d.mu: SetDevices holds d.mu while the twins publish
 	// the deltas those callbacks receive.
 	mapperPtr atomic.Pointer[mapper.Mapper]
+	driver    *modbus.Mapper   // the mapper's driver; d.mu
+	polling   bool             // the mapper and its driver are started; d.mu
+	polled    []devices.Device // what the driver polls; d.mu
 }
 
 // initDevices builds the twin manager before the engine exists, so that
@@ -204,49 +207,73 @@ func (r *Runner) SetDevices(ctx context.Context, devs []devices.Device) error {
 			polled = append(polled, dev)
 		}
 	}
-	// Start (or update) the mapper before declaring the twins, so the
-	// first deltas (desired values from the documents) reach its writer.
-	if err := d.setPolled(polled); err != nil {
-		return err
-	}
+	// The mapper learns the devices before their twins are declared, so
+	// that the twins' first deltas (desired values from the documents)
+	// are queued for writing; the driver polls them only after, so that
+	// every state and reading it reports is about a declared twin. (The
+	// other way round, a device's first "offline" was refused for an
+	// unknown twin, and as drivers report only changes, the twin stayed
+	// "unknown" while the device was down.)
+	mp := d.declarePolled(polled)
 	if err := d.twins.SetDevices(ctx, specs); err != nil {
+		if mp != nil {
+			mp.Declare(d.polled)
+		}
 		return fmt.Errorf("declaring device twins: %w", err)
+	}
+	if err := d.poll(mp, polled); err != nil {
+		return err
 	}
 	d.log.Info("devices running", "devices", len(devs), "modbus", len(polled), "node", r.cfg.Node)
 	return nil
 }
 
-// setPolled hands the Modbus devices to the mapper, starting it on first
-// use; d.mu held.
-func (d *deviceRuntime) setPolled(polled []devices.Device) error {
-	if mp := d.mapperPtr.Load(); mp != nil {
-		if err := mp.SetDevices(polled); err != nil {
-			return fmt.Errorf("updating the Modbus mapper: %w", err)
+// declarePolled makes polled the mapper's devices without polling them,
+// creating the mapper on first use; it returns nil while no device was
+// ever polled. d.mu held.
+func (d *deviceRuntime) declarePolled(polled []devices.Device) *mapper.Mapper {
+	mp := d.mapperPtr.Load()
+	if mp == nil {
+		if len(polled) == 0 {
+			return nil
 		}
+		mp = mapper.New(mapper.Options{
+			Report: d.handle,
+			Publish: func(topic string, payload []byte) error {
+				return d.r.broker.Publish(topic, payload, 0, false)
+			},
+			Clock:  d.r.cfg.Clock,
+			Logger: d.log,
+		})
+		d.driver = modbus.New(modbus.Options{
+			Logger:    d.r.logger.With("component", "modbus"),
+			Clock:     d.r.cfg.Clock,
+			OnReading: mp.OnReading,
+			OnState:   mp.OnState,
+		})
+		d.mapperPtr.Store(mp)
+	}
+	mp.Declare(polled)
+	return mp
+}
+
+// poll makes the driver poll exactly polled, starting it on first use.
+// d.mu held.
+func (d *deviceRuntime) poll(mp *mapper.Mapper, polled []devices.Device) error {
+	if mp == nil {
 		return nil
 	}
-	if len(polled) == 0 {
-		return nil
+	if !d.polling {
+		if err := mp.Start(d.ctx, d.driver, polled); err != nil {
+			_ = mp.Close()
+			d.mapperPtr.Store(nil)
+			return fmt.Errorf("starting the Modbus mapper: %w", err)
+		}
+		d.polling = true
+	} else if err := mp.SetDevices(polled); err != nil {
+		return fmt.Errorf("updating the Modbus mapper: %w", err)
 	}
-	mp := mapper.New(mapper.Options{
-		Report: d.handle,
-		Publish: func(topic string, payload []byte) error {
-			return d.r.broker.Publish(topic, payload, 0, false)
-		},
-		Clock:  d.r.cfg.Clock,
-		Logger: d.log,
-	})
-	drv := modbus.New(modbus.Options{
-		Logger:    d.r.logger.With("component", "modbus"),
-		Clock:     d.r.cfg.Clock,
-		OnReading: mp.OnReading,
-		OnState:   mp.OnState,
-	})
-	if err := mp.Start(d.ctx, drv, polled); err != nil {
-		_ = mp.Close()
-		return fmt.Errorf("starting the Modbus mapper: %w", err)
-	}
-	d.mapperPtr.Store(mp)
+	d.polled = polled
 	return nil
 }
 

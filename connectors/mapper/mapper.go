@@ -76,7 +76,8 @@ type Options struct {
 
 // Mapper runs a Driver as a KubeEdge mapper. Create it with New, hand its
 // OnReading and OnState to the driver, subscribe OnDelta to
-// kubeedge.DeltaFilter, then Start.
+// kubeedge.DeltaFilter, then Start (with Declare first when the devices'
+// twins are declared in between).
 type Mapper struct {
 	opts Options
 	log  *slog.Logger
@@ -141,8 +142,28 @@ func (m *Mapper) Start(ctx context.Context, drv Driver, devs []devices.Device) e
 // SetDevices replaces the polled devices: new ones start, removed ones
 // stop, and queued writes of removed devices are dropped.
 func (m *Mapper) SetDevices(devs []devices.Device) error {
-	m.mu.Lock()
+	m.mu.RLock()
 	drv := m.drv
+	m.mu.RUnlock()
+	if drv == nil {
+		return errors.New("mapper: SetDevices before Start")
+	}
+	m.Declare(devs)
+	return drv.Update(devs)
+}
+
+// Declare makes devs the mapper's devices without changing what the
+// driver polls: deltas of these devices are queued from now on, readings
+// of others are ignored, and queued writes of devices no longer listed
+// are dropped. It may be called before Start.
+//
+// A caller that also declares the devices' twins calls Declare first, so
+// that the twins' first deltas (the desired values) are queued, and Start
+// or SetDevices after, so that the driver reports states and readings of
+// devices whose twins exist: drivers report a state only when it changes,
+// so a first "offline" refused for an unknown twin is never sent again.
+func (m *Mapper) Declare(devs []devices.Device) {
+	m.mu.Lock()
 	m.setLocked(devs)
 	m.mu.Unlock()
 	m.wmu.Lock()
@@ -153,10 +174,6 @@ func (m *Mapper) SetDevices(devs []devices.Device) error {
 		}
 	}
 	m.wmu.Unlock()
-	if drv == nil {
-		return errors.New("mapper: SetDevices before Start")
-	}
-	return drv.Update(devs)
 }
 
 func (m *Mapper) setLocked(devs []devices.Device) {

@@ -157,3 +157,47 @@ func TestMapperWithModbusSlave(t *testing.T) {
 		t.Error("a removed device is still polled")
 	}
 }
+
+// TestDeclareBeforeStart: a delta of a declared device is queued before
+// the driver polls it, nothing is reported until Start, and the queued
+// value is written once the device answers (the order the runner uses:
+// declare, then the twins' first deltas, then poll).
+func TestDeclareBeforeStart(t *testing.T) {
+	regs := modbus.NewRegisters()
+	setpoint := &devices.ModbusVisitor{Register: devices.HoldingRegister, Offset: 2, Limit: 1, Scale: 1, DataType: devices.Int16}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addrc := make(chan string, 1)
+	go func() {
+		_ = modbus.Serve(ctx, modbus.SlaveOptions{TCPAddr: "127.0.0.1:0", Registers: regs, Ready: func(a string) { addrc <- a }})
+	}()
+	addr := <-addrc
+	dev := devices.Device{Namespace: "default", Name: "plc-1",
+		Protocol: devices.Protocol{Name: "modbus", Modbus: &devices.Modbus{TCP: &devices.TCP{Addr: addr}}},
+		Properties: []devices.Property{{Name: "setpoint", Type: devices.TypeInt, AccessMode: devices.ReadWrite,
+			CollectCycle: time.Second, Modbus: setpoint}}}
+
+	clk := clock.NewFake(time.Unix(1700000000, 0))
+	w := &wire{actual: map[string]string{}}
+	m := New(Options{Report: w.report, Publish: w.publish, Clock: clk})
+	defer m.Close()
+	drv := modbus.New(modbus.Options{Clock: clk, OnReading: m.OnReading, OnState: m.OnState, Timeout: time.Second})
+	m.Declare([]devices.Device{dev})
+	delta, _ := json.Marshal(kubeedge.TwinDeltaMsg{Delta: map[string]json.RawMessage{"setpoint": kubeedge.StringValue("215")}})
+	m.OnDelta(kubeedge.DeviceTopic("default/plc-1", kubeedge.TwinUpdateDelta), delta)
+	if err := m.SetDevices([]devices.Device{dev}); err == nil {
+		t.Error("SetDevices before Start succeeded")
+	}
+	w.get(func() {
+		if len(w.reports) != 0 {
+			t.Errorf("reported %v before Start", w.reports)
+		}
+	})
+	if err := m.Start(ctx, drv, []devices.Device{dev}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, clk, time.Second, "the desired value queued before Start in the slave", func() bool {
+		v, _ := regs.Get(setpoint, devices.TypeInt)
+		return v == int64(215)
+	})
+}
