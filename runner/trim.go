@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/clock"
+	"github.com/eddy-edge/eddy/internal/exemem"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
 
@@ -19,8 +20,10 @@ const trimInterval = 5 * time.Second
 // then quiet for a whole interval, the trimmer runs debug.FreeOSMemory
 // (one collection, pages returned at once), after emptying the log's tail
 // cache (every reader has caught up by then; the cache holds the burst's
-// last records). It costs one GC per burst, none while traffic flows or
-// while idle.
+// last records), and releases the executable's pages that the burst
+// touched (internal/exemem: code and read-only data mapped from the
+// binary, mapped back by a minor fault when traffic resumes). It costs one
+// GC per burst, none while traffic flows or while idle.
 type memoryTrimmer struct {
 	last  func() uint64 // the log's newest offset
 	drop  func()        // empties the log's tail cache (nil: none)
@@ -34,11 +37,18 @@ type memoryTrimmer struct {
 }
 
 func newMemoryTrimmer(clk clock.Clock, log wal.Log) *memoryTrimmer {
-	t := &memoryTrimmer{last: log.Last, clk: clk, free: debug.FreeOSMemory, stop: make(chan struct{}), done: make(chan struct{})}
+	t := &memoryTrimmer{last: log.Last, clk: clk, free: giveBack, stop: make(chan struct{}), done: make(chan struct{})}
 	if c, ok := log.(interface{ DropCache() }); ok {
 		t.drop = c.DropCache
 	}
 	return t
+}
+
+// giveBack returns freed heap and the executable's untouched pages to the
+// operating system.
+func giveBack() {
+	debug.FreeOSMemory()
+	exemem.Release() //nolint:errcheck // best effort: on failure the pages stay mapped, as without it
 }
 
 // run is the trimmer's goroutine; Close stops it.

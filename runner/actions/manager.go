@@ -174,13 +174,30 @@ func (m *Manager) Start(ctx context.Context) error {
 		m.wg.Add(1)
 		go m.reconcile(rec)
 	}
-	m.wg.Add(1)
-	go m.sweep()
+	if m.hasFinished() {
+		// Only finished episodes can have pods left to remove; without
+		// any (no action ever ran here) nothing dials the runtime, so an
+		// edge without actions runs no gRPC client retrying every second.
+		m.wg.Add(1)
+		go m.sweep()
+	}
 	if m.lifecycleOn() {
 		m.watcher = cri.NewWatcher(m.rt, cri.WatchOptions{OnEvent: m.onLifecycle, Logger: m.log, Clock: m.opt.Clock})
 		m.watcher.Start(m.ctx)
 	}
 	return nil
+}
+
+// hasFinished reports whether the log holds a finished episode.
+func (m *Manager) hasFinished() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, st := range m.episodes {
+		if st.Terminal() {
+			return true
+		}
+	}
+	return false
 }
 
 // lifecycleOn: explicitly configured, or by default when the runtime's
