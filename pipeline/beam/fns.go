@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/core/graph/mtime"
@@ -203,6 +204,12 @@ func (f *decodeFn) ProcessElement(ctx context.Context, line string, emit func(be
 	}
 }
 
+// MaxFutureSkew is how far ahead of its arrival an event time may be, as
+// on the edge (runner/engine's default MaxFutureSkew): a later one (a
+// device with a wrong clock) would close every window at once, so the
+// arrival time is used instead and the error counted.
+const MaxFutureSkew = time.Hour
+
 // stamp sets event time and key as the edge does: a failing expression
 // falls back to arrival time / topic and is counted.
 func (f *decodeFn) stamp(ctx context.Context, ev *pipeline.Event) {
@@ -210,7 +217,10 @@ func (f *decodeFn) stamp(ctx context.Context, ev *pipeline.Event) {
 		v, err := f.evTime.Run(&f.vm, ev.Fields)
 		if err == nil {
 			var t int64
-			if t, err = pipeline.EventTimeNanos(v); err == nil {
+			if t, err = pipeline.EventTimeNanos(v); err == nil && t > ev.Time+int64(MaxFutureSkew) {
+				err = fmt.Errorf("event time more than %v ahead of arrival", MaxFutureSkew)
+			}
+			if err == nil {
 				ev.Time = t
 			}
 		}

@@ -77,7 +77,7 @@ func TestLiveParity(t *testing.T) {
 			if lateAge == 0 {
 				lateAge = 5 * time.Minute
 			}
-			recs := recorded(42, c.shuffle, lateAge)
+			recs := withFutureEvent(recorded(42, c.shuffle, lateAge))
 			plans, err := pipeline.Load(c.name+".yaml", []byte(yaml))
 			if err != nil {
 				t.Fatal(err)
@@ -253,4 +253,19 @@ func TestLiveOnDirect(t *testing.T) {
 	if _, err := direct.Execute(ctx, bp); err == nil || !strings.Contains(err.Error(), "SdfFallback") {
 		t.Fatalf("direct ran a live job: %v; if it now supports unbounded SDFs, allow --runner direct for live inputs in eddy-beam and docs/beam.md", err)
 	}
+}
+
+// withFutureEvent adds, in the middle of a recording, a reading from a
+// device whose clock is 3 hours ahead: both the edge and Beam must use its
+// arrival time instead (MaxFutureSkew), or it would close every window.
+func withFutureEvent(recs []walexport.Record) []walexport.Record {
+	i := len(recs) / 2
+	r := recs[i]
+	at := r.Time
+	r.Payload = []byte(`{"device":"m1","temperature":30,"ts":` + strconv.FormatInt(at.Add(3*time.Hour).UnixMilli(), 10) + `}`)
+	out := append(append(append([]walexport.Record{}, recs[:i]...), r), recs[i:]...)
+	for j := range out {
+		out[j].Offset = uint64(j + 1)
+	}
+	return out
 }
