@@ -61,8 +61,8 @@ publish to the hub's up stream under eddy.up.NODE.SUBJECT (--cloud).
   --runner direct     Beam's in-process batch runner (default)
   --runner prism      Beam's in-process portable runner (keeps everything in
                       memory; Beam v2.77.0's job server listens on all
-                      interfaces, without authentication, for as long as
-                      the job runs: use it on trusted machines or networks)
+                      interfaces, without authentication, until eddy-beam
+                      exits: use it on trusted machines or networks)
   --runner HOST:PORT  a portable job endpoint (Flink, Spark job server), with
                       workers in this process (LOOPBACK environment)
 `

@@ -37,9 +37,20 @@
 //     edge sees them (log offset for raw events; window end for window
 //     results) and runs the edge operator over them: the same transitions,
 //     the same stable alert ids.
-//   - sinks: file (JSON Lines, one file per sink), log (stdout) and mqtt
-//     (the edge's own MQTT sink over a paho client, to Options.MQTTBroker).
-//     NATS sinks do not exist yet on the edge either.
+//   - sinks: file (JSON Lines, one file per sink), log (stdout), mqtt
+//     (the edge's own MQTT sink over a paho client, to Options.MQTTBroker)
+//     and cloud (JetStream publish with acks to the hub's up stream,
+//     Options.Cloud; see cloudSinkFn).
+//
+// # Live jobs
+//
+// A hub input with live=true is unbounded (translateLive): a splittable
+// DoFn follows the stream (liveReadFn) with a manual watermark estimator
+// that tracks the edge's event clock; tumbling and sliding windows fire at
+// the watermark; alert, dedupe and throttle run as a stateful DoFn per key
+// with an event-time timer (liveTailFn) over the edge's operators; sinks
+// write per event. Session windows are refused on live inputs. Prism runs
+// live jobs; Beam's direct runner cannot (its bounded SDF fallback).
 //
 // Documented differences from the edge, each covered by a test:
 //   - Beam timestamps have millisecond precision; windowing uses event time
