@@ -55,14 +55,14 @@ type Sizes struct {
 // For returns the sizes for a budget of limit bytes (0: Default). The rules,
 // each clamped to what its consumer supports:
 //
-//	WAL tail cache     limit/16, 1–16 MiB (records: bytes/512)
+//	WAL tail cache     limit/32, 1–16 MiB (records: bytes/512)
 //	WAL segment        limit/64, 1–8 MiB; 1 cached segment below 256 MiB, else 2
 //	commit queue       limit/4 KiB records, 4096–65536
 //	broker write queue limit/16 KiB slots per client, 2048–8192
 //
-// so at the default 64 MiB: a 4 MiB cache, 1 MiB segments, 16384 queued
-// records and 4096 slots per client; at 256 MiB and above, today's sizes
-// before budgets (16 MiB, 4–8 MiB, 65536, 8192).
+// so at the default 64 MiB: a 2 MiB cache, 1 MiB segments, 16384 queued
+// records and 4096 slots per client; at 512 MiB and above, the sizes
+// before budgets (16 MiB, 8 MiB, 65536, 8192).
 func For(limit int64) (Sizes, error) {
 	if limit == 0 {
 		limit = Default
@@ -73,7 +73,7 @@ func For(limit int64) (Sizes, error) {
 	s := Sizes{
 		Limit:               limit,
 		GoLimit:             max(limit-Reserve, limit/2),
-		WALCacheBytes:       clamp(limit/16, 1<<20, 16<<20),
+		WALCacheBytes:       clamp(limit/32, 1<<20, 16<<20),
 		WALSegmentSize:      int(clamp(limit/64, 1<<20, 8<<20)),
 		WALSegmentCache:     1,
 		WALAsyncQueue:       int(clamp(limit/4096, 4096, 65536)),

@@ -22,8 +22,8 @@ func TestFor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Sizes{Limit: 64 << 20, GoLimit: 48 << 20, WALSegmentSize: 1 << 20, WALSegmentCache: 1, WALCacheBytes: 4 << 20,
-		WALCacheRecords: 8192, WALAsyncQueue: 16384, BrokerPendingWrites: 4096}
+	want := Sizes{Limit: 64 << 20, GoLimit: 48 << 20, WALSegmentSize: 1 << 20, WALSegmentCache: 1, WALCacheBytes: 2 << 20,
+		WALCacheRecords: 4096, WALAsyncQueue: 16384, BrokerPendingWrites: 4096}
 	if def != want {
 		t.Errorf("For(0) = %+v\nwant     %+v", def, want)
 	}
@@ -38,7 +38,7 @@ func TestFor(t *testing.T) {
 	if small.GoLimit != Min/2 {
 		t.Errorf("For(Min).GoLimit = %d, want half", small.GoLimit)
 	}
-	if small.WALCacheBytes != 3<<19 || small.WALSegmentSize != 1<<20 || small.WALAsyncQueue != 6144 || small.BrokerPendingWrites != 2048 {
+	if small.WALCacheBytes != 1<<20 || small.WALSegmentSize != 1<<20 || small.WALAsyncQueue != 6144 || small.BrokerPendingWrites != 2048 {
 		t.Errorf("For(Min) = %+v", small)
 	}
 	if _, err := For(16 << 20); err == nil || err.Error() != "memory limit 16MiB is below the minimum 24MiB; give at least 24MiB" {

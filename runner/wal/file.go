@@ -94,7 +94,7 @@ func (o *Options) twOptions() *twal.Options {
 	return &twal.Options{
 		NoSync:           true, // the committer fsyncs
 		SegmentSize:      o.SegmentSize,
-		SegmentCacheSize: 2,
+		SegmentCacheSize: o.SegmentCache,
 		AllowEmpty:       true,
 		DirPerms:         0o750,
 		FilePerms:        0o640,

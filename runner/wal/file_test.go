@@ -450,3 +450,16 @@ func TestConcurrentDiskReads(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSegmentCacheReachesTidwall: the number of older segments kept in
+// memory is the option's (the budget gives 1 below 256 MiB), not a
+// constant (it was 2 whatever the budget said).
+func TestSegmentCacheReachesTidwall(t *testing.T) {
+	for _, n := range []int{1, 3} {
+		o := Options{SegmentCache: n}
+		o.defaults()
+		if got := o.twOptions().SegmentCacheSize; got != n {
+			t.Errorf("SegmentCache %d: tidwall/wal keeps %d segments", n, got)
+		}
+	}
+}
