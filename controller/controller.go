@@ -61,6 +61,13 @@ type Options struct {
 	MetricsAddr string `json:"metricsAddr,omitempty"`
 	// HealthAddr serves /healthz and /readyz ("" disables).
 	HealthAddr string `json:"healthAddr,omitempty"`
+	// Router configures KubeEdge's router for Rules (docs/controller.md,
+	// "Rules").
+	Router RouterOptions `json:"router,omitempty"`
+	// RuleBus carries the router's traffic to and from the edges (the
+	// Fleet does). Without it Rules are still compiled and shipped, but
+	// nothing is routed.
+	RuleBus RuleBus `json:"-"`
 }
 
 func (o *Options) defaults() {
@@ -200,6 +207,14 @@ func (c *Controller) setup() error {
 	}
 	if err := c.setupDevices(); err != nil {
 		return fmt.Errorf("controller: devices: %w", err)
+	}
+	if err := c.setupRules(); err != nil {
+		return fmt.Errorf("controller: rules: %w", err)
+	}
+	if c.opts.RuleBus != nil {
+		if err := newRouter(c, c.opts.RuleBus, c.opts.Router).setup(); err != nil {
+			return fmt.Errorf("controller: router: %w", err)
+		}
 	}
 	if c.opts.HealthAddr != "" {
 		if err := c.mgr.AddHealthzCheck("ping", func(*http.Request) error { return nil }); err != nil {

@@ -14,12 +14,13 @@ import (
 	"github.com/eddy-edge/eddy/fleet"
 )
 
-// Fleet is the PlanStore and Feed of a real fleet: plans go into the hub's
+// Fleet is the PlanStore, Feed and RuleBus of a real fleet: plans go into the hub's
 // plans bucket as fleet envelopes, and the nodes' status records come
 // from its nodes bucket (package fleet owns that contract).
 type Fleet struct {
-	client *fleet.Client
-	clock  clock.Clock
+	client  *fleet.Client
+	clock   clock.Clock
+	replies replies // the router's reply subscription, made on first use
 }
 
 // NewFleet wraps a fleet client. The client's Writer should name the

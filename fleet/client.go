@@ -114,6 +114,9 @@ func NewClient(nc *nats.Conn, opts Options) (*Client, error) {
 // Options returns the client's options with defaults filled in.
 func (c *Client) Options() Options { return c.opts }
 
+// Conn returns the client's NATS connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
 // JetStream returns the JetStream handle the client uses.
 func (c *Client) JetStream() jetstream.JetStream { return c.js }
 

@@ -33,10 +33,13 @@ const (
 	KindDevice Kind = "Device"
 	// KindDeviceModel is a KubeEdge devices.kubeedge.io DeviceModel.
 	KindDeviceModel Kind = "DeviceModel"
+	// KindRule is a KubeEdge rules.kubeedge.io Rule, compiled into a
+	// route (pipeline/rules.Route) with its endpoints resolved.
+	KindRule Kind = "Rule"
 )
 
 // Kinds lists every kind.
-func Kinds() []Kind { return []Kind{KindDeviceModel, KindDevice, KindPipeline} }
+func Kinds() []Kind { return []Kind{KindDeviceModel, KindDevice, KindPipeline, KindRule} }
 
 // token is the kind's key token: its name in lower case.
 func (k Kind) token() string { return strings.ToLower(string(k)) }
@@ -54,7 +57,7 @@ func kindFromToken(s string) (Kind, bool) {
 // Valid reports whether k is one of Kinds.
 func (k Kind) Valid() bool {
 	switch k {
-	case KindPipeline, KindDevice, KindDeviceModel:
+	case KindPipeline, KindDevice, KindDeviceModel, KindRule:
 		return true
 	}
 	return false
@@ -120,7 +123,7 @@ func (k ObjectKey) Check() error {
 		return err
 	}
 	if !k.Kind.Valid() {
-		return fmt.Errorf("kind %q is not one of Pipeline, Device or DeviceModel", k.Kind)
+		return fmt.Errorf("kind %q is not one of Pipeline, Device, DeviceModel or Rule", k.Kind)
 	}
 	if err := CheckName("namespace", k.Namespace); err != nil {
 		return err
@@ -136,7 +139,7 @@ func ParseKey(s string) (ObjectKey, error) {
 	}
 	kind, ok := kindFromToken(parts[1])
 	if !ok {
-		return ObjectKey{}, fmt.Errorf("plan key %q: unknown kind %q; want pipeline, device or devicemodel", s, parts[1])
+		return ObjectKey{}, fmt.Errorf("plan key %q: unknown kind %q; want pipeline, device, devicemodel or rule", s, parts[1])
 	}
 	k := ObjectKey{Node: parts[0], Kind: kind, Namespace: parts[2], Name: parts[3]}
 	if err := k.Check(); err != nil {

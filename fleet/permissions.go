@@ -17,7 +17,8 @@ func InboxPrefix(node string) string { return "_INBOX_" + node }
 // NodePermissions returns the subjects the hub user of one edge node needs,
 // and nothing more: watch and read its own keys of the plans bucket, write
 // its own status record, publish forwarded data under its own up prefix,
-// and receive replies on its own inbox prefix. With these, a node cannot
+// receive replies on its own inbox prefix, and take the router's requests
+// for it (eddy.down.<node>.>) and answer them (eddy.reply.<node>.>). With these, a node cannot
 // read another node's plans, overwrite another node's status or publish
 // under another node's subjects (measured in TestNodeIsolation). The hub
 // may be any NATS server: put these lists in its authorization block.
@@ -32,6 +33,8 @@ func NodePermissions(node string, opts Options) Permissions {
 	pub := []string{
 		// Data up.
 		opts.UpPrefix + "." + node + ".>",
+		// Replies to the router's requests for this node.
+		NodeReplyPrefix(node) + ".>",
 		// Flow control replies of its watchers (without it a watcher
 		// stalls on big values).
 		"$JS.FC." + plans + ".>",
@@ -53,5 +56,5 @@ func NodePermissions(node string, opts Options) Permissions {
 	}
 	// Status: put its own key.
 	pub = append(pub, "$KV."+opts.NodesBucket+"."+node, put+opts.NodesBucket+"."+node)
-	return Permissions{Publish: pub, Subscribe: []string{InboxPrefix(node) + ".>"}}
+	return Permissions{Publish: pub, Subscribe: []string{InboxPrefix(node) + ".>", DownPrefix + "." + node + ".>"}}
 }

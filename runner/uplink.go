@@ -80,6 +80,13 @@ func (t linkTarget) PipelineStatus(id string) (link.PipelineStatus, bool) {
 
 func (t linkTarget) Log() wal.Log { return t.r.log }
 
+// PublishMQTT publishes a rest->eventbus rule's message at QoS 1: it is in
+// the WAL (durable) before the call returns, so the router's 200 means the
+// edge has it.
+func (t linkTarget) PublishMQTT(ctx context.Context, topic string, payload []byte) error {
+	return t.r.broker.PublishContext(ctx, topic, payload, 1, false)
+}
+
 // startLink starts the link when a hub is configured.
 func (r *Runner) startLink(ctx context.Context) error {
 	if !r.cfg.Link.Enabled() {

@@ -26,6 +26,7 @@ case "${1:-}" in
 esac
 need=()
 command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
+command -v curl >/dev/null || need+=(curl)
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v socat >/dev/null || need+=(socat)
 command -v gcc >/dev/null || need+=(gcc)

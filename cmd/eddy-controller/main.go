@@ -1,8 +1,9 @@
 // Command eddy-controller is Eddy's Kubernetes controller: it watches
-// Pipeline and EdgeNode (eddy.dev/v1alpha1) and KubeEdge's Device and
-// DeviceModel (devices.kubeedge.io/v1beta1), compiles them with the edge's
-// compiler, writes per-node plans into the hub's plans bucket and writes
-// status back from the nodes' reports (see docs/controller.md).
+// Pipeline and EdgeNode (eddy.dev/v1alpha1), KubeEdge's Device and
+// DeviceModel (devices.kubeedge.io/v1beta1) and Rule and RuleEndpoint
+// (rules.kubeedge.io/v1), compiles them with the edge's compiler, writes
+// per-node plans into the hub's plans bucket, writes status back from the
+// nodes' reports, and serves KubeEdge's router (see docs/controller.md).
 //
 // It is a separate binary so that the edge binary (`eddy`) never links
 // client-go; `eddy controller ...` runs it when it is installed next to
@@ -97,6 +98,15 @@ func parse(args []string) (*Config, error) {
 	fs.DurationVar(&o.HeartbeatWriteInterval, "heartbeat-write-interval", time.Minute, "how often a Ready EdgeNode's lastHeartbeatTime is refreshed")
 	fs.IntVar(&o.Workers, "workers", 4, "objects of one kind reconciled in parallel")
 	fs.IntVar(&o.Writers, "writers", 64, "plan writes in parallel for one object")
+	r := &o.Router
+	fs.StringVar(&r.Addr, "router-addr", "", `KubeEdge router: HTTP listener for rest rules, /{node}/{namespace}/{path} (e.g. ":9443"; "" serves none)`)
+	fs.StringVar(&r.CertFile, "router-cert", "", "router: TLS certificate (PEM); with --router-key serves HTTPS")
+	fs.StringVar(&r.KeyFile, "router-key", "", "router: TLS key (PEM)")
+	fs.Int64Var(&r.MaxBodyBytes, "router-max-body", 0, "router: largest request body in bytes; bigger gets 413 (0: the hub's message limit less 16 KiB)")
+	fs.DurationVar(&r.RequestTimeout, "router-timeout", 30*time.Second, "router: wait for the edge's reply (then 504)")
+	fs.DurationVar(&r.TargetTimeout, "router-target-timeout", 10*time.Second, "router: timeout of one POST of an eventbus->rest message")
+	fs.IntVar(&r.Attempts, "router-attempts", 5, "router: POSTs of an eventbus->rest message before it counts as failed")
+	fs.DurationVar(&r.Backoff, "router-backoff", 200*time.Millisecond, "router: wait before the second POST; doubles up to 5s")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	qps := fs.Float64("kube-api-qps", 100, "requests per second to the API server (sustained)")
 	fs.IntVar(&cfg.KubeAPIBurst, "kube-api-burst", 200, "requests to the API server in a burst")
@@ -158,6 +168,7 @@ func run(args []string) error {
 		}
 	}
 	f := controller.NewFleet(fc, nil)
+	cfg.Controller.RuleBus = f
 	c, err := controller.New(restCfg, f, f, cfg.Controller)
 	if err != nil {
 		return err

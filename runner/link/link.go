@@ -35,6 +35,10 @@ type Target interface {
 	PipelineStatus(id string) (PipelineStatus, bool)
 	// Log is the write-ahead log the outbox forwards from.
 	Log() wal.Log
+	// PublishMQTT publishes payload on the edge's MQTT broker (a
+	// rest->eventbus rule's message from the cloud). It returns when the
+	// broker took the message (for QoS 1, once it is in the WAL).
+	PublishMQTT(ctx context.Context, topic string, payload []byte) error
 }
 
 // PipelineStatus is what the link reports of one pipeline.
@@ -73,12 +77,15 @@ type Link struct {
 	target Target
 	log    *slog.Logger
 
-	srv    *server.Server
-	nc     *nats.Conn
-	client *fleet.Client
-	store  *appliedStore
-	plans  *planner
-	outbox *outbox
+	srv     *server.Server
+	nc      *nats.Conn
+	client  *fleet.Client
+	store   *appliedStore
+	plans   *planner
+	outbox  *outbox
+	routes  *routeTable
+	down    *down
+	downSub *nats.Subscription
 
 	connected  atomic.Bool
 	reconnects atomic.Uint64
@@ -117,6 +124,7 @@ func (l *Link) Start(ctx context.Context) error {
 	}
 	l.startedAt = l.cfg.Clock.Now()
 	l.since = l.startedAt
+	l.routes = newRouteTable()
 	l.plans = newPlanner(l)
 	l.plans.restore(ctx)
 	if l.srv, l.nc, err = startLeaf(&l.cfg); err != nil {
@@ -133,6 +141,12 @@ func (l *Link) Start(ctx context.Context) error {
 	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	l.cancel = cancel
+	l.down = newDown(bg, l)
+	if l.downSub, err = l.down.subscribe(); err != nil {
+		cancel()
+		l.closeServer()
+		return fmt.Errorf("link: subscribing to router requests: %w", err)
+	}
 	l.wg.Add(4)
 	go func() { defer l.wg.Done(); l.watchConnection(bg) }()
 	go func() { defer l.wg.Done(); l.plans.run(bg) }()
@@ -303,8 +317,14 @@ func (l *Link) reportLoop(ctx context.Context) {
 // Close stops the loops (the outbox saves its cursor), then the embedded
 // server.
 func (l *Link) Close() error {
+	if l.downSub != nil {
+		_ = l.downSub.Unsubscribe()
+	}
 	if l.cancel != nil {
 		l.cancel()
+	}
+	if l.down != nil {
+		l.down.wait()
 	}
 	l.wg.Wait()
 	var errs []error

@@ -230,8 +230,17 @@ func (o *outbox) forward(ctx context.Context) error {
 			}
 			for i := range buf[:n] {
 				rec := &buf[i]
-				if subj := subject(rec.Topic); subj != "" {
+				subj, ruleIDs := subject(rec.Topic), ""
+				if subj == "" {
+					if ruleIDs = o.l.routes.matchUp(rec.Topic); ruleIDs != "" {
+						subj = fleet.RulesSubject
+					}
+				}
+				if subj != "" {
 					msg := nats.NewMsg(base + subj)
+					if ruleIDs != "" {
+						msg.Header.Set(fleet.HeaderRules, ruleIDs)
+					}
 					msg.Data = rec.Payload
 					msg.Header.Set(jetstream.MsgIDHeader, o.epoch+"-"+strconv.FormatUint(rec.Offset, 10))
 					msg.Header.Set(HeaderTopic, rec.Topic)

@@ -180,6 +180,10 @@ func (p *planner) reconcile(ctx context.Context, vals map[string]value, full boo
 				p.drop(k)
 				continue
 			}
+			if o.applied != nil && o.applied.Kind == fleet.KindRule {
+				p.removeRule(o)
+				continue
+			}
 			if o.applied != nil && o.applied.Kind != fleet.KindPipeline {
 				devicesChanged[k] = nil
 				continue
@@ -194,6 +198,10 @@ func (p *planner) reconcile(ctx context.Context, vals map[string]value, full boo
 		env, err := fleet.DecodeEnvelope(k, v.data)
 		if err != nil {
 			p.reject(o, v.rev, nil, err)
+			continue
+		}
+		if env.Kind == fleet.KindRule {
+			p.applyRule(o, v, env)
 			continue
 		}
 		if env.Kind != fleet.KindPipeline {
@@ -332,7 +340,7 @@ func (p *planner) applyDevices(ctx context.Context, changed map[string]*fleet.En
 	set := map[string]*fleet.Envelope{}
 	p.mu.Lock()
 	for k, o := range p.objs {
-		if o.applied != nil && o.applied.Kind != fleet.KindPipeline {
+		if o.applied != nil && o.applied.Kind != fleet.KindPipeline && o.applied.Kind != fleet.KindRule {
 			set[k] = o.applied
 		}
 	}
