@@ -184,7 +184,7 @@ func TestDecodeEnvelopeRefusesMalformed(t *testing.T) {
 	}{
 		"not json":       {key, "apiVersion: x", "not an Eddy envelope"},
 		"wrong node":     {"edge-2.pipeline.default.overheat", string(b), "not for its key"},
-		"bad key":        {"edge-1.rule.default.x", string(b), "unknown kind"},
+		"bad key":        {"edge-1.secret.default.x", string(b), "unknown kind"},
 		"newer format":   {key, strings.Replace(string(b), `"format":1`, `"format":9`, 1), "upgrade this node"},
 		"empty object":   {key, strings.Replace(string(b), `"object":{`, `"object":null,"x":{`, 1), "object is empty"},
 		"too big":        {key, strings.Repeat(" ", fleet.MaxValueSize+1), "over the"},

@@ -12,8 +12,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/eddy-edge/eddy/fleet"
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/pipeline/devices"
+	"github.com/eddy-edge/eddy/pipeline/rules"
 	"github.com/eddy-edge/eddy/pipeline/strictyaml"
 	"gopkg.in/yaml.v3"
 )
@@ -39,6 +41,10 @@ var documentKinds = []documentKind{
 	{Group: devices.Group, Kind: "DeviceModel", Versions: []string{"v1beta1", "v1alpha2"}, Load: loadDeviceDoc},
 	// Written by KubeEdge v1.23+ next to each Device; no configuration.
 	{Group: devices.Group, Kind: "DeviceStatus", Versions: []string{"v1beta1"}},
+	// KubeEdge's router: checked here, routed by eddy-controller.
+	{Group: rules.Group, Kind: "Rule", Versions: []string{"v1"}, Load: loadRuleDoc},
+	{Group: rules.Group, Kind: "RuleEndpoint", Versions: []string{"v1"}, Load: loadRuleDoc},
+	{Group: "eddy.dev", Kind: "EdgeNode", Versions: []string{"v1alpha1"}, Load: loadEdgeNodeDoc},
 }
 
 // documentSet is what a set of files declares.
@@ -50,6 +56,103 @@ type documentSet struct {
 	Devices []devices.Device
 	// Models are the DeviceModel documents.
 	Models []devices.Model
+	// Rules are the Rule documents, compiled against Endpoints across all
+	// files once every file is read.
+	Rules []loadedRule
+	// Endpoints are the RuleEndpoint documents.
+	Endpoints []rules.RuleEndpoint
+	// EdgeNodes are the names of the EdgeNode documents.
+	EdgeNodes []string
+}
+
+// loadedRule is a Rule document, with its route once compiled.
+type loadedRule struct {
+	Rule  *rules.Rule
+	Doc   *strictyaml.Document
+	Route *rules.Route
+}
+
+func loadRuleDoc(set *documentSet, doc *strictyaml.Document, _ []byte) strictyaml.Errors {
+	r, e, errs := rules.LoadDocument(doc)
+	if r != nil {
+		set.Rules = append(set.Rules, loadedRule{Rule: r, Doc: doc})
+	}
+	if e != nil {
+		set.Endpoints = append(set.Endpoints, *e)
+	}
+	return errs
+}
+
+// edgeNodeDoc is an eddy.dev/v1alpha1 EdgeNode as `kubectl get -o yaml`
+// writes it: users set labels and spec.unschedulable; the controller
+// writes status.
+type edgeNodeDoc struct {
+	APIVersion string             `json:"apiVersion"`
+	Kind       string             `json:"kind"`
+	Metadata   devices.ObjectMeta `json:"metadata"`
+	Spec       struct {
+		// Unschedulable keeps new placements off the node.
+		Unschedulable bool `json:"unschedulable,omitempty"`
+	} `json:"spec"`
+	// Status is written by the controller and ignored.
+	Status map[string]any `json:"status,omitempty"`
+}
+
+func loadEdgeNodeDoc(set *documentSet, doc *strictyaml.Document, _ []byte) strictyaml.Errors {
+	if v, _ := doc.Kind(); v != "eddy.dev/v1alpha1" {
+		return strictyaml.Errors{keyError(doc, "apiVersion", "unsupported version %q; use eddy.dev/v1alpha1", v)}
+	}
+	var n edgeNodeDoc
+	if errs := doc.Decode(&n); len(errs) > 0 {
+		return errs
+	}
+	if err := fleet.CheckName("name", n.Metadata.Name); err != nil {
+		return strictyaml.Errors{doc.At("metadata.name", "%v; an EdgeNode is named after its edge's node setting", err)}
+	}
+	if n.Metadata.Namespace != "" {
+		return strictyaml.Errors{doc.At("metadata.namespace", "EdgeNodes are cluster-scoped; drop the namespace")}
+	}
+	set.EdgeNodes = append(set.EdgeNodes, n.Metadata.Name)
+	return nil
+}
+
+// resolveRules compiles every Rule against the RuleEndpoints of all files
+// (as the controller does against the cluster's) and refuses two rules of
+// a namespace with the same source, as KubeEdge's admission webhook does.
+func resolveRules(set *documentSet) strictyaml.Errors {
+	var errs strictyaml.Errors
+	for i := range set.Rules {
+		lr := &set.Rules[i]
+		find := func(name string) *rules.RuleEndpoint {
+			for j := range set.Endpoints {
+				e := &set.Endpoints[j]
+				if e.Metadata.Name == name && e.Metadata.Namespace == lr.Rule.Metadata.Namespace {
+					return e
+				}
+			}
+			return nil
+		}
+		route, err := rules.Compile(lr.Rule, find(lr.Rule.Spec.Source), find(lr.Rule.Spec.Target))
+		if err != nil {
+			errs = append(errs, rules.DocumentErrors(lr.Doc, err)...)
+			continue
+		}
+		for _, prev := range set.Rules[:i] {
+			if prev.Route != nil && prev.Route.ID() == route.ID() {
+				errs = append(errs, lr.Doc.At("metadata.name", "rule %s is declared twice (first in %s); rename one or drop it", route.ID(), prev.Doc.File))
+				route = nil
+				break
+			}
+			if prev.Route != nil {
+				if err := rules.Conflict(route, prev.Route); err != nil {
+					path, msg, _ := strings.Cut(err.Error(), ": ")
+					errs = append(errs, lr.Doc.At(path, "%s", msg))
+				}
+			}
+		}
+		lr.Route = route
+	}
+	return errs
 }
 
 // loadedPlan is a compiled pipeline and the file it came from.
@@ -168,6 +271,9 @@ func loadDocuments(paths []string) (*documentSet, error) {
 	}
 	if len(errs) == 0 && len(other) == 0 {
 		other = append(other, checkCycles(set.Pipelines)...)
+	}
+	if len(errs) == 0 && len(other) == 0 {
+		errs = append(errs, resolveRules(set)...)
 	}
 	if len(errs) == 0 && len(other) == 0 {
 		resolved, err := devices.Resolve(set.Devices, set.Models)

@@ -103,7 +103,7 @@ func TestValidateKubeEdgeSamples(t *testing.T) {
 
 func TestValidateRejects(t *testing.T) {
 	dir := t.TempDir()
-	rule := writeFile(t, dir, "rule.yaml", "apiVersion: rules.kubeedge.io/v1\nkind: Rule\nmetadata: {name: r}\n---\nfoo: bar\n")
+	rule := writeFile(t, dir, "rule.yaml", "apiVersion: rules.kubeedge.io/v1\nkind: Rule\nmetadata: {name: r}\n---\nfoo: bar\n---\napiVersion: v1\nkind: Secret\n")
 	empty := filepath.Join(dir, "empty")
 	os.Mkdir(empty, 0o755)
 	models := writeFile(t, dir, "models.yaml", docModel)
@@ -112,8 +112,9 @@ func TestValidateRejects(t *testing.T) {
 		want []string
 	}{
 		{[]string{rule}, []string{
-			rule + `:2: kind: unknown kind "Rule" (rules.kubeedge.io/v1); Eddy reads Pipeline (eddy.dev/v1alpha1), Device (devices.kubeedge.io/v1beta1, v1alpha2), DeviceModel (devices.kubeedge.io/v1beta1, v1alpha2)`,
+			rule + `:1: spec.source: required: name the source RuleEndpoint`,
 			rule + `:5: kind: document has no kind`,
+			rule + `:8: kind: unknown kind "Secret" (v1); Eddy reads Pipeline (eddy.dev/v1alpha1), Device (devices.kubeedge.io/v1beta1, v1alpha2), DeviceModel (devices.kubeedge.io/v1beta1, v1alpha2), Rule (rules.kubeedge.io/v1), RuleEndpoint (rules.kubeedge.io/v1), EdgeNode (eddy.dev/v1alpha1)`,
 		}},
 		{[]string{empty, filepath.Join(dir, "missing.yaml")}, []string{
 			empty + ": directory has no .yaml, .yml or .json files",
@@ -136,6 +137,75 @@ func TestValidateRejects(t *testing.T) {
 			if !strings.Contains(errs, w) {
 				t.Errorf("validate %v: stderr lacks\n%s\ngot:\n%s", tt.args, w, errs)
 			}
+		}
+	}
+}
+
+const docRules = `apiVersion: rules.kubeedge.io/v1
+kind: RuleEndpoint
+metadata: {name: my-rest}
+spec: {ruleEndpointType: rest}
+---
+apiVersion: rules.kubeedge.io/v1
+kind: RuleEndpoint
+metadata: {name: my-eventbus}
+spec: {ruleEndpointType: eventbus}
+---
+apiVersion: rules.kubeedge.io/v1
+kind: Rule
+metadata: {name: down}
+spec:
+  source: my-rest
+  sourceResource: {path: /a}
+  target: my-eventbus
+  targetResource: {topic: cloud/cmd}
+`
+
+// TestValidateRules: KubeEdge Rules are compiled against the RuleEndpoints
+// of all the files, with file:line errors for what the controller would
+// refuse.
+func TestValidateRules(t *testing.T) {
+	dir := t.TempDir()
+	ok := writeFile(t, dir, "rules.yaml", docRules)
+	out, errs, code := validate(t, ok, writeFile(t, dir, "node.yaml", "apiVersion: eddy.dev/v1alpha1\nkind: EdgeNode\nmetadata: {name: edge-1, labels: {site: a}}\nspec: {unschedulable: true}\n"))
+	if code != 0 {
+		t.Fatalf("validate: exit %d\n%s", code, errs)
+	}
+	for _, want := range []string{"rule default/down ok (rest->eventbus: /{node}/default/a -> edge topic cloud/cmd)", "ruleendpoint default/my-rest ok (rest)", "edgenode edge-1 ok"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	bad := writeFile(t, dir, "bad.yaml", `apiVersion: rules.kubeedge.io/v1
+kind: Rule
+metadata: {name: up}
+spec:
+  source: my-eventbus
+  sourceResource: {topic: "a/#/b"}
+  target: my-rest
+  targetResource: {resource: "ftp://x"}
+---
+apiVersion: rules.kubeedge.io/v1
+kind: Rule
+metadata: {name: twice}
+spec:
+  source: my-rest
+  sourceResource: {path: /a}
+  target: nowhere
+  targetResource: {topic: t}
+`)
+	_, errs, code = validate(t, ok, bad)
+	if code != 1 {
+		t.Fatalf("validate: exit %d; want 1", code)
+	}
+	for _, want := range []string{
+		bad + `:6: spec.sourceResource.topic: topic "default/a/#/b": # must be a whole level and the last one`,
+		bad + `:6: spec.sourceResource.node_name: required for an eventbus source`,
+		bad + `:8: spec.targetResource.resource: resource "ftp://x": want an absolute http:// or https:// URL`,
+		bad + `:16: spec.target: RuleEndpoint default/nowhere does not exist; create it or fix the name`,
+	} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks\n%s\ngot:\n%s", want, errs)
 		}
 	}
 }

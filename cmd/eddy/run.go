@@ -64,6 +64,9 @@ func runRunner(ctx context.Context, g *globals, s *settings, edge bool) error {
 		fmt.Fprintln(g.stderr, err)
 		return exitError{}
 	}
+	if n := len(set.Rules) + len(set.Endpoints) + len(set.EdgeNodes); n > 0 {
+		g.logger().Warn("Rule, RuleEndpoint and EdgeNode documents are for eddy-controller (kubectl apply); eddy run checked and ignores them", "documents", n)
+	}
 	if !edge && len(set.Pipelines)+len(set.Devices) == 0 {
 		return fmt.Errorf("no Pipeline or Device documents in %s; eddy run reads %s", strings.Join(append(s.Pipelines, s.Devices...), ", "), knownKinds())
 	}

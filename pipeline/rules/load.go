@@ -47,11 +47,8 @@ func LoadDocument(doc *strictyaml.Document) (*Rule, *RuleEndpoint, strictyaml.Er
 			return nil, nil, strictyaml.Errors{doc.At("metadata.name", "missing name; every RuleEndpoint needs metadata.name")}
 		}
 		if err := CheckEndpoint(&e); err != nil {
-			path := "spec.ruleEndpointType"
-			if e.Spec.RuleEndpointType.Valid() {
-				path = "spec.properties.service_port"
-			}
-			return nil, nil, strictyaml.Errors{doc.At(path, "%v", err)}
+			fe := err.(FieldError)
+			return nil, nil, strictyaml.Errors{doc.At(fe.Path, "%s", fe.Msg)}
 		}
 		if e.Metadata.Namespace == "" {
 			e.Metadata.Namespace = "default"

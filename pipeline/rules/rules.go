@@ -403,16 +403,17 @@ func Compile(r *Rule, src, dst *RuleEndpoint) (*Route, error) {
 	return rt, nil
 }
 
-// CheckEndpoint checks a RuleEndpoint on its own.
+// CheckEndpoint checks a RuleEndpoint on its own. The error is a
+// FieldError.
 func CheckEndpoint(e *RuleEndpoint) error {
 	t := e.Spec.RuleEndpointType
 	if !t.Valid() {
-		return fmt.Errorf("spec.ruleEndpointType %q: use rest, eventbus or servicebus", t)
+		return FieldError{Path: "spec.ruleEndpointType", Msg: fmt.Sprintf("%q: use rest, eventbus or servicebus", t)}
 	}
 	if t == ServiceBus {
 		p, err := strconv.Atoi(e.Spec.Properties["service_port"])
 		if err != nil || p < 1 || p > 65535 {
-			return fmt.Errorf("spec.properties.service_port %q: a servicebus endpoint needs the edge service's port (1-65535)", e.Spec.Properties["service_port"])
+			return FieldError{Path: "spec.properties.service_port", Msg: fmt.Sprintf("%q: a servicebus endpoint needs the edge service's port (1-65535)", e.Spec.Properties["service_port"])}
 		}
 	}
 	return nil
