@@ -101,6 +101,52 @@ func TestNodeIsolation(t *testing.T) {
 			if _, err := st.GetLastMsgForSubject(ctx, opts.UpSubject("edge-2", "alerts")); !errors.Is(err, jetstream.ErrMsgNotFound) {
 				t.Fatalf("edge-2's up subject holds a message: %v", err)
 			}
+			// Router traffic: edge-1 takes its own requests and answers
+			// them, but sees none of edge-2's and cannot answer for it.
+			anc := admin.Conn()
+			own, err := nc.SubscribeSync(fleet.DownFilter("edge-1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, _ := nc.SubscribeSync(fleet.DownFilter("edge-2"))
+			nc.Flush()
+			replies, _ := anc.SubscribeSync(fleet.ReplyPrefix + ".>")
+			anc.Flush()
+			for _, n := range []string{"edge-1", "edge-2"} {
+				m := nats.NewMsg(fleet.DownSubject(n, "default", "r"))
+				m.Reply = fleet.NodeReplyPrefix(n) + ".x.1"
+				if err := anc.PublishMsg(m); err != nil {
+					t.Fatal(err)
+				}
+			}
+			req, err := own.NextMsg(5 * time.Second)
+			if err != nil {
+				t.Fatalf("edge-1 did not get its router request: %v", err)
+			}
+			if err := req.Respond([]byte("ok")); err != nil {
+				t.Fatal(err)
+			}
+			nc.Publish(fleet.NodeReplyPrefix("edge-2")+".x.1", []byte("forged"))
+			nc.Flush()
+			// The replies seen: edge-1's answer, and the hub's "no
+			// responders" for edge-2's request (nobody may take it).
+			got := map[string]string{}
+			for {
+				m, err := replies.NextMsg(500 * time.Millisecond)
+				if errors.Is(err, nats.ErrNoResponders) {
+					continue
+				}
+				if err != nil {
+					break
+				}
+				got[m.Subject] = string(m.Data)
+			}
+			if len(got) != 1 || got[fleet.NodeReplyPrefix("edge-1")+".x.1"] != "ok" {
+				t.Fatalf("replies %v; want only edge-1's answer (a forged answer for edge-2 must be refused)", got)
+			}
+			if m, err := other.NextMsg(100 * time.Millisecond); err == nil {
+				t.Fatalf("edge-1 received edge-2's router request %s", m.Subject)
+			}
 			// And edge-1 cannot delete or change plans.
 			short5, c5 := context.WithTimeout(ctx, time.Second)
 			defer c5()
