@@ -255,6 +255,8 @@ type Broker struct {
 	inlineSubs map[int]string // id -> filter
 
 	notify notifier
+	subs   subCache     // which topics have subscribers (subcache.go)
+	quiet  atomic.Int64 // inline publishes nobody subscribed to (not given to mochi)
 
 	// Asynchronous acknowledgements (ack.go).
 	nlog       NotifyAppender // Options.Log, when it can notify
@@ -535,12 +537,8 @@ func (b *Broker) PublishContext(ctx context.Context, topic string, payload []byt
 	if err := b.running(); err != nil {
 		return err
 	}
-	bctx := b.ctx
-	if ctx.Done() != nil {
-		var cancel context.CancelFunc
-		bctx, cancel = context.WithCancel(ctx)
-		defer cancel()
-		defer context.AfterFunc(b.ctx, cancel)()
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if qos > 2 {
 		return fmt.Errorf("broker: publish to %q: qos %d is not 0, 1 or 2", topic, qos)
@@ -553,6 +551,19 @@ func (b *Broker) PublishContext(ctx context.Context, topic string, payload []byt
 	if err := b.checkTopic(topic); err != nil {
 		b.topicsRefused.Add(1)
 		return pipeline.Permanentf("broker: publish to %q: %w", truncate(topic, 128), err)
+	}
+	// The waits below (congested subscribers without a Replayer, a
+	// durable append) end when either ctx or the broker is done. The
+	// merged context costs two allocations and an AfterFunc registration,
+	// so it is made only for a publish that can wait: a QoS 0 append is
+	// queued without waiting, and with a Replayer nobody waits for
+	// subscribers.
+	bctx := b.ctx
+	if ctx.Done() != nil && (b.replay == nil || qos > 0) {
+		var cancel context.CancelFunc
+		bctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(b.ctx, cancel)()
 	}
 	if err := b.waitForSubscribers(bctx, mqtt.InlineClientId, topic); err != nil {
 		return fmt.Errorf("broker: publish to %q: %w", topic, err)
@@ -576,6 +587,10 @@ func (b *Broker) PublishContext(ctx context.Context, topic string, payload []byt
 			return fmt.Errorf("broker: publish to %q: log: %w", topic, err)
 		}
 		b.logged.Add(1)
+	}
+	if !retain && !b.hasSubscribers(topic) {
+		b.quiet.Add(1) // nobody to deliver to: spare mochi the lookup
+		return nil
 	}
 	if err := b.srv.Publish(topic, payload, retain, qos); err != nil {
 		return fmt.Errorf("broker: publish to %q: %w", topic, err)
@@ -635,7 +650,7 @@ func (b *Broker) Stats() Stats {
 		InlineSubs:           inline,
 		Retained:             atomic.LoadInt64(&in.Retained),
 		Inflight:             atomic.LoadInt64(&in.Inflight),
-		MessagesIn:           atomic.LoadInt64(&in.MessagesReceived),
+		MessagesIn:           atomic.LoadInt64(&in.MessagesReceived) + b.quiet.Load(),
 		MessagesOut:          atomic.LoadInt64(&in.MessagesSent),
 		Logged:               b.logged.Load(),
 		LogFailures:          b.logFailures.Load(),

@@ -19,7 +19,7 @@ func (h *hook) ID() string { return "eddy" }
 func (h *hook) Provides(x byte) bool {
 	switch x {
 	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPublished, mqtt.OnSubscribe, mqtt.OnSubscribed,
-		mqtt.OnPacketSent, mqtt.OnQosComplete, mqtt.OnDisconnect, mqtt.OnWillSent, mqtt.OnPacketEncode:
+		mqtt.OnUnsubscribed, mqtt.OnPacketSent, mqtt.OnQosComplete, mqtt.OnDisconnect, mqtt.OnWillSent, mqtt.OnPacketEncode:
 		return true
 	}
 	return false
@@ -126,6 +126,7 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 // slice of the SUBACK mochi sends next, so a code set here is what the
 // client gets.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	h.b.subs.invalidate()
 	bounded := h.b.answerRefusedSubscriptions(cl, codes)
 	h.b.noteSubscribed(cl, pk, codes)
 	for i, c := range codes {
@@ -143,6 +144,21 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	}
 }
 
+// OnUnsubscribed forgets which topics have subscribers (mochi calls it
+// for unsubscribes and when a session's subscriptions are removed).
+func (h *hook) OnUnsubscribed(*mqtt.Client, packets.Packet) { h.b.subs.invalidate() }
+
+// deliver is OnPublish's answer for a publish mochi may go on with: the
+// packet itself, or CodeSuccessIgnore (acknowledged but neither delivered
+// nor retained) when it is not retained and nobody subscribes to its
+// topic, which spares mochi's subscriber lookup (see subCache).
+func (b *Broker) deliver(pk packets.Packet) (packets.Packet, error) {
+	if !pk.FixedHeader.Retain && !b.hasSubscribers(pk.TopicName) {
+		return pk, packets.CodeSuccessIgnore
+	}
+	return pk, nil
+}
+
 // OnPublish runs on the publisher's goroutine before mochi acknowledges or
 // delivers the message: wait for congested subscribers, then log. With a
 // NotifyAppender, QoS 1/2 publishes are only queued here and come back
@@ -154,7 +170,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, nil // Broker.Publish or the ack dispatcher did both already
 	}
 	if b.nlog != nil && pk.FixedHeader.Qos > 0 && b.isInjected(cl, &pk) {
-		return pk, nil
+		return b.deliver(pk)
 	}
 	if b.intakeEnd.Load() {
 		return h.refuse(cl, pk, packets.ErrServerShuttingDown)
@@ -174,7 +190,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return h.refuse(cl, pk, code)
 	}
 	if b.opts.Log == nil {
-		return pk, nil
+		return b.deliver(pk)
 	}
 	if b.nlog != nil && pk.FixedHeader.Qos > 0 {
 		return h.publishAsync(cl, pk)
@@ -197,7 +213,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return h.refuse(cl, pk, packets.ErrImplementationSpecificError)
 	}
 	b.logged.Add(1)
-	return pk, nil
+	return b.deliver(pk)
 }
 
 // refuse makes mochi neither acknowledge nor deliver pk. mochi delivers QoS 0

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddy-edge/eddy/clock"
@@ -113,8 +114,9 @@ type File struct {
 	recovery RecoveryReport
 
 	mu          sync.Mutex
-	next        uint64 // next offset to assign
-	written     uint64 // last offset written; what readers see
+	next        uint64        // next offset to assign
+	written     uint64        // last offset written; what readers see
+	lastW       atomic.Uint64 // written, for Last without the lock (set with it held)
 	first       uint64
 	queue       []*request
 	asyncQueued int        // copied records (Async, AppendNotify) still in queue
@@ -201,6 +203,7 @@ func Open(ctx context.Context, dir string, opts Options) (*File, error) {
 		retentionDone: make(chan struct{}),
 		healDone:      newClosedChan(),
 	}
+	l.lastW.Store(last)
 	l.asyncRoom = sync.NewCond(&l.mu)
 	l.cache.init(opts.CacheRecords, opts.CacheBytes, last+1)
 	l.setSegs(segs)
@@ -258,11 +261,7 @@ func (l *File) DropCache() {
 	l.cache.dropBefore(^uint64(0))
 }
 
-func (l *File) Last() uint64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.written
-}
+func (l *File) Last() uint64 { return l.lastW.Load() }
 
 // Stats implements Log.
 func (l *File) Stats() Stats {

@@ -18,6 +18,11 @@ type request struct {
 	done chan error  // AppendWith Durable/Buffered: the waiting caller
 	cb   func(error) // AppendNotify: called by the committer
 	own  bool        // recs are copies counted in asyncQueued
+	// one holds the copy of a single owned record (the common case: one
+	// publish), so that copying it takes one allocation with the request
+	// instead of three.
+	one    Record
+	onePtr [1]*Record
 }
 
 // Append implements Log with Options.Durability.
@@ -61,16 +66,23 @@ func (l *File) enqueue(ctx context.Context, d Durability, cb func(error), recs [
 	}
 	now := l.opts.Clock.Now().UnixNano()
 	req := &request{recs: recs, d: d, cb: cb, own: d == Async || cb != nil}
-	if req.own {
-		// The caller may reuse its records and payloads once we return.
+	switch {
+	case req.own && len(recs) == 1:
+		// The caller may reuse its record and payload once we return.
+		req.one = *recs[0]
+		req.one.Payload = clonePayload(recs[0].Payload)
+		req.onePtr[0] = &req.one
+		req.recs = req.onePtr[:]
+	case req.own:
 		own := make([]*Record, len(recs))
+		copies := make([]Record, len(recs))
 		for i, r := range recs {
-			c := *r
-			c.Payload = append([]byte(nil), r.Payload...)
-			own[i] = &c
+			copies[i] = *r
+			copies[i].Payload = clonePayload(r.Payload)
+			own[i] = &copies[i]
 		}
 		req.recs = own
-	} else {
+	default:
 		req.done = make(chan error, 1)
 	}
 	l.mu.Lock()
@@ -122,6 +134,14 @@ func (l *File) enqueue(ctx context.Context, d Durability, cb func(error), recs [
 		return nil
 	}
 	return <-req.done
+}
+
+// clonePayload copies p; an empty payload becomes nil.
+func clonePayload(p []byte) []byte {
+	if len(p) == 0 {
+		return nil
+	}
+	return append(make([]byte, 0, len(p)), p...)
 }
 
 func (l *File) fullError() error {
@@ -248,22 +268,31 @@ type commitState struct {
 	batch    twal.Batch
 	frame    []byte
 	reqs     []*request
+	cached   []Record // the batch's records for the tail cache (copied into it)
+	sizes    []int    // their sizes on disk
 	dirty    bool // written but not fsynced
 	dirDirty bool // a segment file was created since the last dir fsync
 }
 
 func (l *File) commit(c *commitState, reqs []*request) {
 	c.batch.Clear()
+	// The tail cache keeps the payloads: owned records (async appends and
+	// AppendNotify) were copied by enqueue and are the log's already; the
+	// payloads of callers who wait are copied into one slab per batch.
 	nrec, slabSize := 0, 0
 	for _, q := range reqs {
 		nrec += len(q.recs)
-		for _, r := range q.recs {
-			slabSize += len(r.Payload)
+		if !q.own {
+			for _, r := range q.recs {
+				slabSize += len(r.Payload)
+			}
 		}
 	}
-	slab := make([]byte, 0, slabSize)
-	cached := make([]Record, 0, nrec)
-	sizes := make([]int, 0, nrec)
+	var slab []byte
+	if slabSize > 0 {
+		slab = make([]byte, 0, slabSize)
+	}
+	cached, sizes := c.cached[:0], c.sizes[:0]
 	var lastOff uint64
 	for _, q := range reqs {
 		for _, r := range q.recs {
@@ -271,7 +300,7 @@ func (l *File) commit(c *commitState, reqs []*request) {
 			c.batch.Write(r.Offset, c.frame)
 			sizes = append(sizes, uvarintLen(uint64(len(c.frame)))+len(c.frame))
 			cr := *r
-			if r.Payload != nil {
+			if r.Payload != nil && !q.own {
 				slab = append(slab, r.Payload...)
 				cr.Payload = slab[len(slab)-len(r.Payload) : len(slab) : len(slab)]
 			}
@@ -279,6 +308,8 @@ func (l *File) commit(c *commitState, reqs []*request) {
 			lastOff = r.Offset
 		}
 	}
+	c.cached, c.sizes = cached, sizes
+	defer clear(c.cached) // the cache has copies; drop references to payloads
 
 	l.twMu.Lock()
 	err := l.tw.WriteBatch(&c.batch)
@@ -298,6 +329,7 @@ func (l *File) commit(c *commitState, reqs []*request) {
 
 	l.mu.Lock()
 	l.written = lastOff
+	l.lastW.Store(lastOff)
 	for i := range cached {
 		l.cache.push(cached[i])
 	}

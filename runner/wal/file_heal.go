@@ -136,6 +136,7 @@ func (l *File) reopen() error {
 		lost = l.written - last
 	}
 	l.written, l.next = last, last+1
+	l.lastW.Store(last)
 	l.first = max(l.first, first)
 	l.cache.init(l.opts.CacheRecords, l.opts.CacheBytes, last+1)
 	l.setSegs(segs)
