@@ -154,10 +154,14 @@ func (h *hook) OnUnsubscribed(*mqtt.Client, packets.Packet) { h.b.subs.invalidat
 // topic, which spares mochi's subscriber lookup (see subCache).
 func (b *Broker) deliver(pk packets.Packet) (packets.Packet, error) {
 	if !pk.FixedHeader.Retain && !b.hasSubscribers(pk.TopicName) {
-		return pk, packets.CodeSuccessIgnore
+		return pk, errIgnore
 	}
 	return pk, nil
 }
+
+// errIgnore is packets.CodeSuccessIgnore as an error, boxed once (a
+// packets.Code is a struct: converting it allocates every time).
+var errIgnore error = packets.CodeSuccessIgnore
 
 // OnPublish runs on the publisher's goroutine before mochi acknowledges or
 // delivers the message: wait for congested subscribers, then log. With a
