@@ -194,21 +194,34 @@ func (b *Broker) dispatch(q *ackQueue) {
 		case q.room <- struct{}{}:
 		default:
 		}
+		// The batch's PUBACKs leave in one write (cork.go).
+		g := corker(q.cl)
+		if g != nil {
+			g.cork()
+		}
 		for i, p := range batch {
-			b.finish(q, p)
+			b.finish(q, p, g)
 			b.pending.Add(-1)
 			batch[i] = nil
+		}
+		if g != nil {
+			g.uncork()
 		}
 	}
 }
 
 // finish acknowledges and delivers one publish whose append finished, or
-// refuses it when the append failed.
-func (b *Broker) finish(q *ackQueue, p *pendingPub) {
+// refuses it when the append failed. corked is the client's connection
+// while the dispatcher holds its writes back, or nil.
+func (b *Broker) finish(q *ackQueue, p *pendingPub, corked *guardedConn) {
 	defer b.endDelivery(p.tok)
 	cl, pk := q.cl, p.pk
 	if b.ctx.Err() != nil {
 		return // closed: clients are gone; the log has what was accepted
+	}
+	if p.err != nil && corked != nil {
+		corked.uncork() // acknowledge the batch's earlier publishes before refusing this one
+		defer corked.cork()
 	}
 	if p.err != nil {
 		b.logFailures.Add(1)
@@ -217,6 +230,12 @@ func (b *Broker) finish(q *ackQueue, p *pendingPub) {
 		return
 	}
 	b.logged.Add(1)
+	if corked != nil && b.replay == nil && (!b.fastPath || b.mayBeCongested()) {
+		// The wait below may last up to BackpressureTimeout: send what
+		// is held back first.
+		corked.uncork()
+		defer corked.cork()
+	}
 	// Check subscribers again now, just before delivery: the check in the
 	// first pass let up to maxPending publishes per client through at
 	// once, far more than the margin between HighWater and mochi's hard

@@ -105,13 +105,15 @@ func (g *frameGuard) scan(p []byte) int {
 }
 
 // guardedConn is a client connection whose incoming packets are held to
-// the broker's maximum packet size.
+// the broker's maximum packet size, and whose writes can be corked
+// (cork.go).
 type guardedConn struct {
 	net.Conn
 	b     *Broker
 	guard frameGuard
 	cl    atomic.Pointer[mqtt.Client] // set once the client authenticated
 	once  sync.Once
+	w     corkedWrites
 }
 
 func (c *guardedConn) Read(p []byte) (int, error) {

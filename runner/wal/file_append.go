@@ -270,8 +270,8 @@ type commitState struct {
 	reqs     []*request
 	cached   []Record // the batch's records for the tail cache (copied into it)
 	sizes    []int    // their sizes on disk
-	dirty    bool // written but not fsynced
-	dirDirty bool // a segment file was created since the last dir fsync
+	dirty    bool     // written but not fsynced
+	dirDirty bool     // a segment file was created since the last dir fsync
 }
 
 func (l *File) commit(c *commitState, reqs []*request) {
