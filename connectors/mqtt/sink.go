@@ -51,6 +51,9 @@ type Sink struct {
 	qos    byte
 	retain bool
 	buf    []byte
+	// A topic without {{field}} references is rendered and checked once.
+	static    string
+	staticErr error
 }
 
 // NewSink returns an MQTT sink for spec publishing through pub.
@@ -62,7 +65,12 @@ func NewSink(pub Publisher, spec *pipeline.MQTTSink) (*Sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("topic: %w", err)
 	}
-	return &Sink{pub: pub, topic: t, qos: byte(spec.QoS), retain: spec.Retain}, nil
+	s := &Sink{pub: pub, topic: t, qos: byte(spec.QoS), retain: spec.Retain}
+	if t.Static() {
+		s.static = t.String()
+		s.staticErr = CheckTopicName(s.static)
+	}
+	return s, nil
 }
 
 // Write publishes ev. Events unchanged since decoding are forwarded as the
@@ -72,14 +80,17 @@ func NewSink(pub Publisher, spec *pipeline.MQTTSink) (*Sink, error) {
 // publisher's errors (broker closed, log full, congested subscribers) are
 // retryable.
 func (s *Sink) Write(ctx context.Context, ev *pipeline.Event) error {
-	s.buf = s.topic.Append(s.buf[:0], ev)
-	topic := string(s.buf)
-	if err := CheckTopicName(topic); err != nil {
+	topic, err := s.static, s.staticErr
+	if !s.topic.Static() {
+		s.buf = s.topic.Append(s.buf[:0], ev)
+		topic = string(s.buf)
+		err = CheckTopicName(topic)
+	}
+	if err != nil {
 		return pipeline.Permanentf("mqtt sink: %w", err)
 	}
 	payload := ev.Raw
 	if payload == nil {
-		var err error
 		if payload, err = json.Marshal(ev.Fields); err != nil {
 			return pipeline.Permanentf("mqtt sink: encoding event as JSON: %w", err)
 		}
