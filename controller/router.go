@@ -55,6 +55,10 @@ type RouterOptions struct {
 	Backoff time.Duration `json:"backoff,omitempty"`
 	// Workers POST eventbus->rest messages in parallel. Default 16.
 	Workers int `json:"workers,omitempty"`
+	// MaxInFlight bounds the HTTP requests the router handles at once
+	// (each may hold a body of MaxBodyBytes); more get 503 at once.
+	// Default 256.
+	MaxInFlight int `json:"maxInFlight,omitempty"`
 }
 
 func (o *RouterOptions) defaults() {
@@ -72,6 +76,9 @@ func (o *RouterOptions) defaults() {
 	}
 	if o.Workers <= 0 {
 		o.Workers = 16
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 256
 	}
 }
 
@@ -141,8 +148,9 @@ type router struct {
 	log  *slog.Logger
 	http *http.Client
 
-	table   atomic.Pointer[routeIndex]
-	rebuild chan struct{}
+	table    atomic.Pointer[routeIndex]
+	rebuild  chan struct{}
+	inFlight chan struct{}
 
 	mu     sync.Mutex
 	counts map[types.NamespacedName]*ruleCounts // not yet written
@@ -186,7 +194,8 @@ func newRouter(c *Controller, bus RuleBus, opts RouterOptions) *router {
 	}
 	rt := &router{c: c, opts: opts, bus: bus, log: c.opts.Logger.With("component", "router"),
 		http:    &http.Client{Timeout: opts.TargetTimeout},
-		rebuild: make(chan struct{}, 1), counts: map[types.NamespacedName]*ruleCounts{}}
+		rebuild: make(chan struct{}, 1), inFlight: make(chan struct{}, opts.MaxInFlight),
+		counts: map[types.NamespacedName]*ruleCounts{}}
 	rt.table.Store(&routeIndex{byID: map[string]*rules.Route{}, rest: map[string][]*rules.Route{}})
 	return rt
 }
@@ -256,7 +265,7 @@ func (rt *router) run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("router: listen on %s: %w (set --router-addr)", rt.opts.Addr, err)
 		}
-		srv = &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		srv = &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
 		go func() {
 			if rt.opts.CertFile != "" || rt.opts.KeyFile != "" {
 				errc <- srv.ServeTLS(ln, rt.opts.CertFile, rt.opts.KeyFile)
@@ -337,11 +346,25 @@ func (rt *router) buildTable(ctx context.Context) {
 
 // ServeHTTP routes /{node}/{namespace}/{path} as CloudCore's router does.
 func (rt *router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	select {
+	case rt.inFlight <- struct{}{}:
+		defer func() { <-rt.inFlight }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		httpError(w, http.StatusServiceUnavailable, fmt.Sprintf("the router is handling %d requests already; retry", cap(rt.inFlight)))
+		return
+	}
 	node, rest, ok1 := strings.Cut(strings.TrimPrefix(req.URL.Path, "/"), "/")
 	ns, sub, ok2 := strings.Cut(rest, "/")
 	if !ok1 || !ok2 || fleet.CheckName("node", node) != nil || fleet.CheckName("namespace", ns) != nil {
 		httpError(w, http.StatusNotFound, "want /{node}/{namespace}/{path}, e.g. /edge-1/default/a (node and namespace are DNS labels)")
 		return
+	}
+	for _, seg := range strings.Split(sub, "/") {
+		if seg == ".." || seg == "." {
+			httpError(w, http.StatusBadRequest, "the path has a dot segment (. or ..); send the path as it is meant")
+			return
+		}
 	}
 	route, below := rt.table.Load().matchRest(ns, "/"+sub)
 	if route == nil {

@@ -269,6 +269,9 @@ spec:
 	if svcCode != 201 || svcBody != "pong ping" {
 		t.Errorf("servicebus: %d %q, want 201 \"pong ping\"", svcCode, svcBody)
 	}
+	if code, body := do("--path-as-is", router+"/edge-1/default/svc/../../admin"); code != 400 {
+		t.Errorf("a dot segment: %d %s, want 400", code, body)
+	}
 	svcMu.Lock()
 	if len(svcSeen) != 1 || svcSeen[0] != "PUT /b/x?q=1 ping" {
 		t.Errorf("the edge service saw %q, want [PUT /b/x?q=1 ping]", svcSeen)

@@ -226,6 +226,15 @@ func (d *down) service(msg *nats.Msg, r *rules.Route) {
 	u := url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(r.ServicePort), Path: r.ServicePath,
 		RawQuery: msg.Header.Get(fleet.HeaderQuery)}
 	if sub := msg.Header.Get(fleet.HeaderPath); sub != "" && sub != "/" {
+		// The request may only reach paths below the rule's: no dot
+		// segments (path.Join would resolve "/../admin" to "/admin").
+		for _, seg := range strings.Split(sub, "/") {
+			if seg == ".." || seg == "." {
+				d.failed.Add(1)
+				d.respond(msg, http.StatusBadRequest, nil, "", fmt.Sprintf("servicebus: the path %q has a dot segment; rule %s reaches only paths below %s", sub, r.ID(), r.ServicePath))
+				return
+			}
+		}
 		u.Path = path.Join(r.ServicePath, sub)
 		if strings.HasSuffix(sub, "/") {
 			u.Path += "/"
