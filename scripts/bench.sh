@@ -57,6 +57,14 @@ if [ "${BEAM_EVENTS:-1000000}" != 0 ]; then
   go run ./bench/beambench -n "${BEAM_EVENTS:-1000000}" 2> >(grep -v '^{\|^time=' >&2)
 fi
 echo
+echo "### KubeEdge router (Rules) on real parts (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo
+# kube-apiserver, eddy hub, one eddy edge and eddy-controller --router-addr:
+# 1,000 rest->eventbus POSTs (peer: paho QoS 1 straight to the edge broker)
+# and 1,000 eventbus->rest messages.
+KUBEBUILDER_ASSETS=$(scripts/k8s-bins.sh) go test -tags scale -count=1 -run TestRouterBench -v -timeout 10m ./cmd/eddy-controller \
+  2>/dev/null | grep '^|'
+echo
 echo "### Cloud controller at fleet scale (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
 # The cloud controller at fleet scale: a real kube-apiserver, a NATS hub
