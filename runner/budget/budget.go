@@ -36,10 +36,11 @@ type Sizes struct {
 	// reserve is for what it does not, mostly the binary's code mapped
 	// from the file (13 MiB of eddy's 17 MiB idle RSS on amd64).
 	GoLimit int64
-	// WALSegmentSize is the WAL's segment size; tidwall/wal keeps the
-	// segment being written in memory, so it is also a buffer.
+	// WALSegmentSize is the WAL's segment size; a reader behind the tail
+	// cache loads a whole older segment into memory, so it is also a
+	// buffer (the segment being written is not held: runner/wal/internal/twal).
 	WALSegmentSize int
-	// WALSegmentCache is how many older segments tidwall/wal keeps decoded
+	// WALSegmentCache is how many older segments the WAL keeps decoded
 	// for readers behind the tail.
 	WALSegmentCache int
 	// WALCacheBytes and WALCacheRecords bound the tail cache that serves

@@ -3,7 +3,9 @@
 // is acknowledged, and that pipelines read through cursors.
 //
 // The package owns the on-disk format (a CRC-32C checked binary framing of
-// [Record] inside github.com/tidwall/wal segment files), crash recovery of the
+// [Record] inside tidwall/wal segment files, through the fork in
+// internal/twal that keeps no segment bytes in memory that the tail cache
+// serves), crash recovery of the
 // log tail, group commit (many appenders share one write and one fsync),
 // blocking reads that wake on new appends, an in-memory tail cache, and
 // retention (by age and size, bounded by registered consumers). It offers two

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/clock"
-	twal "github.com/tidwall/wal"
+	"github.com/eddy-edge/eddy/runner/wal/internal/twal"
 )
 
 // Options configure Open. The zero value is ready to use.
@@ -44,8 +44,9 @@ type Options struct {
 	// SegmentSize is the target size of a segment file. Default 8 MiB.
 	// Retention rewrites at most one segment per pass.
 	SegmentSize int
-	// SegmentCache is how many older segments tidwall/wal keeps decoded in
-	// memory for readers behind the tail (each up to SegmentSize). Default 2.
+	// SegmentCache is how many older segments are kept decoded in memory
+	// for readers behind the tail cache (each up to SegmentSize), loaded
+	// when such a reader reads them. Default 2.
 	SegmentCache int
 	// CacheRecords and CacheBytes bound the in-memory tail cache that
 	// serves readers who keep up. Defaults 8192 records, 16 MiB.

@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"os"
 
-	twal "github.com/tidwall/wal"
+	"github.com/eddy-edge/eddy/runner/wal/internal/twal"
 )
 
 type request struct {

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
-	twal "github.com/tidwall/wal"
+	"github.com/eddy-edge/eddy/runner/wal/internal/twal"
 )
 
 // errHealing is returned by reads that reach the segment files while the

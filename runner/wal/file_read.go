@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"sort"
 
-	twal "github.com/tidwall/wal"
+	"github.com/eddy-edge/eddy/runner/wal/internal/twal"
 )
 
 // Read implements Log. Records that keep up are served from the tail

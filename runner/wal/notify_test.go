@@ -11,14 +11,18 @@ import (
 // notified records AppendNotify callbacks in the order they ran.
 type notified struct {
 	mu   sync.Mutex
-	offs []uint64
+	offs []*uint64
 	errs []error
 }
 
+// done returns a callback recording off, which the caller sets from the
+// record after AppendNotify returns. The callback may run before that, so
+// it keeps the pointer; snapshot, called once every AppendNotify returned,
+// reads it.
 func (n *notified) done(off *uint64) func(error) {
 	return func(err error) {
 		n.mu.Lock()
-		n.offs = append(n.offs, *off)
+		n.offs = append(n.offs, off)
 		n.errs = append(n.errs, err)
 		n.mu.Unlock()
 	}
@@ -27,7 +31,11 @@ func (n *notified) done(off *uint64) func(error) {
 func (n *notified) snapshot() ([]uint64, []error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return append([]uint64(nil), n.offs...), append([]error(nil), n.errs...)
+	offs := make([]uint64, len(n.offs))
+	for i, p := range n.offs {
+		offs[i] = *p
+	}
+	return offs, append([]error(nil), n.errs...)
 }
 
 // Callbacks of concurrent AppendNotify callers run once each, with nil, in
