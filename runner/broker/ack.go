@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -38,12 +39,16 @@ type pendingPub struct {
 // ackQueue holds one network client's publishes in the order mochi read
 // them, so that they are acknowledged and delivered in that order however
 // the appends complete. One dispatcher goroutine at a time drains it; it
-// runs only while the head of the queue is done, so a client whose appends
-// are slow holds up no one else.
+// works only while the head of the queue is done, so a client whose appends
+// are slow holds up no one else. Between batches it parks for up to
+// dispatcherIdle, so that a client publishing steadily keeps one goroutine
+// (and its grown stack) instead of starting one per group commit.
 type ackQueue struct {
 	cl        *mqtt.Client
 	items     []*pendingPub // FIFO, guarded by Broker.qmu
 	running   bool          // a dispatcher goroutine owns the queue
+	parked    bool          // ... and waits on kick for the head to be done
+	kick      chan struct{} // wakes a parked dispatcher (capacity 1)
 	injecting *byte         // payload of the packet being re-injected, or nil
 	room      chan struct{} // the dispatcher popped items (capacity 1)
 	orphan    *mqtt.Client  // delivers for cl after it disconnected (lazy)
@@ -128,7 +133,7 @@ func (b *Broker) enqueue(cl *mqtt.Client, p *pendingPub) (*ackQueue, error) {
 		b.qmu.Lock()
 		q := b.queues[cl]
 		if q == nil {
-			q = &ackQueue{cl: cl, room: make(chan struct{}, 1)}
+			q = &ackQueue{cl: cl, room: make(chan struct{}, 1), kick: make(chan struct{}, 1)}
 			b.queues[cl] = q
 		}
 		if len(q.items) < b.maxPending {
@@ -156,21 +161,43 @@ func (b *Broker) enqueue(cl *mqtt.Client, p *pendingPub) (*ackQueue, error) {
 func (b *Broker) complete(q *ackQueue, p *pendingPub, err error) {
 	b.qmu.Lock()
 	p.done, p.err = true, err
-	start := !q.running && len(q.items) > 0 && q.items[0].done
+	ready := len(q.items) > 0 && q.items[0].done
+	start := ready && !q.running
+	wake := ready && q.parked
 	if start {
 		q.running = true
 	}
+	if wake {
+		q.parked = false
+	}
 	b.qmu.Unlock()
-	if start {
+	switch {
+	case start:
 		go b.dispatch(q)
+	case wake:
+		select {
+		case q.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// dispatch acknowledges and delivers q's finished publishes in order, and
-// exits when the head of the queue is still being appended (complete
-// starts it again) or the queue is empty.
+// dispatcherIdle is how long a dispatcher waits for its client's next
+// finished publish before it exits.
+const dispatcherIdle = 200 * time.Millisecond
+
+// dispatch acknowledges and delivers q's finished publishes in order. When
+// the head of the queue is still being appended, or the queue is empty, it
+// parks until complete wakes it, and exits after dispatcherIdle without
+// work (complete then starts a new one).
 func (b *Broker) dispatch(q *ackQueue) {
 	var batch []*pendingPub
+	var idle *time.Timer
+	defer func() {
+		if idle != nil {
+			idle.Stop()
+		}
+	}()
 	for {
 		b.qmu.Lock()
 		n := 0
@@ -178,6 +205,34 @@ func (b *Broker) dispatch(q *ackQueue) {
 			n++
 		}
 		if n == 0 {
+			if b.ctx.Err() == nil && !q.cl.Closed() {
+				q.parked = true
+				b.qmu.Unlock()
+				if idle == nil {
+					idle = time.NewTimer(dispatcherIdle)
+				} else {
+					idle.Reset(dispatcherIdle)
+				}
+				kicked := false
+				select {
+				case <-q.kick:
+					kicked = true
+				case <-idle.C:
+				case <-b.ctx.Done():
+				}
+				b.qmu.Lock()
+				if kicked || !q.parked {
+					// Woken (a kick sent while the timer fired is
+					// drained here, so the next park waits afresh).
+					select {
+					case <-q.kick:
+					default:
+					}
+					b.qmu.Unlock()
+					continue
+				}
+				q.parked = false
+			}
 			q.running = false
 			if len(q.items) == 0 && b.queues[q.cl] == q {
 				delete(b.queues, q.cl)
