@@ -68,6 +68,9 @@ type Options struct {
 	// Fleet does). Without it Rules are still compiled and shipped, but
 	// nothing is routed.
 	RuleBus RuleBus `json:"-"`
+	// PprofAddr serves Go's /debug/pprof/ profiles ("" or "0" disables).
+	// For profiling a large fleet; do not expose it beyond the pod.
+	PprofAddr string `json:"pprofAddr,omitempty"`
 }
 
 func (o *Options) defaults() {
@@ -158,6 +161,7 @@ func New(cfg *rest.Config, store PlanStore, feed Feed, opts Options) (*Controlle
 		LeaderElectionReleaseOnCancel: true,
 		Metrics:                       metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:        opts.HealthAddr,
+		PprofBindAddress:              opts.PprofAddr,
 		// Controller names label process-wide metrics; several
 		// controllers in one process (tests, a leader and its standby)
 		// are legitimate.

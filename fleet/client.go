@@ -41,6 +41,12 @@ type Options struct {
 	// UpMaxAge is how long the up stream keeps data (Setup only). Default
 	// 7 days; cloud consumers are expected to read it well within that.
 	UpMaxAge time.Duration `json:"-"`
+	// MaxPlanWatchers is how many consumers the plans bucket's stream
+	// allows at once (Setup only). Every edge's plan watch is one
+	// consumer, so this bounds the fleet: nats-server's own default of
+	// 1,000 consumers per stream would stop the 1,001st edge with
+	// "maximum consumers limit reached". Default 100,000.
+	MaxPlanWatchers int `json:"-"`
 	// Writer is recorded in the envelopes this client writes. Default
 	// "eddy".
 	Writer string `json:"-"`
@@ -71,6 +77,9 @@ func (o *Options) defaults() {
 	}
 	if o.UpMaxAge <= 0 {
 		o.UpMaxAge = 7 * 24 * time.Hour
+	}
+	if o.MaxPlanWatchers <= 0 {
+		o.MaxPlanWatchers = DefaultMaxPlanWatchers
 	}
 	if o.Writer == "" {
 		o.Writer = "eddy"
@@ -130,6 +139,9 @@ func (c *Client) Setup(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("fleet: creating KV bucket %s on the hub: %w", c.opts.PlansBucket, err)
 	}
+	if err := c.sizePlanWatchers(ctx); err != nil {
+		return err
+	}
 	if _, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: c.opts.NodesBucket, Description: "Eddy: edge node registration and status",
 		History: 1, MaxValueSize: 4 * MaxValueSize, Storage: jetstream.FileStorage,
@@ -142,6 +154,32 @@ func (c *Client) Setup(ctx context.Context) error {
 		Duplicates: c.opts.UpDuplicateWindow, MaxAge: c.opts.UpMaxAge,
 	}); err != nil {
 		return fmt.Errorf("fleet: creating stream %s on the hub: %w", c.opts.UpStream, err)
+	}
+	return nil
+}
+
+// DefaultMaxPlanWatchers is the default of Options.MaxPlanWatchers.
+const DefaultMaxPlanWatchers = 100_000
+
+// sizePlanWatchers sets the plans bucket's stream's consumer limit to
+// MaxPlanWatchers. A KV bucket's configuration has no such field, and
+// nats-server applies its server-wide default (1,000 per stream, unless
+// the server sets jetstream { limits { default_max_consumers } }) to a
+// stream that sets none, so Setup sets it on the stream itself: any NATS
+// system then serves a fleet above 1,000 edges without a server setting.
+func (c *Client) sizePlanWatchers(ctx context.Context) error {
+	name := "KV_" + c.opts.PlansBucket
+	s, err := c.js.Stream(ctx, name)
+	if err != nil {
+		return fmt.Errorf("fleet: stream %s of the plans bucket: %w", name, err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.MaxConsumers == c.opts.MaxPlanWatchers {
+		return nil
+	}
+	cfg.MaxConsumers = c.opts.MaxPlanWatchers
+	if _, err := c.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("fleet: raising the consumer limit of %s to %d (one plan watcher per edge): %w", name, c.opts.MaxPlanWatchers, err)
 	}
 	return nil
 }

@@ -93,6 +93,7 @@ func parse(args []string) (*Config, error) {
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "eddy-controller", "name of the Lease")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8080", `Prometheus metrics listener ("0" disables)`)
 	fs.StringVar(&o.HealthAddr, "health-addr", ":8081", `/healthz and /readyz listener ("" disables)`)
+	fs.StringVar(&o.PprofAddr, "pprof-addr", "", `Go profiles at /debug/pprof/ ("" disables)`)
 	fs.DurationVar(&o.StatusInterval, "status-interval", 2*time.Second, "shortest time between two status writes of one object")
 	fs.DurationVar(&o.NodeNotReadyAfter, "node-not-ready-after", 40*time.Second, "heartbeat silence after which an EdgeNode turns NotReady")
 	fs.DurationVar(&o.HeartbeatWriteInterval, "heartbeat-write-interval", time.Minute, "how often a Ready EdgeNode's lastHeartbeatTime is refreshed")

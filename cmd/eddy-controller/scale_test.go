@@ -13,6 +13,10 @@ package main
 // RSS, and its write rate to the API server.
 //
 //	EDDY_SCALE_NODES=1000,10000 go test -tags scale -run TestScale -v -timeout 30m ./cmd/eddy-controller
+//
+// EDDY_SCALE_PROFILE=DIR writes CPU profiles of the controller and of the
+// hub + simulated nodes during the apply; EDDY_SCALE_QPS sets the
+// controller's --kube-api-qps (registration is bounded by it).
 
 import (
 	"bufio"
@@ -21,6 +25,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,10 +114,14 @@ func scaleRun(t *testing.T, n int) {
 		nc.Close()
 	}
 
-	metricsPort := freePort(t)
-	ctrl := start(t, nil, "eddy-controller starting", "eddy-controller", "--kubeconfig", cl.Kubeconfig(), "--hub", h.ClientURL(),
+	metricsPort, pprofPort := freePort(t), freePort(t)
+	args := []string{"--kubeconfig", cl.Kubeconfig(), "--hub", h.ClientURL(),
 		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--health-addr", "", "--log-level", "info",
-		"--node-not-ready-after", "10m", "--status-interval", "2s")
+		"--node-not-ready-after", "10m", "--status-interval", "2s", "--pprof-addr", fmt.Sprintf("127.0.0.1:%d", pprofPort)}
+	if qps := os.Getenv("EDDY_SCALE_QPS"); qps != "" {
+		args = append(args, "--kube-api-qps", qps)
+	}
+	ctrl := start(t, nil, "eddy-controller starting", "eddy-controller", args...)
 	pid := ctrl.cmd.Process.Pid
 
 	// The simulated nodes share 16 NATS connections.
@@ -160,6 +170,7 @@ func scaleRun(t *testing.T, n int) {
 	register := time.Since(start)
 
 	cpu0, writes0 := cpuTime(t, pid), apiWrites(t, metricsPort)
+	stopProfiles := profile(t, n, pprofPort)
 	t0 := time.Now()
 	cl.MustKubectl(t, scalePipeline, "apply", "-f", "-")
 	deadline := 20*time.Second + time.Duration(n)*5*time.Millisecond
@@ -171,6 +182,7 @@ func scaleRun(t *testing.T, n int) {
 	})
 	t.Logf("%d nodes running", running.Load())
 	edges := time.Unix(0, lastRunning.Load()).Sub(t0)
+	stopProfiles()
 	waitUntil(t, deadline, "status N/N", func() bool {
 		var p eddyv1alpha1.Pipeline
 		if err := k.Get(ctx, types.NamespacedName{Namespace: "default", Name: "fleetwide"}, &p); err != nil {
@@ -220,6 +232,43 @@ func simNode(ctx context.Context, c *fleet.Client, w jetstream.KeyWatcher, st *f
 				last.Store(time.Now().UnixNano())
 			}
 		}
+	}
+}
+
+// profile, when EDDY_SCALE_PROFILE names a directory, records CPU
+// profiles from now until the returned function is called: of this test
+// process (the hub and the simulated nodes) and of the controller (through
+// its --pprof-addr), as <dir>/<n>-hub.pprof and <dir>/<n>-controller.pprof.
+func profile(t *testing.T, n, pprofPort int) func() {
+	dir := os.Getenv("EDDY_SCALE_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%d-hub.pprof", n)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The controller's profile covers a fixed window; 30s is longer
+		// than any run that meets its target.
+		body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=30", pprofPort))
+		if err != nil {
+			t.Logf("controller profile: %v", err)
+			return
+		}
+		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%d-controller.pprof", n)), []byte(body), 0o644)
+	}()
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		t.Logf("profiled %s; waiting for the controller's 30s profile", time.Since(started).Round(time.Millisecond))
+		<-done
 	}
 }
 

@@ -47,6 +47,19 @@ type Config struct {
 	// TLSClientCAFile, when set, requires client certificates signed by
 	// this CA (mutual TLS) on both listeners.
 	TLSClientCAFile string `json:"tlsClientCAFile,omitempty"`
+	// MaxConsumers is the most consumers the server allows per stream
+	// when the stream sets no limit of its own; -1 or 0 is unlimited
+	// (nats-server's own default is 1,000; the plans bucket's stream is
+	// sized by fleet.Options.MaxPlanWatchers at Setup). Streams of
+	// other applications on the hub follow this.
+	MaxConsumers int `json:"maxConsumers,omitempty"`
+	// RequestQueueLimit bounds the JetStream API requests waiting in the
+	// server; when it is reached nats-server drops every waiting request.
+	// After a hub restart every edge re-creates its plan watcher at once
+	// (a consumer create each), so nats-server's default of 10,000 would
+	// drop a whole reconnect storm of a 10,000-edge fleet. Default
+	// 100,000 (about 50 MB of queued requests at most).
+	RequestQueueLimit int64 `json:"requestQueueLimit,omitempty"`
 	// Logger receives the server's log. Default: discard.
 	Logger *slog.Logger `json:"-"`
 }
@@ -128,6 +141,10 @@ func (cfg *Config) serverOptions() (*server.Options, error) {
 		NoSigs:                true,
 		MaxPayload:            2 * fleet.MaxValueSize,
 		DisableShortFirstPing: true,
+		// A fleet's limits, not nats-server's defaults (docs/fleet.md,
+		// "Limits"): one plan watcher (consumer) per edge.
+		JetStreamLimits:            server.JSLimitOpts{DefaultMaxConsumers: cfg.maxConsumers()},
+		JetStreamRequestQueueLimit: cfg.requestQueueLimit(),
 	}
 	o.LeafNode.Host, o.LeafNode.Port = lhost, lport
 	if cfg.Credentials != nil {
@@ -253,6 +270,23 @@ func (a *slogAdapter) Fatalf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v..
 func (a *slogAdapter) Errorf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...)) }
 func (a *slogAdapter) Debugf(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }
 func (a *slogAdapter) Tracef(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }
+
+// DefaultRequestQueueLimit is the default of Config.RequestQueueLimit.
+const DefaultRequestQueueLimit = 100_000
+
+func (cfg *Config) maxConsumers() int {
+	if cfg.MaxConsumers <= 0 {
+		return -1 // unlimited
+	}
+	return cfg.MaxConsumers
+}
+
+func (cfg *Config) requestQueueLimit() int64 {
+	if cfg.RequestQueueLimit <= 0 {
+		return DefaultRequestQueueLimit
+	}
+	return cfg.RequestQueueLimit
+}
 
 func (cfg *Config) fleetDomain() string {
 	if cfg.Fleet.Domain == "" {
