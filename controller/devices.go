@@ -220,6 +220,7 @@ func (c *Controller) reconcileDevice(ctx context.Context, req reconcile.Request)
 	case failed[nodes[0]] != nil:
 		c.setCond(&st.Conditions, gen, eddyv1alpha1.Delivered, false, "WriteFailed", nodes[0]+": "+failed[nodes[0]].Error())
 		c.deviceTwins(st, key, &d)
+		c.deviceState(st, key, &d)
 		if err := c.writeDeviceStatus(ctx, &d, old); err != nil {
 			return reconcile.Result{}, err
 		}
@@ -228,6 +229,7 @@ func (c *Controller) reconcileDevice(ctx context.Context, req reconcile.Request)
 		c.setCond(&st.Conditions, gen, eddyv1alpha1.Delivered, true, "Delivered", "plan "+hash+" written for node "+nodes[0])
 	}
 	c.deviceTwins(st, key, &d)
+	c.deviceState(st, key, &d)
 	return reconcile.Result{}, c.writeDeviceStatus(ctx, &d, old)
 }
 

@@ -74,6 +74,8 @@ type NodeInfo struct {
 	Version string
 	// Time the heartbeat was sent (or received).
 	Time time.Time
+	// Devices is the connection state of every device the node serves.
+	Devices []DeviceState
 }
 
 // Report is what one node reports about one object it holds.

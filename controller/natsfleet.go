@@ -148,7 +148,8 @@ func (f *Fleet) nodeRecord(sink FeedSink, st fleet.NodeStatus) {
 		}
 		reps = append(reps, r)
 	}
-	sink.NodeRecord(NodeInfo{Name: st.Node, Labels: st.Labels, Version: st.Version, Time: at}, reps)
+	sink.NodeRecord(NodeInfo{Name: st.Node, Labels: st.Labels, Version: st.Version, Time: at,
+		Devices: deviceStates(st.Devices)}, reps)
 }
 
 // twinEvent is the part of a twin stream record the controller reads.

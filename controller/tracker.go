@@ -22,6 +22,7 @@ type tracker struct {
 	nodes      map[string]NodeInfo
 	reports    map[objKey]map[string]Report
 	twins      map[objKey]map[string]TwinReport // device -> property -> latest
+	states     map[objKey]reportedState         // device -> connection state (devicestate.go)
 	dirtyObjs  map[objKey]struct{}
 	dirtyNodes map[string]struct{}
 }
@@ -64,6 +65,7 @@ func (t *tracker) NodeRecord(n NodeInfo, reps []Report) {
 			t.dirtyObjs[k] = struct{}{}
 		}
 	}
+	t.nodeDevices(n)
 	// Objects the node no longer holds.
 	for k, m := range t.reports {
 		if _, ok := m[n.Name]; ok && !held[k] {
@@ -182,6 +184,7 @@ func (t *tracker) forget(k objKey) {
 	defer t.mu.Unlock()
 	delete(t.reports, k)
 	delete(t.twins, k)
+	delete(t.states, k)
 	delete(t.dirtyObjs, k)
 }
 

@@ -68,6 +68,36 @@ type NodeStatus struct {
 	// Objects is the state of every object under the node's keys, sorted
 	// by key.
 	Objects []ObjectStatus `json:"objects,omitempty"`
+	// Devices is the connection state of every device the node serves,
+	// sorted by device. A change of state makes the edge write a record
+	// soon (at most every 250 ms), so states travel batched, at a bounded
+	// rate, never per report.
+	Devices []DeviceState `json:"devices,omitempty"`
+}
+
+// DeviceConnState is a device's connection state: KubeEdge's values.
+type DeviceConnState string
+
+// Device connection states (KubeEdge's status.state values).
+const (
+	// DeviceOnline: the device answers (its mapper reaches it).
+	DeviceOnline DeviceConnState = "online"
+	// DeviceOffline: the device does not answer.
+	DeviceOffline DeviceConnState = "offline"
+	// DeviceUnknown: no mapper has reported a state yet.
+	DeviceUnknown DeviceConnState = "unknown"
+)
+
+// DeviceState is one device's connection state on its edge, as the
+// edge's mapper last reported it (KubeEdge's state/update).
+type DeviceState struct {
+	// Device is namespace/name.
+	Device string `json:"device"`
+	// State is online, offline or unknown.
+	State DeviceConnState `json:"state"`
+	// LastOnline is when the edge last received a state report for the
+	// device (KubeEdge's last_online); zero when none arrived yet.
+	LastOnline time.Time `json:"lastOnline,omitzero"`
 }
 
 // Stale reports whether the record is older than three heartbeats at now.

@@ -29,6 +29,7 @@ import (
 	"github.com/eddy-edge/eddy/pipeline/devices"
 	"github.com/eddy-edge/eddy/pipeline/devices/kubeedge"
 	"github.com/eddy-edge/eddy/runner/engine"
+	"github.com/eddy-edge/eddy/runner/link"
 	"github.com/eddy-edge/eddy/runner/twin"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
@@ -107,6 +108,11 @@ type deviceRuntime struct {
 	driver    *modbus.Mapper   // the mapper's driver; d.mu
 	polling   bool             // the mapper and its driver are started; d.mu
 	polled    []devices.Device // what the driver polls; d.mu
+
+	// uplink is the hub link once it started (nil without a hub): told
+	// when a device's connection state changes, so the node's status
+	// record carries it up soon.
+	uplink atomic.Pointer[link.Link]
 }
 
 // initDevices builds the twin manager before the engine exists, so that
@@ -320,6 +326,11 @@ func (d *deviceRuntime) onTwinEvent(stream, device string, fields map[string]any
 	rec := &wal.Record{Topic: engine.StreamTopic(stream), Payload: b, Time: t.UnixNano(), Client: "$eddy/twin"}
 	if err := d.r.log.AppendWith(d.bg, wal.Buffered, rec); err != nil {
 		d.log.Warn("twin event not logged", "stream", stream, "device", device, "err", err)
+	}
+	if stream == twin.StreamDeviceState {
+		if l := d.uplink.Load(); l != nil {
+			l.DevicesChanged()
+		}
 	}
 }
 

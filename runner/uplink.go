@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/eddy-edge/eddy/fleet"
 	"github.com/eddy-edge/eddy/pipeline"
@@ -18,6 +19,7 @@ import (
 	"github.com/eddy-edge/eddy/runner/api"
 	"github.com/eddy-edge/eddy/runner/engine"
 	"github.com/eddy-edge/eddy/runner/link"
+	"github.com/eddy-edge/eddy/runner/twin"
 	"github.com/eddy-edge/eddy/runner/wal"
 )
 
@@ -87,6 +89,28 @@ func (t linkTarget) PublishMQTT(ctx context.Context, topic string, payload []byt
 	return t.r.broker.PublishContext(ctx, topic, payload, 1, false)
 }
 
+// DeviceStates reports the twin manager's device connection states
+// (link.DeviceStates): they go up in the node's status record.
+func (t linkTarget) DeviceStates() []fleet.DeviceState {
+	d := t.r.devices
+	if d == nil {
+		return nil
+	}
+	states := d.twins.States()
+	out := make([]fleet.DeviceState, len(states))
+	for i, s := range states {
+		ds := fleet.DeviceState{Device: s.ID, State: fleet.DeviceConnState(s.State)}
+		if ds.State == "" {
+			ds.State = fleet.DeviceUnknown
+		}
+		if at, err := time.ParseInLocation(twin.LastOnlineLayout, s.LastOnline, time.UTC); err == nil {
+			ds.LastOnline = at
+		}
+		out[i] = ds
+	}
+	return out
+}
+
 // startLink starts the link when a hub is configured.
 func (r *Runner) startLink(ctx context.Context) error {
 	if !r.cfg.Link.Enabled() {
@@ -108,6 +132,9 @@ func (r *Runner) startLink(ctx context.Context) error {
 		return err
 	}
 	r.link = l
+	if r.devices != nil {
+		r.devices.uplink.Store(l)
+	}
 	return nil
 }
 

@@ -171,13 +171,20 @@ func scaleRun(t *testing.T, n int) {
 
 	cpu0, writes0 := cpuTime(t, pid), apiWrites(t, metricsPort)
 	stopProfiles := profile(t, n, pprofPort)
+	defer stopProfiles()
 	t0 := time.Now()
+	go func() {
+		// Progress, to see the shape of a slow run (a stall or a rate).
+		for range time.Tick(5 * time.Second) {
+			if ctx.Err() != nil {
+				return
+			}
+			t.Logf("%s after apply: %d of %d nodes running", time.Since(t0).Round(time.Second), running.Load(), n)
+		}
+	}()
 	cl.MustKubectl(t, scalePipeline, "apply", "-f", "-")
 	deadline := 20*time.Second + time.Duration(n)*5*time.Millisecond
 	waitUntil(t, deadline, "every node reports Running", func() bool {
-		if time.Since(t0) > deadline-time.Second {
-			t.Logf("%d of %d nodes running", running.Load(), n)
-		}
 		return running.Load() == int64(n)
 	})
 	t.Logf("%d nodes running", running.Load())
@@ -253,6 +260,7 @@ func profile(t *testing.T, n, pprofPort int) func() {
 	}
 	started := time.Now()
 	done := make(chan struct{})
+	var once sync.Once
 	go func() {
 		defer close(done)
 		// The controller's profile covers a fixed window; 30s is longer
@@ -265,10 +273,12 @@ func profile(t *testing.T, n, pprofPort int) func() {
 		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%d-controller.pprof", n)), []byte(body), 0o644)
 	}()
 	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-		t.Logf("profiled %s; waiting for the controller's 30s profile", time.Since(started).Round(time.Millisecond))
-		<-done
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+			t.Logf("profiled %s; waiting for the controller's 30s profile", time.Since(started).Round(time.Millisecond))
+			<-done
+		})
 	}
 }
 

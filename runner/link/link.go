@@ -272,6 +272,7 @@ func (l *Link) nodeStatus() *fleet.NodeStatus {
 		HeartbeatInterval: l.cfg.HeartbeatInterval,
 		Outbox:            st.Outbox,
 		Objects:           l.plans.statuses(),
+		Devices:           l.deviceStates(),
 	}
 }
 
