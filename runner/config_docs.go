@@ -35,6 +35,7 @@ var ConfigDocs = map[string]string{
 	"Link.Fleet.Clock":             "Clock stamps envelopes. Default: the real clock.",
 	"Link.Fleet.Domain":            "Domain is the hub's JetStream domain. Default \"hub\". Edges reach the\nhub's JetStream API through their leaf connection only under a\ndomain prefix ($JS.<domain>.API): nats-server does not pass the plain\n$JS.API across a leaf connection to a JetStream-enabled hub, so a\nproduction NATS system must give its JetStream a domain too.",
 	"Link.Fleet.Logger":            "Logger receives warnings. Default: discard.",
+	"Link.Fleet.MaxPlanWatchers":   "MaxPlanWatchers is how many consumers the plans bucket's stream\nallows at once (Setup only). Every edge's plan watch is one\nconsumer, so this bounds the fleet: nats-server's own default of\n1,000 consumers per stream would stop the 1,001st edge with\n\"maximum consumers limit reached\". Default 100,000.",
 	"Link.Fleet.NodesBucket":       "NodesBucket is the KV bucket of node status. Default eddy_nodes.",
 	"Link.Fleet.PlansBucket":       "PlansBucket is the KV bucket of desired objects. Default eddy_plans.",
 	"Link.Fleet.UpDuplicateWindow": "UpDuplicateWindow is how long the up stream remembers Nats-Msg-Ids\nto drop resends (Setup only). Default 10m.",
