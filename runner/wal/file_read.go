@@ -68,19 +68,14 @@ func (l *File) Read(ctx context.Context, from uint64, buf []Record) (int, error)
 // records. It returns the records read and the offset to continue from.
 func (l *File) readDisk(from, hi uint64, buf []Record) (n int, next uint64, err error) {
 	i := from
+	var run diskRun
 	for ; i <= hi && n < len(buf); i++ {
-		// Exclusive: tidwall/wal's Read loads segments into its LRU cache
-		// and evicts others (their buffers set to nil) under a read lock,
-		// so two concurrent Reads can index an evicted segment's buffer
-		// (index out of range with length 0). Seen with 300 pipelines
-		// reading old segments at once and one cached segment.
-		l.twMu.Lock()
-		var data []byte
-		rerr := errHealing
-		if l.tw != nil {
-			data, rerr = l.tw.Read(i)
+		if run.next >= run.n {
+			run.fill(l, i, min(hi-i+1, uint64(len(buf)-n)))
 		}
-		l.twMu.Unlock()
+		data, rerr := run.data[run.next], run.errs[run.next]
+		run.data[run.next] = nil
+		run.next++
 		switch {
 		case rerr == nil:
 		case errors.Is(rerr, twal.ErrNotFound):
@@ -92,6 +87,7 @@ func (l *File) readDisk(from, hi uint64, buf []Record) (n int, next uint64, err 
 			}
 			return n, i, fmt.Errorf("wal: offset %d missing from %s: %w", i, l.dir, rerr)
 		case errors.Is(rerr, twal.ErrCorrupt):
+			run.n = 0 // i jumps: read on from where it lands
 			l.twMu.RLock()
 			_, ferr := l.tw.FirstIndex()
 			l.twMu.RUnlock()
@@ -129,6 +125,45 @@ func (l *File) readDisk(from, hi uint64, buf []Record) (n int, next uint64, err 
 	l.st.DiskReads += uint64(n)
 	l.mu.Unlock()
 	return n, i, nil
+}
+
+// diskRunLen is how many records readDisk reads from the segment files
+// per lock.
+const diskRunLen = 32
+
+// diskRun is a run of consecutive records read under one lock. Readers
+// behind the tail cache used to take the lock per record, so readers in
+// different segments alternated and each could load its segment from the
+// file again and again (the segment cache holds one at the default
+// budget); now each run loads its segment at most once.
+type diskRun struct {
+	data    [diskRunLen][]byte
+	errs    [diskRunLen]error
+	n, next int
+}
+
+// fill reads up to max records from off on, stopping after the first
+// error (kept for the caller to classify).
+func (r *diskRun) fill(l *File, off, max uint64) {
+	r.n, r.next = 0, 0
+	// Exclusive: tidwall/wal's Read loads segments into its LRU cache
+	// and evicts others (their buffers set to nil) under a read lock,
+	// so two concurrent Reads can index an evicted segment's buffer
+	// (index out of range with length 0). Seen with 300 pipelines
+	// reading old segments at once and one cached segment.
+	l.twMu.Lock()
+	defer l.twMu.Unlock()
+	for k := uint64(0); k < max && r.n < diskRunLen; k++ {
+		data, err := []byte(nil), errHealing
+		if l.tw != nil {
+			data, err = l.tw.Read(off + k)
+		}
+		r.data[r.n], r.errs[r.n] = data, err
+		r.n++
+		if err != nil {
+			return
+		}
+	}
 }
 
 // segmentEnd returns the first offset after the segment holding off.
