@@ -148,7 +148,3 @@ require (
 	sigs.k8s.io/json v0.0.0-20241010143419-9aa6b5e7a4b3 // indirect
 	sigs.k8s.io/structured-merge-diff/v4 v4.4.2 // indirect
 )
-
-// A copy of tidwall/wal v1.2.1 whose tail segment buffer is allocated once
-// instead of grown by append (third_party/tidwall-wal/EDDY.md).
-replace github.com/tidwall/wal v1.2.1 => ./third_party/tidwall-wal
