@@ -32,7 +32,7 @@ awk '
     printf "| %s | %s | %s | %s | %s | %s |\n", pkg, name, ns, rate, bytes, allocs
   }' "$out"
 
-go build -o bin/eddy ./cmd/eddy
+CGO_ENABLED=0 go build -o bin/eddy ./cmd/eddy # as `make build` and deploy/ build it
 go run ./bench/mqttbench -eddy bin/eddy "$@" 2> >(grep -v 'level=WARN' >&2)
 # The cloud–edge link: uplink throughput (with a plain JetStream publisher
 # as the peer), catch-up after a hub restart, plan fan-out, edge RSS.
