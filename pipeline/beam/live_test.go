@@ -269,3 +269,67 @@ func withFutureEvent(recs []walexport.Record) []walexport.Record {
 	}
 	return out
 }
+
+// TestLiveStaleAlert: a key that fires and then goes silent is resolved as
+// stale once the watermark (driven by the other keys) passes its last event
+// plus staleAfter, by the key's stale timer: the same episodes and ids as
+// the edge. The resolution's ts may differ (the edge sweeps its event clock
+// every staleAfter/8).
+func TestLiveStaleAlert(t *testing.T) {
+	plans, err := pipeline.Load("stale.yaml", []byte(`apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: stale}
+spec:
+  source: {mqtt: {topic: "factory/+/data"}}
+  eventTime: ts
+  key: device
+  idleTimeout: 2s
+  steps:
+    - alert: {when: "temperature > 35", staleAfter: 5s}
+  sinks:
+    - file: {path: out.jsonl}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []walexport.Record
+	add := func(dev string, at time.Duration, v int) {
+		ts := base.Add(at)
+		recs = append(recs, walexport.Record{Offset: uint64(len(recs) + 1), Time: ts, Topic: "factory/" + dev + "/data",
+			Payload: []byte(`{"device":"` + dev + `","temperature":` + strconv.Itoa(v) + `,"ts":` + strconv.FormatInt(ts.UnixMilli(), 10) + `}`)})
+	}
+	for at := time.Duration(0); at < 30*time.Second; at += 500 * time.Millisecond {
+		if at < 3*time.Second {
+			add("m1", at, 40)
+		}
+		add("m2", at, 20)
+	}
+	edgeDir := t.TempDir()
+	runEdge(t, plans[0], recs, edgeDir)
+	want := readLines(t, filepath.Join(edgeDir, "out.jsonl"))
+	h, js := startHub(t)
+	forward(t, js, "edge-1", recs)
+	out := t.TempDir()
+	bp, err := eddybeam.Translate(plans[0], eddybeam.Options{Input: h.ClientURL() + "/eddy_up?domain=hub&live=true", OutputDir: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go prism.Execute(ctx, bp)
+	episode := func(ms []map[string]any) []map[string]any {
+		var o []map[string]any
+		for _, m := range ms {
+			o = append(o, map[string]any{"alert_id": m["alert_id"], "state": m["state"], "reason": m["reason"], "key": m["key"]})
+		}
+		return o
+	}
+	var got []map[string]any
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && len(got) < len(want); time.Sleep(100 * time.Millisecond) {
+		got = readLines(t, filepath.Join(out, "out.jsonl"))
+	}
+	if len(want) != 2 || want[1]["reason"] != "stale" {
+		t.Fatalf("the edge did not fire and resolve as stale: %v", want)
+	}
+	compare(t, "alerts", episode(got), episode(want))
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/eddy-edge/eddy/connectors/file"
 	"github.com/eddy-edge/eddy/operators"
+	"github.com/eddy-edge/eddy/operators/alert"
 	"github.com/eddy-edge/eddy/pipeline"
 )
 
@@ -44,29 +45,57 @@ type liveTailFn struct {
 	// Snap holds the key's operator snapshots (JSON [][]byte, one per
 	// step; empty for a stateless step).
 	Snap state.Value[[]byte]
-	// Due fires when the watermark passes the earliest buffered event.
+	// Due fires when the watermark passes the earliest buffered event
+	// (untagged), and, tagged "stale", staleAfter after the key's last
+	// event while one of its alerts is pending or firing, to resolve it as
+	// stale. One family with two tags: prism v2.77.0 stalls the stage of a
+	// DoFn that declares a second event-time timer family.
 	Due timers.EventTime
 
-	chain *chain
+	plan  *pipeline.Plan
+	stale int64 // the shortest staleAfter of the alert steps (ns); 0: never
 	out   []Rec
 }
 
+// staleTag tags the Due timer that resolves stale alerts.
+const staleTag = "stale"
+
 func newLiveTailFn(spec []byte, steps []int, byTime bool) *liveTailFn {
 	return &liveTailFn{Spec: spec, Steps: steps, ByTime: byTime,
-		Buf: state.MakeBagState[Rec]("buf"), Snap: state.MakeValueState[[]byte]("snap"), Due: timers.InEventTime("due")}
+		Buf: state.MakeBagState[Rec]("buf"), Snap: state.MakeValueState[[]byte]("snap"),
+		Due: timers.InEventTime("due")}
 }
 
-func (f *liveTailFn) Setup() error {
-	plan, err := compile(f.Spec)
-	if err != nil {
+func (f *liveTailFn) Setup() (err error) {
+	if f.plan, err = compile(f.Spec); err != nil {
 		return err
 	}
-	f.chain, err = newChain(plan, f.Steps, func(ev *pipeline.Event) {
+	for _, i := range f.Steps {
+		a := f.plan.Spec.Steps[i].Alert
+		if a == nil {
+			continue
+		}
+		d := int64(alert.DefaultStaleAfter)
+		if a.StaleAfter != nil {
+			d = int64(a.StaleAfter.Duration)
+		}
+		if d > 0 && (f.stale == 0 || d < f.stale) {
+			f.stale = d
+		}
+	}
+	_, err = f.newChain() // fail at setup, not at the first timer
+	return err
+}
+
+// newChain builds the steps' operators. Each timer firing runs a fresh
+// chain restored from the key's snapshots, so nothing an operator keeps
+// outside its snapshot leaks from one key to another.
+func (f *liveTailFn) newChain() (*chain, error) {
+	return newChain(f.plan, f.Steps, func(ev *pipeline.Event) {
 		if r, ok := toRec(ev); ok {
 			f.out = append(f.out, r)
 		}
 	})
-	return err
 }
 
 // readyAt is the timestamp (unix ms) the watermark must pass for r to run.
@@ -85,12 +114,15 @@ func (f *liveTailFn) ProcessElement(sp state.Provider, tp timers.Provider, key s
 	return nil
 }
 
-func (f *liveTailFn) OnTimer(ctx context.Context, ts beam.EventTime, sp state.Provider, tp timers.Provider, key string, _ timers.Context, emit func(Rec)) error {
+func (f *liveTailFn) OnTimer(ctx context.Context, ts beam.EventTime, sp state.Provider, tp timers.Provider, key string, timer timers.Context, emit func(Rec)) error {
+	fire := int64(ts)
+	if timer.Tag == staleTag {
+		return f.run(sp, tp, key, nil, fire*1e6, emit)
+	}
 	buf, _, err := f.Buf.Read(sp)
 	if err != nil {
 		return err
 	}
-	fire := int64(ts)
 	var ready, wait []Rec
 	next := int64(math.MaxInt64)
 	for _, r := range buf {
@@ -121,20 +153,38 @@ func (f *liveTailFn) OnTimer(ctx context.Context, ts beam.EventTime, sp state.Pr
 		}
 		return cmpInt(a.Offset, b.Offset)
 	})
-	if err := f.restore(sp); err != nil {
+	return f.run(sp, tp, key, ready, math.MinInt64, emit)
+}
+
+// run restores the key's operators, runs ready (in order) through them,
+// advances them to advance (the stale timer), saves them and emits.
+func (f *liveTailFn) run(sp state.Provider, tp timers.Provider, key string, ready []Rec, advance int64, emit func(Rec)) error {
+	c, err := f.newChain()
+	if err != nil {
+		return err
+	}
+	if err := f.restore(c, sp); err != nil {
 		return fmt.Errorf("key %q: %w", key, err)
 	}
 	f.out = f.out[:0]
+	last := int64(math.MinInt64)
 	for _, r := range ready {
 		ev, err := toEvent(r)
 		if err != nil {
 			return err
 		}
-		f.chain.advance(ev.Time)
-		f.chain.run(ev)
+		c.advance(ev.Time)
+		c.run(ev)
+		last = max(last, ev.Time)
 	}
-	if err := f.save(sp); err != nil {
+	if advance != math.MinInt64 {
+		c.advance(advance)
+	}
+	if err := f.save(c, sp); err != nil {
 		return fmt.Errorf("key %q: %w", key, err)
+	}
+	if f.stale > 0 && last != math.MinInt64 && holdsState(c) {
+		f.Due.Set(tp, time.UnixMilli(floorDiv(last+f.stale, 1e6)+1), timers.WithTag(staleTag))
 	}
 	for _, o := range f.out {
 		emit(o)
@@ -142,8 +192,18 @@ func (f *liveTailFn) OnTimer(ctx context.Context, ts beam.EventTime, sp state.Pr
 	return nil
 }
 
+// holdsState reports whether an operator of c keeps state for the key.
+func holdsState(c *chain) bool {
+	for _, op := range c.ops {
+		if s, ok := op.(operators.Sized); ok && s.StateSize() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // restore loads the key's operator state (empty for a new key).
-func (f *liveTailFn) restore(sp state.Provider) error {
+func (f *liveTailFn) restore(c *chain, sp state.Provider) error {
 	b, ok, err := f.Snap.Read(sp)
 	if err != nil {
 		return err
@@ -154,7 +214,7 @@ func (f *liveTailFn) restore(sp state.Provider) error {
 			return fmt.Errorf("operator state: %w", err)
 		}
 	}
-	for i, op := range f.chain.ops {
+	for i, op := range c.ops {
 		if st, ok := op.(operators.Stateful); ok {
 			var data []byte
 			if i < len(snaps) {
@@ -169,9 +229,9 @@ func (f *liveTailFn) restore(sp state.Provider) error {
 }
 
 // save stores the key's operator state.
-func (f *liveTailFn) save(sp state.Provider) error {
-	snaps := make([][]byte, len(f.chain.ops))
-	for i, op := range f.chain.ops {
+func (f *liveTailFn) save(c *chain, sp state.Provider) error {
+	snaps := make([][]byte, len(c.ops))
+	for i, op := range c.ops {
 		if st, ok := op.(operators.Stateful); ok {
 			b, err := st.Snapshot()
 			if err != nil {
