@@ -276,7 +276,11 @@ func (f *liveReadFn) ProcessElement(ctx context.Context, we *liveClock, rt *sdf.
 	// before this batch (see the type's doc).
 	we.report(we.windowWM(f.Lateness))
 	cons, err := f.consumer(ctx, start)
-	if err != nil {
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		// Permanent: a wrong name never starts to exist by retrying.
+		return sdf.StopProcessing(), fmt.Errorf("live input: the hub has no stream %q (the up stream of `eddy hub` is eddy_up): %w", f.In.Stream, err)
+	case err != nil:
 		// Retryable (the hub may be restarting): log and resume later.
 		log.Warnf(ctx, "%v", err)
 		return sdf.ResumeProcessingIn(time.Second), nil

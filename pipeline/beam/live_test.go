@@ -333,3 +333,86 @@ spec:
 	}
 	compare(t, "alerts", episode(got), episode(want))
 }
+
+// TestLiveMissingStream: a live job on a stream the hub does not have
+// fails with the stream's name instead of retrying for ever.
+func TestLiveMissingStream(t *testing.T) {
+	h, _ := startHub(t)
+	plans, err := pipeline.Load("p.yaml", []byte(cases[0].yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp, err := eddybeam.Translate(plans[0], eddybeam.Options{Input: h.ClientURL() + "/eddy_upp?domain=hub&live=true", OutputDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := prism.Execute(ctx, bp); err == nil || !strings.Contains(err.Error(), `the hub has no stream "eddy_upp"`) {
+		t.Fatalf("live job on a missing stream: %v", err)
+	}
+}
+
+// TestLiveHubRestart: the hub restarts in the middle of a live job (same
+// address and data directory); the job resumes from the first sequence it
+// had not read and the output is still the edge's, nothing lost or twice.
+func TestLiveHubRestart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := hub.Config{ClientAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", DataDir: dir}
+	start := func() (*hub.Hub, jetstream.JetStream, *nats.Conn) {
+		h, err := hub.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := h.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(h.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, err := jetstream.NewWithDomain(nc, "hub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h, js, nc
+	}
+	yaml := strings.Replace(cases[0].yaml, "  key: device\n", "  key: device\n  idleTimeout: 2s\n", 1)
+	plans, err := pipeline.Load("restart.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := recorded(9, 3*time.Second, 5*time.Minute)
+	edgeDir := t.TempDir()
+	runEdge(t, plans[0], recs, edgeDir)
+	want := readLines(t, filepath.Join(edgeDir, "out.jsonl"))
+
+	h, js, nc := start()
+	cfg.ClientAddr = strings.TrimPrefix(h.ClientURL(), "nats://") // the same port after the restart
+	half := len(recs) / 2
+	forward(t, js, "edge-1", recs[:half])
+	out := t.TempDir()
+	bp, err := eddybeam.Translate(plans[0], eddybeam.Options{Input: h.ClientURL() + "/eddy_up?domain=hub&live=true", OutputDir: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go prism.Execute(ctx, bp)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && len(readLines(t, filepath.Join(out, "out.jsonl"))) == 0; {
+		time.Sleep(100 * time.Millisecond)
+	}
+	nc.Close()
+	h.Close()
+	h, js, nc = start()
+	defer h.Close()
+	defer nc.Close()
+	forward(t, js, "edge-1", recs[half:])
+	var got []map[string]any
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline) && len(got) < len(want); time.Sleep(100 * time.Millisecond) {
+		got = readLines(t, filepath.Join(out, "out.jsonl"))
+	}
+	compare(t, "output across a hub restart", got, want)
+}
