@@ -53,6 +53,9 @@ func (c *Controller) setupRules() error {
 		Named("rule").
 		For(&rulesv1.Rule{}, builder.WithPredicates(ruleSpecChanged)).
 		Watches(&rulesv1.RuleEndpoint{}, handler.EnqueueRequestsFromMapFunc(c.rulesOfEndpoint)).
+		// Rules sharing a rest path: who wins changes when one comes,
+		// goes or moves.
+		Watches(&rulesv1.Rule{}, handler.EnqueueRequestsFromMapFunc(c.rulesOnSamePath), builder.WithPredicates(pathChanged)).
 		Watches(&eddyv1alpha1.EdgeNode{}, handler.EnqueueRequestsFromMapFunc(c.allRules),
 			builder.WithPredicates(placementChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: c.opts.Workers}).
@@ -73,6 +76,69 @@ func (c *Controller) rulesOfEndpoint(ctx context.Context, o client.Object) []rec
 		}
 	}
 	return out
+}
+
+// pathChanged passes Rule creations, deletions and changes of the rest
+// source path.
+var pathChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*rulesv1.Rule)
+		n, ok2 := e.ObjectNew.(*rulesv1.Rule)
+		return !ok1 || !ok2 || o.Spec.SourceResource["path"] != n.Spec.SourceResource["path"] ||
+			!n.DeletionTimestamp.Equal(o.DeletionTimestamp)
+	},
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}
+
+// rulesOnSamePath enqueues the other rules of the namespace with the same
+// rest path.
+func (c *Controller) rulesOnSamePath(ctx context.Context, o client.Object) []reconcile.Request {
+	r, ok := o.(*rulesv1.Rule)
+	if !ok || r.Spec.SourceResource["path"] == "" {
+		return nil
+	}
+	var list rulesv1.RuleList
+	if err := c.client.List(ctx, &list, client.InNamespace(r.Namespace)); err != nil {
+		c.opts.Logger.Error("list rules", "err", err)
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range list.Items {
+		x := &list.Items[i]
+		if x.Name != r.Name && x.Spec.SourceResource["path"] == r.Spec.SourceResource["path"] {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(x)})
+		}
+	}
+	return out
+}
+
+// restConflict names the rule that routes route's rest path in its
+// namespace instead of r: the first by name, as the router's table picks
+// (KubeEdge's webhook refuses the second rule; a controller cannot refuse,
+// so it reports).
+func (c *Controller) restConflict(ctx context.Context, r *rulesv1.Rule, route *rules.Route) (string, error) {
+	if route.Pair != rules.RestToEventBus && route.Pair != rules.RestToServiceBus {
+		return "", nil
+	}
+	var list rulesv1.RuleList
+	if err := c.client.List(ctx, &list, client.InNamespace(r.Namespace)); err != nil {
+		return "", err
+	}
+	get := endpointGetter(c.client)
+	for i := range list.Items {
+		x := &list.Items[i]
+		if x.Name >= r.Name || !x.DeletionTimestamp.IsZero() || x.Spec.SourceResource["path"] != route.Path {
+			continue
+		}
+		src, err := get(ctx, x.Namespace, x.Spec.Source)
+		if err != nil {
+			return "", err
+		}
+		if src != nil && src.Spec.RuleEndpointType == rulesv1.EndpointRest {
+			return x.Namespace + "/" + x.Name, nil
+		}
+	}
+	return "", nil
 }
 
 func (c *Controller) allRules(ctx context.Context, _ client.Object) []reconcile.Request {
@@ -231,6 +297,13 @@ func (c *Controller) reconcileRule(ctx context.Context, req reconcile.Request) (
 		return reconcile.Result{RequeueAfter: retryAfter}, nil
 	}
 	c.opts.Logger.Debug("rule routed", "rule", req.String(), "pair", route.Pair, "nodes", len(nodes), "hash", hash)
+	winner, err := c.restConflict(ctx, &r, route)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if winner != "" {
+		return reconcile.Result{}, c.ruleError(ctx, &r, fmt.Sprintf("not routed: spec.sourceResource.path: %s is already routed by rule %s (the first by name wins); give this rule another path", route.Path, winner))
+	}
 	return reconcile.Result{}, c.clearRuleError(ctx, &r)
 }
 
