@@ -93,8 +93,9 @@ type Config struct {
 	// queues (see runner/budget); 0 sizes them for budget.Default. The
 	// runner does not set the Go runtime's limit, which is process-wide:
 	// eddy run and eddy edge set GOMEMLIMIT to it less what the runtime
-	// does not count (budget.Reserve), and without it use the GOMEMLIMIT
-	// environment variable as the budget.
+	// does not count (budget.Reserve); without it they use the GOMEMLIMIT
+	// environment variable as the budget, and without that too they set
+	// the runtime limit from budget.Default (48MiB for the Go heap).
 	MemoryLimit budget.Size `json:"memoryLimit,omitempty" flag:"memory-limit"`
 	// FileSinkDirs are directories file sinks may write in besides the
 	// data dir. File sinks are confined to these when the API requires

@@ -119,7 +119,11 @@ func runRunner(ctx context.Context, g *globals, s *settings, edge bool) error {
 
 // memoryLimit is the budget from --memory-limit / memoryLimit (then the
 // command sets the runtime's limit: setRuntime), else from the GOMEMLIMIT
-// the runtime already applied, else 0 (budget.Default).
+// the runtime already applied, else budget.Default, whose runtime limit
+// the command sets too: without any limit a burst's garbage can take the
+// heap to twice its peak live size, however large (the Go default
+// GOGC=100 alone); with one the collector works harder only as the heap
+// nears it, which a runner inside its budget never does.
 func memoryLimit(configured budget.Size) (limit budget.Size, setRuntime bool, err error) {
 	if configured != 0 {
 		if _, err := budget.For(int64(configured)); err != nil {
@@ -130,7 +134,7 @@ func memoryLimit(configured budget.Size) (limit budget.Size, setRuntime bool, er
 	if n := debug.SetMemoryLimit(-1); n != math.MaxInt64 && os.Getenv("GOMEMLIMIT") != "" {
 		return budget.Size(max(n, budget.Min)), false, nil
 	}
-	return 0, false, nil
+	return budget.Default, true, nil
 }
 
 func goLimitString() string {
