@@ -149,6 +149,7 @@ type router struct {
 	http *http.Client
 
 	table    atomic.Pointer[routeIndex]
+	built    chan struct{} // closed once the table was built from a synced cache
 	rebuild  chan struct{}
 	inFlight chan struct{}
 
@@ -194,7 +195,7 @@ func newRouter(c *Controller, bus RuleBus, opts RouterOptions) *router {
 	}
 	rt := &router{c: c, opts: opts, bus: bus, log: c.opts.Logger.With("component", "router"),
 		http:    &http.Client{Timeout: opts.TargetTimeout},
-		rebuild: make(chan struct{}, 1), inFlight: make(chan struct{}, opts.MaxInFlight),
+		built: make(chan struct{}), rebuild: make(chan struct{}, 1), inFlight: make(chan struct{}, opts.MaxInFlight),
 		counts: map[types.NamespacedName]*ruleCounts{}}
 	rt.table.Store(&routeIndex{byID: map[string]*rules.Route{}, rest: map[string][]*rules.Route{}})
 	return rt
@@ -221,6 +222,13 @@ type forwarderRunnable struct{ rt *router }
 func (forwarderRunnable) NeedLeaderElection() bool { return true }
 
 func (f forwarderRunnable) Start(ctx context.Context) error {
+	// Deliver nothing before the table knows every rule: a message for a
+	// rule missing from it would be acknowledged and dropped.
+	select {
+	case <-f.rt.built:
+	case <-ctx.Done():
+		return nil
+	}
 	for {
 		err := f.rt.bus.RuleMessages(ctx, f.rt.opts.Workers, f.rt.deliver)
 		if ctx.Err() != nil {
@@ -257,7 +265,14 @@ func (rt *router) run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx) {
 		return nil
 	}
-	rt.buildTable(ctx)
+	for !rt.buildTable(ctx) {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+	close(rt.built)
 	var srv *http.Server
 	errc := make(chan error, 1)
 	if rt.opts.Addr != "" {
@@ -306,12 +321,13 @@ func (rt *router) run(ctx context.Context) error {
 
 // buildTable compiles every Rule from the cache. A Rule that does not
 // compile keeps its last good route (as the edges do) and its error is in
-// its status (written by the reconciler).
-func (rt *router) buildTable(ctx context.Context) {
+// its status (written by the reconciler). It reports whether the table
+// was built.
+func (rt *router) buildTable(ctx context.Context) bool {
 	var list rulesv1.RuleList
 	if err := rt.c.client.List(ctx, &list); err != nil {
 		rt.log.Warn("router: listing rules", "err", err)
-		return
+		return false
 	}
 	old := rt.table.Load()
 	ix := &routeIndex{byID: make(map[string]*rules.Route, len(list.Items)), rest: map[string][]*rules.Route{}}
@@ -342,6 +358,7 @@ func (rt *router) buildTable(ctx context.Context) {
 		})
 	}
 	rt.table.Store(ix)
+	return true
 }
 
 // ServeHTTP routes /{node}/{namespace}/{path} as CloudCore's router does.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -140,8 +141,9 @@ func TestE2ERules(t *testing.T) {
 	svcPort := svc.Listener.Addr().(*net.TCPAddr).Port
 
 	routerPort := freePort(t)
-	e.startController(t, "--router-addr", fmt.Sprintf("127.0.0.1:%d", routerPort), "--router-max-body", "1024",
-		"--router-attempts", "3", "--router-backoff", "50ms")
+	ctrlFlags := []string{"--router-addr", fmt.Sprintf("127.0.0.1:%d", routerPort), "--router-max-body", "1024",
+		"--router-attempts", "3", "--router-backoff", "50ms"}
+	ctrl := e.startController(t, ctrlFlags...)
 	router := fmt.Sprintf("http://127.0.0.1:%d", routerPort)
 
 	e.cl.MustKubectl(t, fmt.Sprintf(`apiVersion: rules.kubeedge.io/v1
@@ -414,6 +416,46 @@ spec:
 	}
 	t.Logf("rule up: %d ok at /ok, %d through /flaky, %d failed at /down", upOK, flaky, upFail)
 
+	// The controller away: what edges publish meanwhile waits in their
+	// WAL and the hub's stream, and is POSTed (and counted on top of the
+	// stored counters) by the next controller.
+	e.cl.MustKubectl(t, "", "patch", "rule", "up", "--type=merge", `-p={"spec":{"targetResource":{"resource":"`+cloud.URL+`/later"}}}`)
+	mqtttest.WaitForErr(t, "the controller routes to /later", func() error {
+		mqtttest.Pub(t, fmt.Sprint(e.mqtt["edge-2"]), "default/telemetry", 1, "later-probe-"+strconv.FormatInt(time.Now().UnixNano(), 10))
+		if tg.count("/later") == 0 {
+			return fmt.Errorf("nothing at /later yet")
+		}
+		return nil
+	})
+	mqtttest.WaitForErr(t, "rule up's counters settled", func() error {
+		tg.mu.Lock()
+		okNow := len(tg.got["/ok"]) + len(tg.got["/flaky"]) + len(tg.got["/later"])
+		tg.mu.Unlock()
+		if got, want := jp("up", "{.status.successMessages}"), strconv.Itoa(okNow); got != want {
+			return fmt.Errorf("successMessages %s, want %s", got, want)
+		}
+		return nil
+	})
+	before := tg.count("/later")
+	ctrl.stop(t)
+	mqtttest.PubLines(t, fmt.Sprint(e.mqtt["edge-1"]), "default/telemetry", 1, "away-1", "away-2", "away-3")
+	e.startController(t, ctrlFlags...)
+	mqtttest.WaitForErr(t, "the 3 messages published while the controller was away at /later", func() error {
+		if n := tg.count("/later") - before; n != 3 {
+			return fmt.Errorf("%d arrived", n)
+		}
+		return nil
+	})
+	mqtttest.WaitForErr(t, "rule up's counters continue", func() error {
+		tg.mu.Lock()
+		okNow := len(tg.got["/ok"]) + len(tg.got["/flaky"]) + len(tg.got["/later"])
+		tg.mu.Unlock()
+		if got, want := jp("up", "{.status.successMessages}"), strconv.Itoa(okNow); got != want {
+			return fmt.Errorf("successMessages %s, want %s", got, want)
+		}
+		return nil
+	})
+
 	// Deleting the rule removes the route from the edges.
 	e.cl.MustKubectl(t, "", "delete", "rule", "down", "--wait=true", "--timeout=30s")
 	mqtttest.WaitForErr(t, "rule down gone from the router", func() error {
@@ -432,4 +474,17 @@ func countPrefix(m map[string]int, prefix string) int {
 		}
 	}
 	return n
+}
+
+// stop ends the process as a SIGTERM does in production, and waits.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s did not stop within 15s after SIGTERM", p.cmd.Path)
+	}
 }
