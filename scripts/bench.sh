@@ -56,6 +56,13 @@ if [ "${BEAM_EVENTS:-1000000}" != 0 ]; then
   echo
   go run ./bench/beambench -n "${BEAM_EVENTS:-1000000}" 2> >(grep -v '^{\|^time=' >&2)
 fi
+# Live Beam jobs (?live=true) on prism against an embedded hub: throughput
+# vs a replay of the same stream, and window close under continuous traffic
+# vs Beam's natsio.Read. BEAM_LIVE_EVENTS=0 skips it.
+if [ "${BEAM_LIVE_EVENTS:-100000}" != 0 ]; then
+  echo
+  go run ./bench/beamlivebench -n "${BEAM_LIVE_EVENTS:-100000}" 2> >(grep -v '^{\|^time=' >&2)
+fi
 echo
 echo "### KubeEdge router (Rules) on real parts (load: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo
