@@ -67,8 +67,12 @@ func (r *Runner) brokerOptions() (broker.Options, error) {
 		AuthFile:         r.cfg.AuthFile,
 		Log:              walAppender{r.log},
 		LogInline:        true,
-		Logger:           r.logger.With("component", "broker"),
-		Clock:            r.cfg.Clock,
+		// Sink output is logged when a pipeline reads its topic, or when
+		// it may have to be replayed to a slow QoS 1/2 subscriber (the
+		// broker decides that per topic; see broker.Options).
+		LogInlineTopic: func(topic string) bool { return r.engine != nil && r.engine.Reads(topic) },
+		Logger:         r.logger.With("component", "broker"),
+		Clock:          r.cfg.Clock,
 
 		MaxPacketSize:     uint32(min(int64(r.cfg.MaxPacketSize), 268435460)),
 		MaxTopicLength:    r.cfg.MaxTopicLength,

@@ -91,9 +91,12 @@ type Options struct {
 	// pipeline's output can be another pipeline's input.
 	LogInline bool
 	// LogInlineTopic, when set, narrows LogInline to the topics for which it
-	// returns true, for a Log that cannot replay (Replayer): with one that
-	// can, every inline publish is logged so that a slow subscriber can be
-	// served all of it from the log.
+	// returns true (the runner: topics some pipeline reads). With a Log
+	// that can replay (Replayer), an inline publish to another topic is
+	// still logged when it is QoS 1/2 or retained, or when some subscriber
+	// of its topic holds a QoS 1/2 subscription (it may be served from the
+	// log when it falls behind; see the package doc, "Slow subscribers"):
+	// QoS 0 output that only QoS 0 subscribers read is not logged.
 	LogInlineTopic func(topic string) bool
 	// Logger receives the broker's and mochi's logs; nil discards them.
 	Logger *slog.Logger
@@ -568,14 +571,20 @@ func (b *Broker) PublishContext(ctx context.Context, topic string, payload []byt
 	if err := b.waitForSubscribers(bctx, mqtt.InlineClientId, topic); err != nil {
 		return fmt.Errorf("broker: publish to %q: %w", topic, err)
 	}
-	// With a log that can replay, every inline publish is logged: any
-	// subscriber may become slow before the message reaches it, and a
-	// message suppressed for a slow subscriber must be in the log to be
-	// replayed. (Logging only while some client was near its bound lost a
-	// message published just before the scan saw the subscriber filling.)
-	logIt := b.opts.LogInline && b.opts.Log != nil && (b.opts.LogInlineTopic == nil || b.opts.LogInlineTopic(topic))
-	if !logIt && b.replay != nil {
-		logIt = true
+	logIt := b.opts.Log != nil && (b.opts.LogInline || b.replay != nil)
+	if logIt && b.opts.LogInlineTopic != nil && !b.opts.LogInlineTopic(topic) {
+		// Nobody reads this output from the log. QoS 1/2 and retained
+		// messages are logged anyway when the log can replay; for QoS 0,
+		// only a subscriber
+		// that can be served from the log when it falls behind (one with a
+		// QoS 1/2 subscription) could need it there: a message suppressed
+		// for such a laggard must be in the log to be replayed. Whether one
+		// subscribes is decided per topic, not by who is behind now
+		// (logging only while some client was near its bound lost a message
+		// published just before the scan saw the subscriber filling). A
+		// subscriber with only QoS 0 subscriptions is never served from the
+		// log: its deliveries over the bound are dropped and counted.
+		logIt = b.replay != nil && (qos > 0 || retain || b.topicSubs(topic).mayLag)
 	}
 	var tok uint64
 	if logIt {

@@ -59,9 +59,13 @@
 //     arrive twice (QoS 1 is at least once; ordering across the switch
 //     back is per topic at least once, not strictly ordered). A persistent
 //     session that disconnects while behind resumes from its cursor when it
-//     reconnects. With a log that can replay, inline publishes (pipeline
-//     output) are always logged, even on topics no pipeline reads, so that
-//     any of them can be replayed.
+//     reconnects. With a log that can replay, an inline publish (pipeline
+//     output) is logged when a pipeline reads its topic, when it is QoS 1/2
+//     or retained, or when some subscriber of its topic holds a QoS 1/2
+//     subscription (decided per topic and cached until subscriptions
+//     change), so that whatever such a subscriber may miss can be
+//     replayed. QoS 0 output that only QoS 0 subscribers read is not
+//     logged: they are never served from the log.
 //     If retention removes messages before the subscriber got them, it is
 //     told: DISCONNECT 0x97 with the number lost (MQTT 3.1.1: disconnected),
 //     counted in Stats.RetentionDisconnects. Retained messages of filters

@@ -34,27 +34,36 @@ type subCache struct {
 
 type subCacheEntry struct {
 	gen uint64
-	any bool
+	subs
 }
 
-// has reports whether a subscription matches topic, asking lookup on a
+// subs is what the cache knows about a topic's subscribers.
+type subs struct {
+	any bool // some subscription matches (network, shared or inline)
+	// mayLag: some network subscriber of the topic holds a QoS 1/2
+	// subscription (to any topic), so it may be served from the log when
+	// it falls behind (slow.go).
+	mayLag bool
+}
+
+// get returns what is known about topic's subscribers, asking lookup on a
 // miss.
-func (c *subCache) has(topic string, lookup func(topic string) bool) bool {
+func (c *subCache) get(topic string, lookup func(topic string) subs) subs {
 	g := c.gen.Load()
 	c.mu.RLock()
 	e, ok := c.m[topic]
 	c.mu.RUnlock()
 	if ok && e.gen == g {
-		return e.any
+		return e.subs
 	}
-	any := lookup(topic)
+	s := lookup(topic)
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= subCacheMax {
 		c.m = make(map[string]subCacheEntry)
 	}
-	c.m[topic] = subCacheEntry{gen: g, any: any}
+	c.m[topic] = subCacheEntry{gen: g, subs: s}
 	c.mu.Unlock()
-	return any
+	return s
 }
 
 // invalidate forgets every answer; call it after any subscription change.
@@ -62,9 +71,41 @@ func (c *subCache) invalidate() { c.gen.Add(1) }
 
 // hasSubscribers reports whether publishing to topic would reach any
 // subscriber, network or inline.
-func (b *Broker) hasSubscribers(topic string) bool {
-	return b.subs.has(topic, func(topic string) bool {
-		s := b.srv.Topics.Subscribers(topic)
-		return len(s.Subscriptions) > 0 || len(s.Shared) > 0 || len(s.InlineSubscriptions) > 0
-	})
+func (b *Broker) hasSubscribers(topic string) bool { return b.topicSubs(topic).any }
+
+// topicSubs returns what the cache knows about topic's subscribers.
+func (b *Broker) topicSubs(topic string) subs {
+	return b.subs.get(topic, b.lookupSubs)
+}
+
+func (b *Broker) lookupSubs(topic string) subs {
+	found := b.srv.Topics.Subscribers(topic)
+	s := subs{any: len(found.Subscriptions) > 0 || len(found.Shared) > 0 || len(found.InlineSubscriptions) > 0}
+	qos := func(id string) bool {
+		cl, ok := b.srv.Clients.Get(id)
+		if !ok || cl.Net.Inline {
+			return false
+		}
+		for _, sub := range cl.State.Subscriptions.GetAll() {
+			if sub.Qos > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	for id := range found.Subscriptions {
+		if qos(id) {
+			s.mayLag = true
+			return s
+		}
+	}
+	for _, group := range found.Shared {
+		for id := range group {
+			if qos(id) {
+				s.mayLag = true
+				return s
+			}
+		}
+	}
+	return s
 }

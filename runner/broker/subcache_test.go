@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 )
 
 // A topic remembered as having no subscribers must be delivered again as
@@ -96,5 +98,46 @@ func BenchmarkPublishNoSubscribers(b *testing.B) {
 		if err := br.Publish("out/nobody", payload, 0, false); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// With a log that can replay and LogInlineTopic saying no pipeline reads
+// the topic, QoS 0 output is logged only while a subscriber that may be
+// served from the log (one holding a QoS 1/2 subscription) reads it;
+// QoS 1 and retained output is always logged. Everything is delivered.
+func TestInlineOutputLoggedWhenALaggardMayNeedIt(t *testing.T) {
+	log := &replayLog{memLog: &memLog{}}
+	b := startBroker(t, Options{AllowAnonymous: true, Log: log, LogInline: true,
+		LogInlineTopic: func(topic string) bool { return topic == "read/by/pipeline" }})
+	logged := func() []string {
+		msgs, _ := log.snapshot()
+		var out []string
+		for _, m := range msgs {
+			out = append(out, string(m.Payload))
+		}
+		return out
+	}
+	in := newInbox()
+	sub := connect(t, brokerURL(b), nil)
+	wait(t, sub.Subscribe("out/#", 0, in.handler))
+	publish := func(topic, payload string, qos byte, retain bool) {
+		t.Helper()
+		if err := b.Publish(topic, []byte(payload), qos, retain); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("out/a", "q0 only-qos0-subscriber", 0, false)
+	publish("out/a", "q1", 1, false)
+	publish("read/by/pipeline", "read", 0, false)
+	wait(t, sub.Subscribe("other/topic", 1, func(paho.Client, paho.Message) {}))
+	publish("out/a", "q0 subscriber-may-lag", 0, false)
+	wait(t, sub.Unsubscribe("other/topic"))
+	publish("out/a", "q0 only-qos0-again", 0, false)
+	publish("out/r", "retained", 0, true)
+
+	in.waitN(t, 5, 10*time.Second) // every out/ message is delivered
+	want := "[q1 read q0 subscriber-may-lag retained]"
+	if got := fmt.Sprint(logged()); got != want {
+		t.Fatalf("logged %s, want %s", got, want)
 	}
 }

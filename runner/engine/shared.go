@@ -41,7 +41,7 @@ type sharedSource struct {
 	log Log
 	cap int // ring capacity (records)
 
-	mu      sync.Mutex
+	mu      sync.RWMutex // members take under the read lock, all at once after a wake
 	members map[*run]memberFields
 	dec     mqtt.Decoder // the union of the members' projections
 	gen     uint64       // bumped when dec changes
@@ -286,8 +286,8 @@ func (s *sharedSource) maybeWake() {
 // n == 0 with ok means nothing new yet: wait on wake, which is closed at
 // the first wake after this call.
 func (s *sharedSource) take(from, gen uint64, out []sharedRec) (n int, ok bool, wake <-chan struct{}) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	n, ok = s.takeLocked(from, gen, out)
 	return n, ok, s.wake
 }
