@@ -57,7 +57,12 @@ type Sizes struct {
 // each clamped to what its consumer supports:
 //
 //	WAL tail cache     limit/32, 1–16 MiB (records: bytes/512)
-//	WAL segment        limit/64, 1–8 MiB; 1 cached segment below 256 MiB, else 2
+//	WAL segment        limit/64, 1–8 MiB; 2 cached older segments
+//
+// (Older segments are loaded only for readers behind the tail cache; the
+// segment being written is not held. With one cached segment, lagging
+// readers in two different segments reloaded theirs from the file in
+// turn, 1 MiB of garbage per 32 records read.)
 //	commit queue       limit/4 KiB records, 4096–65536
 //	broker write queue limit/16 KiB slots per client, 2048–8192
 //
@@ -76,14 +81,11 @@ func For(limit int64) (Sizes, error) {
 		GoLimit:             max(limit-Reserve, limit/2),
 		WALCacheBytes:       clamp(limit/32, 1<<20, 16<<20),
 		WALSegmentSize:      int(clamp(limit/64, 1<<20, 8<<20)),
-		WALSegmentCache:     1,
+		WALSegmentCache:     2,
 		WALAsyncQueue:       int(clamp(limit/4096, 4096, 65536)),
 		BrokerPendingWrites: int(clamp(limit/(16<<10), 2048, 8192)),
 	}
 	s.WALCacheRecords = int(s.WALCacheBytes / 512)
-	if limit >= 256<<20 {
-		s.WALSegmentCache = 2
-	}
 	return s, nil
 }
 

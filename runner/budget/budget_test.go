@@ -22,7 +22,7 @@ func TestFor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Sizes{Limit: 64 << 20, GoLimit: 48 << 20, WALSegmentSize: 1 << 20, WALSegmentCache: 1, WALCacheBytes: 2 << 20,
+	want := Sizes{Limit: 64 << 20, GoLimit: 48 << 20, WALSegmentSize: 1 << 20, WALSegmentCache: 2, WALCacheBytes: 2 << 20,
 		WALCacheRecords: 4096, WALAsyncQueue: 16384, BrokerPendingWrites: 4096}
 	if def != want {
 		t.Errorf("For(0) = %+v\nwant     %+v", def, want)

@@ -452,7 +452,7 @@ func TestConcurrentDiskReads(t *testing.T) {
 }
 
 // TestSegmentCacheReachesTidwall: the number of older segments kept in
-// memory is the option's (the budget gives 1 below 256 MiB), not a
+// memory is the option's (the budget's), not a
 // constant (it was 2 whatever the budget said).
 func TestSegmentCacheReachesTidwall(t *testing.T) {
 	for _, n := range []int{1, 3} {
