@@ -353,8 +353,15 @@ func TestRBACIsEnough(t *testing.T) {
 		}
 		return nil
 	})
+	// A Rule: read with its endpoints, finalizer and status by patch.
+	h.cluster.MustKubectl(t, strings.ReplaceAll(ruleDocs, "site=a", "site=plant-a"), "apply", "-f", "-")
+	mqtttest.WaitFor(t, "rule down shipped to edge-1", func() bool {
+		_, ok := h.get("edge-1", KindRule, "default", "down")
+		return ok
+	})
 	h.cluster.MustKubectl(t, "", "delete", "pl", "overheat", "--wait=true", "--timeout=30s")
 	h.cluster.MustKubectl(t, "", "delete", "device", "thermostat-1", "--wait=true", "--timeout=30s")
+	h.cluster.MustKubectl(t, "", "delete", "rule", "down", "--wait=true", "--timeout=30s")
 	if out, _ := h.cluster.Kubectl("", "auth", "can-i", "delete", "pipelines", "--as", sa.Impersonate.UserName); !strings.HasPrefix(out, "no") {
 		t.Errorf("the controller may delete pipelines (%q): more than it needs", out)
 	}

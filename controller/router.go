@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -194,7 +195,7 @@ func newRouter(c *Controller, bus RuleBus, opts RouterOptions) *router {
 		opts.MaxBodyBytes = max
 	}
 	rt := &router{c: c, opts: opts, bus: bus, log: c.opts.Logger.With("component", "router"),
-		http:    &http.Client{Timeout: opts.TargetTimeout},
+		http:  &http.Client{Timeout: opts.TargetTimeout},
 		built: make(chan struct{}), rebuild: make(chan struct{}, 1), inFlight: make(chan struct{}, opts.MaxInFlight),
 		counts: map[types.NamespacedName]*ruleCounts{}}
 	rt.table.Store(&routeIndex{byID: map[string]*rules.Route{}, rest: map[string][]*rules.Route{}})
@@ -516,7 +517,7 @@ func (rt *router) post(ctx context.Context, route *rules.Route, m RuleMessage) e
 
 // postOnce reports whether a failure is worth retrying.
 func (rt *router) postOnce(ctx context.Context, route *rules.Route, m RuleMessage) (bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, route.URL, strings.NewReader(string(m.Body)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, route.URL, bytes.NewReader(m.Body))
 	if err != nil {
 		return false, err
 	}
