@@ -47,49 +47,39 @@ func (f *Fleet) Delete(ctx context.Context, node string, kind ObjectKind, namesp
 }
 
 // Holders lists the nodes holding a version of one object, with one
-// filtered watch of the plans bucket (<any node>.<kind>.<ns>.<name>).
+// filtered watch of each plans bucket (<any node>.<kind>.<ns>.<name>).
 func (f *Fleet) Holders(ctx context.Context, kind ObjectKind, namespace, name string) ([]ObjectRef, error) {
-	kv, err := f.client.JetStream().KeyValue(ctx, f.client.Options().PlansBucket)
-	if err != nil {
-		return nil, fmt.Errorf("fleet: plans bucket %s: %w", f.client.Options().PlansBucket, err)
-	}
 	probe := fleet.ObjectKey{Node: "x", Kind: kind, Namespace: namespace, Name: name}
 	if err := probe.Check(); err != nil {
 		return nil, err
 	}
-	filter := "*" + probe.String()[1:]
-	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	buckets, err := f.client.AllPlans(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("fleet: watch %s: %w", filter, err)
+		return nil, err
 	}
-	defer w.Stop()
+	filter := "*" + probe.String()[1:]
 	var out []ObjectRef
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case ent, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("fleet: listing plan holders: the watcher stopped (connection closed?)")
-			}
-			if ent == nil {
-				return out, nil
-			}
+	for _, kv := range buckets {
+		err := fleet.ScanPlans(ctx, kv, filter, func(ent jetstream.KeyValueEntry) {
 			k, err := fleet.ParseKey(ent.Key())
 			if err != nil {
-				continue
+				return
 			}
 			env, err := fleet.DecodeEnvelope(ent.Key(), ent.Value())
 			if err != nil {
 				// A malformed value is held but current for nobody: Put
 				// overwrites it.
 				out = append(out, ObjectRef{Node: k.Node, Kind: kind, Namespace: namespace, Name: name})
-				continue
+				return
 			}
 			out = append(out, ObjectRef{Node: k.Node, Kind: kind, Namespace: namespace, Name: name,
 				Version: env.Generation, Hash: env.Hash})
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read plan holders: %w", err)
 		}
 	}
+	return out, nil
 }
 
 // TwinReplay is how far back a starting controller reads the edges'

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,6 +48,12 @@ type Options struct {
 	// 1,000 consumers per stream would stop the 1,001st edge with
 	// "maximum consumers limit reached". Default 100,000.
 	MaxPlanWatchers int `json:"-"`
+	// PlanShards is how many buckets the plans are split over (Setup
+	// only; see shards.go). Nodes are spread over the buckets by a hash of
+	// their name; clients read the count from the hub. 0 keeps the hub's
+	// count (1 on a new hub). More than one pays off from a few thousand
+	// edges: one bucket's fan-out costs the hub O(nodes²).
+	PlanShards int `json:"-"`
 	// Writer is recorded in the envelopes this client writes. Default
 	// "eddy".
 	Writer string `json:"-"`
@@ -107,6 +114,9 @@ type Client struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	opts Options
+
+	shardsMu sync.Mutex
+	shards   int // plan buckets on the hub, once read (shards.go)
 }
 
 // NewClient returns a client over nc. It does not talk to the hub yet.
@@ -133,13 +143,7 @@ func (c *Client) JetStream() jetstream.JetStream { return c.js }
 // It needs JetStream admin rights on the hub (`eddy hub` calls it at start;
 // `eddy fleet apply` calls it too). It is idempotent.
 func (c *Client) Setup(ctx context.Context) error {
-	if _, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: c.opts.PlansBucket, Description: "Eddy: desired objects per edge node (<node>.<kind>.<namespace>.<name>)",
-		History: 1, MaxValueSize: MaxValueSize, Storage: jetstream.FileStorage,
-	}); err != nil {
-		return fmt.Errorf("fleet: creating KV bucket %s on the hub: %w", c.opts.PlansBucket, err)
-	}
-	if err := c.sizePlanWatchers(ctx); err != nil {
+	if err := c.setupPlans(ctx); err != nil {
 		return err
 	}
 	if _, err := c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -161,35 +165,37 @@ func (c *Client) Setup(ctx context.Context) error {
 // DefaultMaxPlanWatchers is the default of Options.MaxPlanWatchers.
 const DefaultMaxPlanWatchers = 100_000
 
-// sizePlanWatchers sets the plans bucket's stream's consumer limit to
-// MaxPlanWatchers. A KV bucket's configuration has no such field, and
-// nats-server applies its server-wide default (1,000 per stream, unless
-// the server sets jetstream { limits { default_max_consumers } }) to a
-// stream that sets none, so Setup sets it on the stream itself: any NATS
-// system then serves a fleet above 1,000 edges without a server setting.
-func (c *Client) sizePlanWatchers(ctx context.Context) error {
-	name := "KV_" + c.opts.PlansBucket
+// sizePlanStream sets a plans bucket's stream's consumer limit to
+// MaxPlanWatchers and adds meta to its metadata. A KV bucket's
+// configuration has no such field, and nats-server applies its
+// server-wide default (1,000 per stream, unless the server sets
+// jetstream { limits { default_max_consumers } }) to a stream that sets
+// none, so Setup sets it on the stream itself: any NATS system then
+// serves a fleet above 1,000 edges without a server setting.
+func (c *Client) sizePlanStream(ctx context.Context, bucket string, meta map[string]string) error {
+	name := "KV_" + bucket
 	s, err := c.js.Stream(ctx, name)
 	if err != nil {
 		return fmt.Errorf("fleet: stream %s of the plans bucket: %w", name, err)
 	}
 	cfg := s.CachedInfo().Config
-	if cfg.MaxConsumers == c.opts.MaxPlanWatchers {
+	changed := cfg.MaxConsumers != c.opts.MaxPlanWatchers
+	cfg.MaxConsumers = c.opts.MaxPlanWatchers
+	for k, v := range meta {
+		if cfg.Metadata[k] != v {
+			if cfg.Metadata == nil {
+				cfg.Metadata = map[string]string{}
+			}
+			cfg.Metadata[k], changed = v, true
+		}
+	}
+	if !changed {
 		return nil
 	}
-	cfg.MaxConsumers = c.opts.MaxPlanWatchers
 	if _, err := c.js.UpdateStream(ctx, cfg); err != nil {
 		return fmt.Errorf("fleet: raising the consumer limit of %s to %d (one plan watcher per edge): %w", name, c.opts.MaxPlanWatchers, err)
 	}
 	return nil
-}
-
-func (c *Client) plans(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, err := c.js.KeyValue(ctx, c.opts.PlansBucket)
-	if err != nil {
-		return nil, fmt.Errorf("fleet: plans bucket %s: %w (is the hub reachable, and was it set up with `eddy hub` or `eddy fleet apply`?)", c.opts.PlansBucket, err)
-	}
-	return kv, nil
 }
 
 func (c *Client) nodes(ctx context.Context) (jetstream.KeyValue, error) {
@@ -218,7 +224,7 @@ type PutResult struct {
 // controller sets the Kubernetes generation). Concurrent writers to one key
 // are serialised with the key's revision.
 func (c *Client) Put(ctx context.Context, env *Envelope) (PutResult, error) {
-	kv, err := c.plans(ctx)
+	kv, err := c.plansFor(ctx, env.Node)
 	if err != nil {
 		return PutResult{}, err
 	}
@@ -307,7 +313,7 @@ func (c *Client) get(ctx context.Context, kv jetstream.KeyValue, key string) (*E
 // deleted key is an error matching jetstream.ErrKeyNotFound; a malformed
 // value a *BadValueError.
 func (c *Client) Get(ctx context.Context, k ObjectKey) (*Envelope, uint64, error) {
-	kv, err := c.plans(ctx)
+	kv, err := c.plansFor(ctx, k.Node)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -320,7 +326,7 @@ func (c *Client) Delete(ctx context.Context, k ObjectKey) error {
 	if err := k.Check(); err != nil {
 		return err
 	}
-	kv, err := c.plans(ctx)
+	kv, err := c.plansFor(ctx, k.Node)
 	if err != nil {
 		return err
 	}
@@ -345,41 +351,62 @@ type Entry struct {
 // List returns the objects of node (every node when node is ""), sorted by
 // key. Values that are not valid envelopes are listed with Err set.
 func (c *Client) List(ctx context.Context, node string) ([]Entry, error) {
-	kv, err := c.plans(ctx)
-	if err != nil {
-		return nil, err
-	}
 	filter := ">"
+	var buckets []jetstream.KeyValue
 	if node != "" {
 		if err := CheckName("node name", node); err != nil {
 			return nil, err
 		}
 		filter = node + ".>"
+		kv, err := c.plansFor(ctx, node)
+		if err != nil {
+			return nil, err
+		}
+		buckets = []jetstream.KeyValue{kv}
+	} else {
+		var err error
+		if buckets, err = c.AllPlans(ctx); err != nil {
+			return nil, err
+		}
 	}
-	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("fleet: listing %s: %w", filter, err)
-	}
-	defer w.Stop()
 	var out []Entry
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case ent, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("fleet: listing plans: the watcher stopped (connection closed?)")
-			}
-			if ent == nil {
-				sort.Slice(out, func(i, j int) bool { return out[i].Key.String() < out[j].Key.String() })
-				return out, nil
-			}
+	for _, kv := range buckets {
+		err := ScanPlans(ctx, kv, filter, func(ent jetstream.KeyValueEntry) {
 			e := Entry{Revision: ent.Revision()}
 			e.Key, e.Err = ParseKey(ent.Key())
 			if e.Err == nil {
 				e.Envelope, e.Err = DecodeEnvelope(ent.Key(), ent.Value())
 			}
 			out = append(out, e)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key.String() < out[j].Key.String() })
+	return out, nil
+}
+
+// ScanPlans calls fn with the current value of every key of one plans
+// bucket that matches filter (deleted keys left out), with one watch.
+func ScanPlans(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(jetstream.KeyValueEntry)) error {
+	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("fleet: listing %s of %s: %w", filter, kv.Bucket(), err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ent, ok := <-w.Updates():
+			if !ok {
+				return errors.New("fleet: listing plans: the watcher stopped (connection closed?)")
+			}
+			if ent == nil {
+				return nil
+			}
+			fn(ent)
 		}
 	}
 }
@@ -392,7 +419,7 @@ func (c *Client) WatchPlans(ctx context.Context, node string) (jetstream.KeyWatc
 	if err := CheckName("node name", node); err != nil {
 		return nil, err
 	}
-	kv, err := c.plans(ctx)
+	kv, err := c.plansFor(ctx, node)
 	if err != nil {
 		return nil, err
 	}

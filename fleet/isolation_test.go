@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -18,15 +19,19 @@ import (
 // gives it and checks that it reaches its own keys and subjects and nothing
 // of edge-2's.
 func TestNodeIsolation(t *testing.T) {
-	for _, domain := range []string{"", "other"} {
-		t.Run("domain="+domain, func(t *testing.T) {
+	for _, tc := range []struct {
+		domain string
+		shards int
+	}{{"", 0}, {"other", 0}, {"", 4}} {
+		domain := tc.domain
+		t.Run(fmt.Sprintf("domain=%s,shards=%d", domain, tc.shards), func(t *testing.T) {
 			creds := &hub.Credentials{BcryptCost: bcrypt.MinCost}
 			adminPW, _ := creds.Set("admin", false)
 			edgePW, _ := creds.Set("edge-1", true)
 			if _, err := creds.Set("edge-2", true); err != nil {
 				t.Fatal(err)
 			}
-			opts := fleet.Options{Domain: domain}
+			opts := fleet.Options{Domain: domain, PlanShards: tc.shards}
 			h := startHub(t, hub.Config{Credentials: creds, Fleet: opts})
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
@@ -73,14 +78,16 @@ func TestNodeIsolation(t *testing.T) {
 				}
 				w.Stop()
 			}
-			kv, err := js.KeyValue(ctx, fleet.DefaultPlansBucket)
-			if err != nil {
-				t.Fatalf("edge-1 binding the plans bucket: %v", err)
-			}
+			// (With shards, edge-2's keys are in another bucket, which
+			// edge-1 may not even bind.)
 			short2, c2 := context.WithTimeout(ctx, time.Second)
 			defer c2()
-			if ent, err := kv.Get(short2, "edge-2.pipeline.default.overheat"); err == nil {
-				t.Fatalf("edge-1 got edge-2's key: %s", ent.Value())
+			if kv, err := js.KeyValue(short2, fleet.PlansBucketFor(fleet.DefaultPlansBucket, "edge-2", tc.shards)); err == nil {
+				if ent, err := kv.Get(short2, "edge-2.pipeline.default.overheat"); err == nil {
+					t.Fatalf("edge-1 got edge-2's key: %s", ent.Value())
+				}
+			} else if tc.shards <= 1 {
+				t.Fatalf("edge-1 binding the plans bucket: %v", err)
 			}
 			short3, c3 := context.WithTimeout(ctx, time.Second)
 			defer c3()
@@ -150,6 +157,10 @@ func TestNodeIsolation(t *testing.T) {
 			// And edge-1 cannot delete or change plans.
 			short5, c5 := context.WithTimeout(ctx, time.Second)
 			defer c5()
+			kv, err := js.KeyValue(ctx, fleet.PlansBucketFor(fleet.DefaultPlansBucket, "edge-1", tc.shards))
+			if err != nil {
+				t.Fatalf("edge-1 binding its plans bucket: %v", err)
+			}
 			if _, err := kv.Put(short5, "edge-1.pipeline.default.overheat", []byte("x")); err == nil {
 				t.Fatal("edge-1 overwrote its own plan")
 			}

@@ -22,13 +22,20 @@ func InboxPrefix(node string) string { return "_INBOX_" + node }
 // read another node's plans, overwrite another node's status or publish
 // under another node's subjects (measured in TestNodeIsolation). The hub
 // may be any NATS server: put these lists in its authorization block.
+//
+// opts.PlanShards must be the hub's plan shard count (the node's bucket
+// depends on it).
 func NodePermissions(node string, opts Options) Permissions {
 	opts.defaults()
 	api := "$JS." + opts.Domain + ".API"
 	// nats.go puts KV values through the domain's API prefix when the
 	// JetStream handle has a domain.
 	put := api + ".$KV."
-	plans := "KV_" + opts.PlansBucket
+	// The node's plans live in one bucket of the fleet's PlanShards
+	// (shards.go); the first bucket's stream says how many there are.
+	bucket := PlansBucketFor(opts.PlansBucket, node, opts.PlanShards)
+	plans := "KV_" + bucket
+	first := "KV_" + opts.PlansBucket
 	nodes := "KV_" + opts.NodesBucket
 	pub := []string{
 		// Data up.
@@ -48,11 +55,15 @@ func NodePermissions(node string, opts Options) Permissions {
 			// Plans: bind the bucket, create its own filtered ordered
 			// consumers (the watch), fetch its own keys directly.
 			a+".STREAM.INFO."+plans,
-			fmt.Sprintf("%s.CONSUMER.CREATE.%s.*.$KV.%s.%s.>", a, plans, opts.PlansBucket, node),
-			fmt.Sprintf("%s.DIRECT.GET.%s.$KV.%s.%s.>", a, plans, opts.PlansBucket, node),
+			fmt.Sprintf("%s.CONSUMER.CREATE.%s.*.$KV.%s.%s.>", a, plans, bucket, node),
+			fmt.Sprintf("%s.DIRECT.GET.%s.$KV.%s.%s.>", a, plans, bucket, node),
 			// Status: bind the bucket.
 			a+".STREAM.INFO."+nodes,
 		)
+		if first != plans {
+			// Read the shard count.
+			pub = append(pub, a+".STREAM.INFO."+first)
+		}
 	}
 	// Status: put its own key.
 	pub = append(pub, "$KV."+opts.NodesBucket+"."+node, put+opts.NodesBucket+"."+node)

@@ -37,6 +37,7 @@ var ConfigDocs = map[string]string{
 	"Link.Fleet.Logger":            "Logger receives warnings. Default: discard.",
 	"Link.Fleet.MaxPlanWatchers":   "MaxPlanWatchers is how many consumers the plans bucket's stream\nallows at once (Setup only). Every edge's plan watch is one\nconsumer, so this bounds the fleet: nats-server's own default of\n1,000 consumers per stream would stop the 1,001st edge with\n\"maximum consumers limit reached\". Default 100,000.",
 	"Link.Fleet.NodesBucket":       "NodesBucket is the KV bucket of node status. Default eddy_nodes.",
+	"Link.Fleet.PlanShards":        "PlanShards is how many buckets the plans are split over (Setup\nonly; see shards.go). Nodes are spread over the buckets by a hash of\ntheir name; clients read the count from the hub. 0 keeps the hub's\ncount (1 on a new hub). More than one pays off from a few thousand\nedges: one bucket's fan-out costs the hub O(nodes²).",
 	"Link.Fleet.PlansBucket":       "PlansBucket is the KV bucket of desired objects. Default eddy_plans.",
 	"Link.Fleet.UpDuplicateWindow": "UpDuplicateWindow is how long the up stream remembers Nats-Msg-Ids\nto drop resends (Setup only). Default 10m.",
 	"Link.Fleet.UpMaxAge":          "UpMaxAge is how long the up stream keeps data (Setup only). Default\n7 days; cloud consumers are expected to read it well within that.",

@@ -68,6 +68,9 @@ type HubConfig struct {
 	// Setup creates the fleet's buckets and stream if missing (needs
 	// JetStream admin rights; `eddy hub` does it itself). Default true.
 	Setup bool `json:"setup"`
+	// PlanShards splits the plans over this many buckets when Setup
+	// creates them (fleet.Options.PlanShards); 0 keeps the hub's count.
+	PlanShards int `json:"planShards,omitempty"`
 }
 
 func main() {
@@ -88,6 +91,7 @@ func parse(args []string) (*Config, error) {
 	fs.StringVar(&cfg.Hub.CA, "ca", "", "CA file to verify the hub's TLS certificate")
 	fs.StringVar(&cfg.Hub.Domain, "domain", fleet.DefaultDomain, "the hub's JetStream domain")
 	fs.BoolVar(&cfg.Hub.Setup, "setup", true, "create the fleet's KV buckets and stream on the hub if missing")
+	fs.IntVar(&cfg.Hub.PlanShards, "plan-shards", 0, "with --setup on a new hub: split the plans over this many buckets (0 keeps the hub's count)")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "run several replicas; only the Lease holder reconciles")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's namespace)")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "eddy-controller", "name of the Lease")
@@ -204,7 +208,7 @@ func connectHub(h HubConfig, log *slog.Logger) (*fleet.Client, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to the hub at %s: %w (set --hub, --user and --password-file)", h.URL, err)
 	}
-	c, err := fleet.NewClient(nc, fleet.Options{Domain: h.Domain, Writer: "eddy-controller", Logger: log})
+	c, err := fleet.NewClient(nc, fleet.Options{Domain: h.Domain, Writer: "eddy-controller", Logger: log, PlanShards: h.PlanShards})
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

@@ -14,6 +14,7 @@ package main
 //
 //	EDDY_SCALE_NODES=1000,10000 go test -tags scale -run TestScale -v -timeout 30m ./cmd/eddy-controller
 //
+// EDDY_SCALE_SHARDS sets the hub's plan buckets (default 32);
 // EDDY_SCALE_PROFILE=DIR writes CPU profiles of the controller and of the
 // hub + simulated nodes during the apply; EDDY_SCALE_QPS sets the
 // controller's --kube-api-qps (registration is bounded by it).
@@ -70,8 +71,8 @@ func TestScale(t *testing.T) {
 			counts = append(counts, n)
 		}
 	}
-	fmt.Println("| nodes | register (EdgeNodes created) | apply → every node Running | apply → status N/N | controller CPU | controller peak RSS | API writes/s (during apply) | load before |")
-	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---|")
+	fmt.Println("| nodes | plan buckets | register (EdgeNodes created) | apply → every node Running | apply → status N/N | controller CPU | controller peak RSS | API writes/s (during apply) | load before |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 	for _, n := range counts {
 		scaleRun(t, n)
 	}
@@ -107,7 +108,7 @@ func scaleRun(t *testing.T, n int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fc, _ := fleet.NewClient(nc, fleet.Options{})
+		fc, _ := fleet.NewClient(nc, fleet.Options{PlanShards: scaleShards(t)})
 		if err := fc.Setup(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +200,7 @@ func scaleRun(t *testing.T, n int) {
 	})
 	status := time.Since(t0)
 	cpu, writes := cpuTime(t, pid)-cpu0, apiWrites(t, metricsPort)-writes0
-	fmt.Printf("| %d | %.1f s | %.2f s | %.2f s | %.2f s | %d MiB | %.1f | %s |\n", n, register.Seconds(), edges.Seconds(),
+	fmt.Printf("| %d | %d | %.1f s | %.2f s | %.2f s | %.2f s | %d MiB | %.1f | %s |\n", n, scaleShards(t), register.Seconds(), edges.Seconds(),
 		status.Seconds(), cpu.Seconds(), peakRSS(t, pid)>>20, float64(writes)/status.Seconds(), strings.Join(strings.Fields(string(load))[:3], " "))
 }
 
@@ -280,6 +281,20 @@ func profile(t *testing.T, n, pprofPort int) func() {
 			<-done
 		})
 	}
+}
+
+// scaleShards is how many buckets the hub splits the plans over:
+// EDDY_SCALE_SHARDS, default 32 (docs/scale.md: one bucket's fan-out costs
+// the hub O(nodes²)).
+func scaleShards(t *testing.T) int {
+	if v := os.Getenv("EDDY_SCALE_SHARDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("EDDY_SCALE_SHARDS=%q: want a positive number", v)
+		}
+		return n
+	}
+	return 32
 }
 
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {

@@ -92,6 +92,7 @@ development CA and certificate: 'eddy hub dev-ca --dir DIR --host NAME'.`,
 	f.StringVar(&cfg.TLSKeyFile, "tls-key", "", "PEM private key for --tls-cert")
 	f.StringVar(&cfg.TLSClientCAFile, "tls-client-ca", "", "require client certificates signed by this CA (mutual TLS)")
 	f.StringVar(&cfg.Fleet.Domain, "domain", fleet.DefaultDomain, "JetStream domain (edges and eddy fleet must use the same)")
+	f.IntVar(&cfg.Fleet.PlanShards, "plan-shards", 1, "split the plans over this many buckets (fixed when the hub is first set up; 16 or more for fleets of thousands of edges, docs/fleet.md)")
 	cmd.AddCommand(hubCredentialsCommand(g), hubDevCACommand(g))
 	return cmd
 }

@@ -82,6 +82,11 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Fleet.PlanShards <= 0 {
+		// The hub states its count (the nodes' permissions depend on it);
+		// Start refuses a count other than the one its store holds.
+		cfg.Fleet.PlanShards = 1
+	}
 	var tmp string
 	if cfg.DataDir == "" {
 		// nats-server's default store dir is shared by every server on
