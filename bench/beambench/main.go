@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -53,10 +54,12 @@ func main() {
 	devices := flag.Int("devices", 1000, "devices (keys)")
 	mode := flag.String("mode", "", "internal: run one measurement (edge, direct, prism) in this process")
 	input := flag.String("input", "", "internal: the recording")
+	profile := flag.String("profile", "", "write CPU and allocation profiles of each run (cpu-MODE.pprof, allocs-MODE.pprof) to this directory")
+	modes := flag.String("modes", "edge,direct,prism", "runners to measure, comma-separated")
 	flag.Parse()
 	beam.Init()
 	if *mode != "" {
-		if err := measure(*mode, *input); err != nil {
+		if err := measure(*mode, *input, *profile); err != nil {
 			fmt.Fprintln(os.Stderr, "beambench:", err)
 			os.Exit(1)
 		}
@@ -75,8 +78,13 @@ func main() {
 	fmt.Println("| runner | events/s | wall | peak RSS |")
 	fmt.Println("|---|---:|---:|---:|")
 	self, _ := os.Executable()
-	for _, m := range []string{"edge", "direct", "prism"} {
-		cmd := exec.Command(self, "-mode", m, "-input", in)
+	if *profile != "" {
+		if *profile, err = filepath.Abs(*profile); err != nil {
+			panic(err)
+		}
+	}
+	for _, m := range strings.Split(*modes, ",") {
+		cmd := exec.Command(self, "-mode", m, "-input", in, "-profile", *profile)
 		cmd.Dir = dir
 		cmd.Stderr = os.Stderr
 		out, err := cmd.Output()
@@ -115,11 +123,29 @@ func record(path string, n, devices int) error {
 	return f.Close()
 }
 
-// measure runs one mode and prints "seconds peakRSSMiB".
-func measure(mode, input string) error {
+// measure runs one mode and prints "seconds peakRSSMiB". With a profile
+// directory it also writes the run's CPU profile and its allocations.
+func measure(mode, input, profile string) error {
 	plans, err := pipeline.Load("bench.yaml", []byte(spec))
 	if err != nil {
 		return err
+	}
+	if profile != "" {
+		f, err := os.Create(filepath.Join(profile, "cpu-"+mode+".pprof"))
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+			if a, err := os.Create(filepath.Join(profile, "allocs-"+mode+".pprof")); err == nil {
+				pprof.Lookup("allocs").WriteTo(a, 0)
+				a.Close()
+			}
+		}()
 	}
 	start := time.Now()
 	switch mode {

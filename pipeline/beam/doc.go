@@ -17,12 +17,17 @@
 //   - decode, eventTime, key and the steps before a window: one DoFn.
 //   - lateness: the edge decides which events are late from the order they
 //     arrived in (its watermark is the largest event time seen so far minus
-//     allowedLateness). Beam sees a bounded input as a whole, so a two-pass
-//     prefix maximum over the log offsets (blocks of BlockSize records in
-//     parallel, then a scan inside each block) gives every event the
-//     watermark the edge had when it arrived. Late events go to the `late:`
-//     sinks, exactly as on the edge; events of a sliding window some of whose
-//     windows had closed are dropped from those windows only.
+//     allowedLateness). Beam sees a bounded input as a whole, so the
+//     translation reconstructs the edge's event clock at each arrival from
+//     log offsets without regrouping the events: the largest event time of
+//     each block of BlockSize offsets (combined per bundle) bounds every
+//     event's arrival clock from below and above; only the events whose
+//     windows may have closed by the upper bound, and the events that move
+//     the clock inside their block, are grouped by block (as offset and
+//     time only) and scanned in log order for the exact clock. Late events
+//     go to the `late:` sinks, exactly as on the edge; events of a sliding
+//     window some of whose windows had closed are dropped from those
+//     windows only.
 //   - tumbling and sliding windows: Beam windowing (FixedWindows,
 //     SlidingWindows) and a CombinePerKey whose accumulator is the edge's
 //     []aggregate.Acc. Count windows have no Beam equivalent and are refused
@@ -51,6 +56,10 @@
 // with an event-time timer (liveTailFn) over the edge's operators; sinks
 // write per event. Session windows are refused on live inputs. Prism runs
 // live jobs; Beam's direct runner cannot (its bounded SDF fallback).
+//
+// Elements cross stages as Rec values with a binary coder (encodeRec) and
+// binary fields (packFields), and every DoFn is registered with Beam's
+// register package so that workers call it without reflection.
 //
 // Documented differences from the edge, each covered by a test:
 //   - Beam timestamps have millisecond precision; windowing uses event time

@@ -118,27 +118,6 @@ func (c *chain) advance(t int64) {
 	}
 }
 
-// toRec encodes an event for the next Beam stage.
-func toRec(ev *pipeline.Event) (Rec, bool) {
-	r := Rec{Key: ev.Key, Time: ev.Time, Offset: int64(ev.Offset), Topic: ev.Topic}
-	b, err := json.Marshal(ev.Fields)
-	if err != nil {
-		encodeErrors.Inc(context.Background(), 1)
-		return r, false
-	}
-	r.Fields = string(b)
-	return r, true
-}
-
-// toEvent decodes a Rec back into an edge event.
-func toEvent(r Rec) (*pipeline.Event, error) {
-	ev := &pipeline.Event{Key: r.Key, Time: r.Time, Offset: uint64(r.Offset), Topic: r.Topic}
-	if err := json.Unmarshal([]byte(r.Fields), &ev.Fields); err != nil {
-		return nil, err
-	}
-	return ev, nil
-}
-
 // decodeFn parses exported records, decodes payloads with the source's
 // format, stamps event time and key and runs the steps before the window.
 type decodeFn struct {
@@ -296,14 +275,15 @@ func recTime(r Rec) int64 { return r.Time }
 
 func keyByKey(r Rec) (string, Rec) { return r.Key, r }
 
-// lateFn scans one block of records in log order, giving each the
-// watermark the edge had when it arrived, and splits off the late ones.
+// lateFn decides which events the edge found late: it holds the window's
+// geometry and lateness, and scans the marks of one block (markFn).
 type lateFn struct {
 	Spec   []byte
 	Window int
 
 	w                     *pipeline.WindowSpec
 	size, every, lateness int64
+	bounds                *bounds
 }
 
 func (f *lateFn) Setup() error {
@@ -325,22 +305,186 @@ func (f *lateFn) Setup() error {
 	return nil
 }
 
-func (f *lateFn) ProcessElement(ctx context.Context, block int64, recs func(*Rec) bool, maxes func(*int64, *int64) bool, lateWM func(int64, int64), late func(Rec)) {
-	scanBlock(block, recs, maxes, func(r Rec, m int64) {
-		wm := m - f.lateness
-		if m < math.MinInt64+f.lateness {
-			wm = math.MinInt64
+// ProcessElement scans the marks of one block (the events that may have
+// arrived after some of their windows closed, and the events that raised
+// the block's largest event time) in log order, and emits, keyed by log
+// offset, the watermark at arrival of each event the edge found late
+// (math.MaxInt64) or partly late (some of its sliding windows closed).
+func (f *lateFn) ProcessElement(ctx context.Context, block int64, marks func(*mark) bool, spans func(*int64, *span) bool, emit func(int64, int64)) {
+	if f.bounds == nil {
+		f.bounds = readBounds(spans)
+	}
+	var all []mark
+	var mk mark
+	for marks(&mk) {
+		all = append(all, mk)
+	}
+	slices.SortFunc(all, func(a, b mark) int { return cmpInt(a.Offset, b.Offset) })
+	m, have := f.bounds.before(block)
+	for _, mk := range all {
+		if !have || mk.Time > m {
+			have, m = true, mk.Time
 		}
+		wm := f.watermark(m)
 		switch {
-		case f.isLate(r.Time, wm):
-			lateEvents.Inc(ctx, 1)
-			late(r)
-			lateWM(r.Offset, math.MaxInt64)
-		case f.firstEnd(r.Time) <= wm:
-			// Some windows of a sliding window event had closed.
-			lateWM(r.Offset, wm)
+		case f.isLate(mk.Time, wm):
+			emit(mk.Offset, math.MaxInt64)
+		case f.firstEnd(mk.Time) <= wm:
+			emit(mk.Offset, wm)
 		}
-	})
+	}
+}
+
+// watermark is the edge window's watermark when its event clock is m.
+func (f *lateFn) watermark(m int64) int64 {
+	if m < math.MinInt64+f.lateness {
+		return math.MinInt64
+	}
+	return m - f.lateness
+}
+
+// mark is an event's log offset and event time, all the lateness scan
+// needs of it.
+type mark struct {
+	Offset, Time int64
+}
+
+// span is the earliest and latest event time of one block of log offsets.
+type span struct {
+	Min, Max int64
+}
+
+func mergeSpan(a, b span) span { return span{Min: min(a.Min, b.Min), Max: max(a.Max, b.Max)} }
+
+// bounds holds, per block, the largest event time of the blocks before it
+// and of the blocks up to and including it (the edge's event clock at the
+// arrival of any event of the block lies between the two), and the block's
+// earliest event time.
+type bounds struct {
+	prev, upto, first map[int64]int64
+}
+
+// readBounds builds bounds from the (block, span) side input. It is read
+// once per DoFn instance: the side input is in the global window of a
+// bounded input, the same for every element.
+func readBounds(spans func(*int64, *span) bool) *bounds {
+	type bs struct {
+		block int64
+		span
+	}
+	var all []bs
+	var b int64
+	var sp span
+	for spans(&b, &sp) {
+		all = append(all, bs{b, sp})
+	}
+	slices.SortFunc(all, func(x, y bs) int { return cmpInt(x.block, y.block) })
+	bd := &bounds{prev: make(map[int64]int64, len(all)), upto: make(map[int64]int64, len(all)), first: make(map[int64]int64, len(all))}
+	have, m := false, int64(math.MinInt64)
+	for _, e := range all {
+		if have {
+			bd.prev[e.block] = m
+		}
+		if !have || e.Max > m {
+			have, m = true, e.Max
+		}
+		bd.upto[e.block] = m
+		bd.first[e.block] = e.Min
+	}
+	return bd
+}
+
+// before returns the largest event time of the blocks before block, if
+// any.
+func (bd *bounds) before(block int64) (int64, bool) {
+	m, ok := bd.prev[block]
+	return m, ok
+}
+
+// blockSpanFn computes the span of event times of each block of log
+// offsets, combined inside each bundle (the direct runner does not lift
+// combiners: without it every event would be grouped).
+type blockSpanFn struct {
+	spans map[int64]span
+}
+
+// ProcessElement folds r into its block's span; the spans are emitted
+// when the bundle finishes (emit is in the signature so that Beam's
+// register package can type FinishBundle's emitter).
+func (f *blockSpanFn) ProcessElement(r Rec, _ func(int64, span)) {
+	if f.spans == nil {
+		f.spans = make(map[int64]span)
+	}
+	b := r.Offset / BlockSize
+	if sp, ok := f.spans[b]; ok {
+		f.spans[b] = mergeSpan(sp, span{r.Time, r.Time})
+	} else {
+		f.spans[b] = span{r.Time, r.Time}
+	}
+}
+
+func (f *blockSpanFn) FinishBundle(emit func(int64, span)) {
+	for b, sp := range f.spans {
+		emit(b, sp)
+	}
+	f.spans = nil
+}
+
+// markFn picks the events the lateness scan needs, in the blocks where an
+// event may have arrived after a window of its closed (the block's
+// earliest event's first window ends at or before the watermark of the
+// largest event time up to the end of the block): those events
+// (candidates), and the events that raise the event clock inside their
+// block (the scan needs them to know the clock at each candidate). In a
+// log whose blocks span less event time than allowedLateness plus the
+// distance to a window end there are none: the events never leave this
+// fused stage.
+type markFn struct {
+	lateFn
+}
+
+func (f *markFn) ProcessElement(r Rec, spans func(*int64, *span) bool, emit func(int64, mark)) {
+	if f.bounds == nil {
+		f.bounds = readBounds(spans)
+	}
+	b := r.Offset / BlockSize
+	wm := f.watermark(f.bounds.upto[b])
+	if f.firstEnd(f.bounds.first[b]) > wm {
+		return // no event of this block can have arrived late
+	}
+	prev, have := f.bounds.before(b)
+	if !have || r.Time > prev || f.firstEnd(r.Time) <= wm {
+		emit(b, mark{Offset: r.Offset, Time: r.Time})
+	}
+}
+
+// splitFn sends the events the edge found late to the late sinks and
+// stamps the others with the watermark they arrived at (Rec.WM) when some
+// of their windows had closed, for windowKeyFn.
+type splitFn struct {
+	wm map[int64]int64
+}
+
+func (f *splitFn) ProcessElement(ctx context.Context, r Rec, wms func(*int64, *int64) bool, keep, late func(Rec)) {
+	if f.wm == nil {
+		f.wm = make(map[int64]int64)
+		var off, wm int64
+		for wms(&off, &wm) {
+			f.wm[off] = wm
+		}
+	}
+	wm, ok := f.wm[r.Offset]
+	switch {
+	case !ok:
+		r.WM = noWM
+	case wm == math.MaxInt64:
+		lateEvents.Inc(ctx, 1)
+		late(r)
+		return
+	default:
+		r.WM = wm
+	}
+	keep(r)
 }
 
 // scanBlock calls fn for each record of one block in log order with m, the
@@ -464,18 +608,14 @@ func cmpInt(a, b int64) int {
 	return 0
 }
 
-// windowKeyFn keys events for the combiner, dropping the late ones and
-// dropping an event from the sliding windows that had already closed when
-// it arrived (lateWM: offset -> watermark at arrival, only for those).
+// windowKeyFn keys events for the combiner, dropping an event from the
+// sliding windows that had already closed when it arrived (Rec.WM, set by
+// splitFn).
 type windowKeyFn struct{}
 
-func (f *windowKeyFn) ProcessElement(w beam.Window, r Rec, lateWM func(int64) func(*int64) bool, emit func(string, Rec)) {
-	var wm int64
-	if lateWM(r.Offset)(&wm) {
-		if wm == math.MaxInt64 {
-			return // late: it went to the late sinks
-		}
-		if iw, ok := w.(beamwindow.IntervalWindow); ok && int64(iw.End)*1e6 <= wm {
+func (windowKeyFn) ProcessElement(w beam.Window, r Rec, emit func(string, Rec)) {
+	if r.WM != noWM {
+		if iw, ok := w.(beamwindow.IntervalWindow); ok && int64(iw.End)*1e6 <= r.WM {
 			return
 		}
 	}
@@ -666,8 +806,5 @@ func (f *tailFn) ProcessElement(key string, recs func(*Rec) bool, end func(*int6
 	}
 	return nil
 }
-
-// toLine is the JSON line a file sink writes for an event, as on the edge.
-func toLine(r Rec) string { return r.Fields }
 
 func printLine(ctx context.Context, line string) { log.Info(ctx, line) }
