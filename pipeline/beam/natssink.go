@@ -164,10 +164,13 @@ func (f *cloudSinkFn) ProcessElement(ctx context.Context, r Rec) error {
 	f.buf = f.tmpl.Append(f.buf[:0], ev)
 	subj := f.Out.subject(string(f.buf))
 	msg := nats.NewMsg(subj)
-	msg.Data = []byte(r.Fields)
+	if msg.Data, err = r.JSON(); err != nil {
+		encodeErrors.Inc(ctx, 1)
+		return nil
+	}
 	msg.Header.Set(headerTopic, "$eddy/up/"+subj[len(f.Out.Prefix)+len(f.Out.Node)+2:])
 	msg.Header.Set(headerTime, strconv.FormatInt(r.Time, 10))
-	msg.Header.Set(nats.MsgIdHdr, cloudMsgID(subj, r))
+	msg.Header.Set(nats.MsgIdHdr, cloudMsgID(subj, msg.Data, r))
 	ack, err := f.js.PublishMsgAsync(msg)
 	if err != nil {
 		return fmt.Errorf("cloud sink: publishing to %s: %w", subj, err)
@@ -199,10 +202,12 @@ func (f *cloudSinkFn) Teardown() {
 // cloudMsgID is the Nats-Msg-Id of an event published by Beam: the same
 // event (a retried bundle, a re-run job within the stream's duplicate
 // window) gets the same id.
-func cloudMsgID(subj string, r Rec) string {
+// data is the message's JSON (json.Marshal sorts the names, so the same
+// fields always give the same bytes; Rec.Packed does not).
+func cloudMsgID(subj string, data []byte, r Rec) string {
 	h := fnv.New128a()
 	var n [8]byte
-	for _, s := range []string{subj, r.Fields} {
+	for _, s := range []string{subj, string(data)} {
 		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
 		h.Write(n[:])
 		h.Write([]byte(s))

@@ -58,7 +58,8 @@ type Rec struct {
 	// Topic is the MQTT topic the record arrived on.
 	Topic string
 	// Packed is the event's fields in the binary form of packFields; use
-	// toEvent, or Rec.JSON for the JSON object a sink writes.
+	// toEvent, or Rec.JSON for the JSON object a sink writes. The names
+	// are in map order: never hash or compare Packed.
 	Packed []byte
 	// WM is the watermark the edge had when the event arrived (unix ns)
 	// where the lateness pass found that some of its windows had closed,
