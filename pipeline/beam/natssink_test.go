@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/direct"
+	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eddy-edge/eddy/pipeline"
@@ -82,4 +83,57 @@ func TestCloudSink(t *testing.T) {
 		}
 	}
 	compare(t, "stored in the hub (two runs)", got, want)
+}
+
+// TestLiveCloudSink: a live job publishes its alerts back to the hub under
+// its own node while it reads the edges' data: the stream then holds the
+// edge engine's alerts.
+func TestLiveCloudSink(t *testing.T) {
+	h, js := startHub(t)
+	var c = cases[len(cases)-1] // alert-no-window
+	yaml := strings.Replace(c.yaml, "    - file: {path: out.jsonl}\n", "    - cloud: {subject: \"alerts.{{key}}\"}\n", 1)
+	plans, err := pipeline.Load("cloud.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgePlans, err := pipeline.Load("edge.yaml", []byte(c.yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := recorded(42, c.shuffle, 5*time.Minute)
+	edgeDir := t.TempDir()
+	runEdge(t, edgePlans[0], recs, edgeDir)
+	want := readLines(t, filepath.Join(edgeDir, "out.jsonl"))
+	forward(t, js, "edge-1", recs)
+	bp, err := eddybeam.Translate(plans[0], eddybeam.Options{Input: h.ClientURL() + "/eddy_up?subject=eddy.up.edge-1.>&domain=hub&live=true",
+		Cloud: h.ClientURL() + "?domain=hub&node=beam-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go prism.Execute(ctx, bp)
+	stream, err := js.Stream(ctx, "eddy_up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"eddy.up.beam-1.alerts.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []map[string]any
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline) && len(got) < len(want); {
+		batch, err := cons.Fetch(100, jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			var fields map[string]any
+			if err := json.Unmarshal(m.Data(), &fields); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fields)
+		}
+	}
+	compare(t, "alerts stored in the hub by the live job", got, want)
 }
