@@ -128,6 +128,7 @@ type Controller struct {
 
 	pipelineEvents chan event.GenericEvent
 	deviceEvents   chan event.GenericEvent
+	ruleEvents     chan event.GenericEvent
 	nodeEvents     chan event.GenericEvent
 
 	started      time.Time    // when this replica started (grace for heartbeats)
@@ -174,6 +175,7 @@ func New(cfg *rest.Config, store PlanStore, feed Feed, opts Options) (*Controlle
 		opts: opts, mgr: mgr, store: store, feed: feed, track: newTracker(), client: mgr.GetClient(),
 		pipelineEvents: make(chan event.GenericEvent, 1024),
 		deviceEvents:   make(chan event.GenericEvent, 1024),
+		ruleEvents:     make(chan event.GenericEvent, 1024),
 		nodeEvents:     make(chan event.GenericEvent, 1024),
 	}
 	if err := c.setup(); err != nil {
@@ -270,6 +272,8 @@ func (c *Controller) flush(ctx context.Context) error {
 				ev.Object = &eddyv1alpha1.Pipeline{}
 			case KindDevice:
 				ev.Object = &devicesv1beta1.Device{}
+			case KindRule:
+				ev.Object = &rulesv1.Rule{}
 			default:
 				continue
 			}
@@ -290,8 +294,11 @@ func (c *Controller) flush(ctx context.Context) error {
 }
 
 func (c *Controller) eventsFor(k ObjectKind) chan event.GenericEvent {
-	if k == KindDevice {
+	switch k {
+	case KindDevice:
 		return c.deviceEvents
+	case KindRule:
+		return c.ruleEvents
 	}
 	return c.pipelineEvents
 }

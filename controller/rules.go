@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	eddyv1alpha1 "github.com/eddy-edge/eddy/controller/apis/eddy/v1alpha1"
 	rulesv1 "github.com/eddy-edge/eddy/controller/apis/rules/v1"
@@ -58,6 +60,8 @@ func (c *Controller) setupRules() error {
 		Watches(&rulesv1.Rule{}, handler.EnqueueRequestsFromMapFunc(c.rulesOnSamePath), builder.WithPredicates(pathChanged)).
 		Watches(&eddyv1alpha1.EdgeNode{}, handler.EnqueueRequestsFromMapFunc(c.allRules),
 			builder.WithPredicates(placementChanged)).
+		// The edges' reports: a node that refused the route.
+		WatchesRawSource(source.Channel(c.ruleEvents, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: c.opts.Workers}).
 		Complete(reconcile.Func(c.reconcileRule))
 }
@@ -303,6 +307,18 @@ func (c *Controller) reconcileRule(ctx context.Context, req reconcile.Request) (
 	}
 	if winner != "" {
 		return reconcile.Result{}, c.ruleError(ctx, &r, fmt.Sprintf("not routed: spec.sourceResource.path: %s is already routed by rule %s (the first by name wins); give this rule another path", route.Path, winner))
+	}
+	// A node that refused this version of the route (e.g. an older Eddy
+	// that does not know Rules) says why in its report.
+	var refused []string
+	for _, n := range nodes {
+		if rep, ok := c.track.reportsFor(key)[n]; ok && rep.Failed {
+			refused = append(refused, n+": "+rep.Error)
+		}
+	}
+	if len(refused) > 0 {
+		sort.Strings(refused)
+		return reconcile.Result{}, c.ruleError(ctx, &r, "not routed: refused by node "+firstFew(refused))
 	}
 	return reconcile.Result{}, c.clearRuleError(ctx, &r)
 }

@@ -178,12 +178,27 @@ spec: {source: rest, sourceResource: {path: /a}, target: bus, targetResource: {t
 		_, ok := h.get("edge-b", KindRule, "default", "down")
 		return ok
 	})
+	// A node that refuses the route (an older Eddy): the rule says so.
+	h.edge("edge-c", map[string]string{"site": "a"}, func(e *fleet.Envelope) string {
+		if e.Kind == fleet.KindRule {
+			return `plan key "edge-c.rule.default.down": unknown kind "rule"`
+		}
+		return ""
+	})
+	mqtttest.WaitForErr(t, "edge-c's refusal in rule down's status", func() error {
+		if errs := rule("down").Status.Errors; len(errs) == 0 || !strings.Contains(errs[len(errs)-1], "not routed: refused by node edge-c: plan key") {
+			return fmt.Errorf("errors %q", errs)
+		}
+		return nil
+	})
 	if err := h.client.Delete(context.Background(), &rulesv1.Rule{ObjectMeta: rule("down").ObjectMeta}); err != nil {
 		t.Fatal(err)
 	}
 	mqtttest.WaitFor(t, "rule down removed from both nodes", func() bool {
 		_, a := h.get("edge-a", KindRule, "default", "down")
 		_, b := h.get("edge-b", KindRule, "default", "down")
+		_, c := h.get("edge-c", KindRule, "default", "down")
+		b = b || c
 		var r rulesv1.Rule
 		gone := h.client.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: "down"}, &r) != nil
 		return !a && !b && gone
