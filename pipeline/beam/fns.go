@@ -443,20 +443,26 @@ type markFn struct {
 	lateFn
 }
 
-func (f *markFn) ProcessElement(r Rec, spans func(*int64, *span) bool, emit func(int64, mark)) {
+// ProcessElement takes an event's log offset and event time only
+// (offsetTime): the direct runner holds a side input consumer's whole
+// main input until the side input is complete.
+func (f *markFn) ProcessElement(offset, t int64, spans func(*int64, *span) bool, emit func(int64, mark)) {
 	if f.bounds == nil {
 		f.bounds = readBounds(spans)
 	}
-	b := r.Offset / BlockSize
+	b := offset / BlockSize
 	wm := f.watermark(f.bounds.upto[b])
 	if f.firstEnd(f.bounds.first[b]) > wm {
 		return // no event of this block can have arrived late
 	}
 	prev, have := f.bounds.before(b)
-	if !have || r.Time > prev || f.firstEnd(r.Time) <= wm {
-		emit(b, mark{Offset: r.Offset, Time: r.Time})
+	if !have || t > prev || f.firstEnd(t) <= wm {
+		emit(b, mark{Offset: offset, Time: t})
 	}
 }
+
+// offsetTime is what markFn needs of an event.
+func offsetTime(r Rec) (int64, int64) { return r.Offset, r.Time }
 
 // splitFn sends the events the edge found late to the late sinks and
 // stamps the others with the watermark they arrived at (Rec.WM) when some

@@ -171,7 +171,8 @@ func TestLatenessScan(t *testing.T) {
 			}
 			groups := map[int64][]mark{}
 			for _, r := range recs {
-				mf.ProcessElement(r, side(), func(b int64, mk mark) { groups[b] = append(groups[b], mk) })
+				off, ts := offsetTime(r)
+				mf.ProcessElement(off, ts, side(), func(b int64, mk mark) { groups[b] = append(groups[b], mk) })
 			}
 			got := map[int64]int64{}
 			marked := 0

@@ -257,7 +257,7 @@ func windowFn(w *pipeline.WindowSpec) *beamwindow.Fn {
 // data late on runners that track watermarks (prism).
 func lateness(s beam.Scope, spec []byte, win int, recs beam.PCollection) (keep, late beam.PCollection) {
 	spans := beam.CombinePerKey(s, mergeSpan, beam.ParDo(s, &blockSpanFn{}, recs))
-	marks := beam.ParDo(s, &markFn{lateFn{Spec: spec, Window: win}}, recs, beam.SideInput{Input: spans})
+	marks := beam.ParDo(s, &markFn{lateFn{Spec: spec, Window: win}}, beam.ParDo(s, offsetTime, recs), beam.SideInput{Input: spans})
 	wms := beam.ParDo(s, &lateFn{Spec: spec, Window: win}, beam.GroupByKey(s, marks), beam.SideInput{Input: spans})
 	return beam.ParDo2(s, &splitFn{}, recs, beam.SideInput{Input: wms})
 }
@@ -317,7 +317,7 @@ func init() {
 	register.DoFn3x0[context.Context, string, func(beam.EventTime, Rec)](&decodeFn{})
 	register.DoFn2x1[Rec, func(Rec), error](&stepsFn{})
 	register.DoFn2x0[Rec, func(int64, span)](&blockSpanFn{})
-	register.DoFn3x0[Rec, func(*int64, *span) bool, func(int64, mark)](&markFn{})
+	register.DoFn4x0[int64, int64, func(*int64, *span) bool, func(int64, mark)](&markFn{})
 	register.DoFn5x0[context.Context, int64, func(*mark) bool, func(*int64, *span) bool, func(int64, int64)](&lateFn{})
 	register.DoFn5x0[context.Context, Rec, func(*int64, *int64) bool, func(Rec), func(Rec)](&splitFn{})
 	register.DoFn3x0[beam.Window, Rec, func(string, Rec)](&windowKeyFn{})
@@ -337,6 +337,7 @@ func init() {
 	register.Function2x1(mergeSpan)
 	register.Function1x2(keyByKey)
 	register.Function1x1(recTime)
+	register.Function1x2(offsetTime)
 
 	register.Emitter1[Rec]()
 	register.Emitter1[string]()
