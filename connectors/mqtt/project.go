@@ -114,13 +114,61 @@ func (s *scanner) end() bool {
 	return s.pos == len(s.data)
 }
 
+// open consumes the opening bracket at s.pos and reports whether the
+// container is empty, in which case its closing bracket is consumed too.
+func (s *scanner) open(closing byte) (empty bool) {
+	s.pos++
+	s.ws()
+	if s.pos < len(s.data) && s.data[s.pos] == closing {
+		s.pos++
+		return true
+	}
+	return false
+}
+
+// next consumes what follows an element of a container: a comma (more
+// is true: another element follows) or the closing bracket (more is
+// false). Anything else is invalid JSON (ok is false).
+func (s *scanner) next(closing byte) (more, ok bool) {
+	s.ws()
+	if s.pos >= len(s.data) {
+		return false, false
+	}
+	switch s.data[s.pos] {
+	case ',':
+		s.pos++
+		return true, true
+	case closing:
+		s.pos++
+		return false, true
+	}
+	return false, false
+}
+
+// key scans an object member's key and the colon after it, leaving s.pos
+// at the value.
+func (s *scanner) key() (raw []byte, escaped, ok bool) {
+	s.ws()
+	if s.pos >= len(s.data) || s.data[s.pos] != '"' {
+		return nil, false, false
+	}
+	raw, escaped, ok = s.stringSpan()
+	if !ok {
+		return nil, false, false
+	}
+	s.ws()
+	if s.pos >= len(s.data) || s.data[s.pos] != ':' {
+		return nil, false, false
+	}
+	s.pos++
+	s.ws()
+	return raw, escaped, true
+}
+
 // objects scans a top-level array whose elements must all be objects.
 func (s *scanner) objects() ([]Decoded, bool) {
-	s.pos++ // '['
 	var out []Decoded
-	s.ws()
-	if s.pos < len(s.data) && s.data[s.pos] == ']' {
-		s.pos++
+	if s.open(']') {
 		return out, true
 	}
 	for {
@@ -134,46 +182,23 @@ func (s *scanner) objects() ([]Decoded, bool) {
 			return nil, false
 		}
 		out = append(out, Decoded{Fields: m, Raw: s.data[start:s.pos]})
-		s.ws()
-		if s.pos >= len(s.data) {
-			return nil, false
-		}
-		switch s.data[s.pos] {
-		case ',':
-			s.pos++
-		case ']':
-			s.pos++
-			return out, true
-		default:
-			return nil, false
+		if more, ok := s.next(']'); !more {
+			return out, ok
 		}
 	}
 }
 
 // object scans an object at s.pos ('{'), keeping the wanted fields.
 func (s *scanner) object() (map[string]any, bool) {
-	s.pos++ // '{'
 	m := make(map[string]any, len(s.want))
-	s.ws()
-	if s.pos < len(s.data) && s.data[s.pos] == '}' {
-		s.pos++
+	if s.open('}') {
 		return m, true
 	}
 	for {
-		s.ws()
-		if s.pos >= len(s.data) || s.data[s.pos] != '"' {
-			return nil, false
-		}
-		raw, escaped, ok := s.stringSpan()
+		raw, escaped, ok := s.key()
 		if !ok {
 			return nil, false
 		}
-		s.ws()
-		if s.pos >= len(s.data) || s.data[s.pos] != ':' {
-			return nil, false
-		}
-		s.pos++
-		s.ws()
 		name, wanted := s.lookup(raw, escaped)
 		if wanted {
 			v, ok := s.value()
@@ -184,18 +209,8 @@ func (s *scanner) object() (map[string]any, bool) {
 		} else if !s.skip() {
 			return nil, false
 		}
-		s.ws()
-		if s.pos >= len(s.data) {
-			return nil, false
-		}
-		switch s.data[s.pos] {
-		case ',':
-			s.pos++
-		case '}':
-			s.pos++
-			return m, true
-		default:
-			return nil, false
+		if more, ok := s.next('}'); !more {
+			return m, ok
 		}
 	}
 }
@@ -384,11 +399,8 @@ func (s *scanner) value() (any, bool) {
 }
 
 func (s *scanner) array() (any, bool) {
-	s.pos++ // '['
 	out := []any{}
-	s.ws()
-	if s.pos < len(s.data) && s.data[s.pos] == ']' {
-		s.pos++
+	if s.open(']') {
 		return out, true
 	}
 	for {
@@ -398,18 +410,8 @@ func (s *scanner) array() (any, bool) {
 			return nil, false
 		}
 		out = append(out, v)
-		s.ws()
-		if s.pos >= len(s.data) {
-			return nil, false
-		}
-		switch s.data[s.pos] {
-		case ',':
-			s.pos++
-		case ']':
-			s.pos++
-			return out, true
-		default:
-			return nil, false
+		if more, ok := s.next(']'); !more {
+			return out, ok
 		}
 	}
 }
@@ -426,48 +428,19 @@ func (s *scanner) skip() bool {
 		_, _, ok := s.stringSpan()
 		return ok
 	case c == '{':
-		s.pos++
-		s.ws()
-		if s.pos < len(s.data) && s.data[s.pos] == '}' {
-			s.pos++
+		if s.open('}') {
 			return true
 		}
 		for {
-			s.ws()
-			if s.pos >= len(s.data) || s.data[s.pos] != '"' {
+			if _, _, ok := s.key(); !ok || !s.skip() {
 				return false
 			}
-			if _, _, ok := s.stringSpan(); !ok {
-				return false
-			}
-			s.ws()
-			if s.pos >= len(s.data) || s.data[s.pos] != ':' {
-				return false
-			}
-			s.pos++
-			s.ws()
-			if !s.skip() {
-				return false
-			}
-			s.ws()
-			if s.pos >= len(s.data) {
-				return false
-			}
-			switch s.data[s.pos] {
-			case ',':
-				s.pos++
-			case '}':
-				s.pos++
-				return true
-			default:
-				return false
+			if more, ok := s.next('}'); !more {
+				return ok
 			}
 		}
 	case c == '[':
-		s.pos++
-		s.ws()
-		if s.pos < len(s.data) && s.data[s.pos] == ']' {
-			s.pos++
+		if s.open(']') {
 			return true
 		}
 		for {
@@ -475,18 +448,8 @@ func (s *scanner) skip() bool {
 			if !s.skip() {
 				return false
 			}
-			s.ws()
-			if s.pos >= len(s.data) {
-				return false
-			}
-			switch s.data[s.pos] {
-			case ',':
-				s.pos++
-			case ']':
-				s.pos++
-				return true
-			default:
-				return false
+			if more, ok := s.next(']'); !more {
+				return ok
 			}
 		}
 	case c == '-' || c >= '0' && c <= '9':
