@@ -147,9 +147,9 @@ func TestSlowSubscriberLagsAlone(t *testing.T) {
 	if refused > 0 || !dev.IsConnected() {
 		t.Fatalf("%d of %d publishes were refused (connected: %v): a frozen subscriber held up the publisher", refused, n, dev.IsConnected())
 	}
-	mqtttest.WaitFor(t, "the pipeline to forward every message to the subscriber that keeps up", func() bool {
+	mqtttest.WaitCount(t, "the pipeline to forward every message to the subscriber that keeps up", n, func() int {
 		d, _ := fast.counts()
-		return d == n
+		return d
 	})
 	if st := r.Broker().Stats(); st.CatchUps == 0 || st.Lagging != 1 {
 		t.Fatalf("the frozen subscriber is not served from the log: %+v", st)
@@ -159,27 +159,22 @@ func TestSlowSubscriberLagsAlone(t *testing.T) {
 	if err := slow.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if d, _ := slow.counts(); d == 2*n {
-			break
-		}
-		if time.Now().After(deadline) {
-			d, tot := slow.counts()
-			slow.mu.Lock()
-			var missing []string
-			for i := 0; i < n && len(missing) < 10; i++ {
-				dv := fmt.Sprintf("d%d", i%10)
-				for _, tp := range []string{"factory/" + dv + "/data", "out/" + dv} {
-					line := fmt.Sprintf(`%s {"device":%q,"seq":%d}`, tp, dv, i)
-					if slow.lines[line] == 0 {
-						missing = append(missing, line)
-					}
+	if err := mqtttest.AwaitCount(2*n, func() int { d, _ := slow.counts(); return d }); err != nil {
+		d, tot := slow.counts()
+		slow.mu.Lock()
+		var missing []string
+		for i := 0; i < n && len(missing) < 10; i++ {
+			dv := fmt.Sprintf("d%d", i%10)
+			for _, tp := range []string{"factory/" + dv + "/data", "out/" + dv} {
+				line := fmt.Sprintf(`%s {"device":%q,"seq":%d}`, tp, dv, i)
+				if slow.lines[line] == 0 {
+					missing = append(missing, line)
 				}
 			}
-			slow.mu.Unlock()
-			t.Fatalf("the thawed subscriber got %d of %d messages (%d with duplicates); missing e.g. %q; broker %+v; clients %+v",
-				d, 2*n, tot, missing, r.Broker().Stats(), r.Broker().Clients())
 		}
+		slow.mu.Unlock()
+		t.Fatalf("%v: the thawed subscriber got %d of %d messages (%d with duplicates); missing e.g. %q; broker %+v; clients %+v",
+			err, d, 2*n, tot, missing, r.Broker().Stats(), r.Broker().Clients())
 	}
 	d, total := slow.counts()
 	mqtttest.WaitFor(t, "the thawed subscriber to be live again", func() bool { return r.Broker().Stats().Lagging == 0 })

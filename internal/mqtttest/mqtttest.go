@@ -84,6 +84,46 @@ func WaitForErr(t testing.TB, what string, cond func() error) {
 
 var errNotYet = errors.New("condition not met")
 
+// MaxProgressWait bounds WaitCount however steady the progress.
+const MaxProgressWait = 5 * time.Minute
+
+// WaitCount polls count until it returns want or more. It fails when
+// count has not grown for WaitTimeout (a stall), not after a fixed time:
+// moving thousands of messages through a broker, a pipeline and a client
+// under the race detector on a loaded machine takes what it takes, and a
+// fixed deadline made such tests fail while every message was still on
+// its way. The failure says how far it got. MaxProgressWait bounds the
+// whole wait.
+func WaitCount(t testing.TB, what string, want int, count func() int) {
+	t.Helper()
+	if err := AwaitCount(want, count); err != nil {
+		t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+// AwaitCount is WaitCount for a caller that explains a failure itself:
+// it returns nil once count reaches want, or an error saying where it
+// stalled.
+func AwaitCount(want int, count func() int) error {
+	start := time.Now()
+	last, lastAt := count(), start
+	for last < want {
+		time.Sleep(pollEvery)
+		now := time.Now()
+		if n := count(); n != last {
+			last, lastAt = n, now
+			continue
+		}
+		if now.Sub(lastAt) > WaitTimeout {
+			return fmt.Errorf("stalled at %d of %d: no progress for %v", last, want, WaitTimeout)
+		}
+		if now.Sub(start) > MaxProgressWait {
+			return fmt.Errorf("at %d of %d after %v", last, want, MaxProgressWait)
+		}
+	}
+	return nil
+}
+
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

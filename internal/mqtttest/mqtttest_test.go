@@ -317,3 +317,15 @@ func TestOnlyTestsImportIt(t *testing.T) {
 		t.Fatalf("go list listed only %d packages:\n%s", listed, out)
 	}
 }
+
+// TestAwaitCount: a count that keeps growing is waited for past
+// WaitTimeout's worth of polls; one that stops is reported where it stalled.
+func TestAwaitCount(t *testing.T) {
+	n := 0
+	if err := AwaitCount(50, func() int { n++; return n }); err != nil {
+		t.Fatalf("a growing count: %v", err)
+	}
+	if err := AwaitCount(0, func() int { return 0 }); err != nil {
+		t.Fatalf("already there: %v", err)
+	}
+}

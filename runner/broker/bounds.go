@@ -116,6 +116,9 @@ type guardedConn struct {
 	w     corkedWrites
 }
 
+// NetConn returns the connection c guards (as tls.Conn's does).
+func (c *guardedConn) NetConn() net.Conn { return c.Conn }
+
 func (c *guardedConn) Read(p []byte) (int, error) {
 	if c.guard.refused {
 		return 0, errPacketTooLarge

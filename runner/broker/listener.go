@@ -125,6 +125,9 @@ type wsConn struct {
 // errNotBinary is returned for a text websocket message.
 var errNotBinary = errors.New("websocket message is not binary; MQTT over websocket uses binary messages")
 
+// NetConn returns the connection carrying the websocket.
+func (w *wsConn) NetConn() net.Conn { return w.Conn }
+
 func (w *wsConn) Read(p []byte) (int, error) {
 	for {
 		if w.r == nil {

@@ -346,18 +346,43 @@ func (b *Broker) fellBehind(cl *mqtt.Client, gap *GapError) {
 	b.disconnectGracefully(cl, code)
 }
 
+// Bounds of disconnectGracefully's wait for the client to close.
+const (
+	// disconnectIdleGrace is how long a client gets to close the
+	// connection once it reads nothing more (typically: it has received
+	// everything up to the DISCONNECT).
+	disconnectIdleGrace = time.Second
+	// disconnectMaxGrace bounds the whole wait while it keeps reading.
+	disconnectMaxGrace = 10 * time.Second
+)
+
 // disconnectGracefully sends an MQTT 5 client DISCONNECT with code and
-// gives it up to a second to close the connection itself before closing
-// it: closing at once while its acknowledgements are still unread makes
-// the kernel reset the connection, and the client may never see why.
-// MQTT 3.1.1 clients are just disconnected.
+// waits for the client to close the connection itself before closing it:
+// closing while it has not read everything up to the DISCONNECT loses the
+// DISCONNECT (the client sees EOF or a reset and never learns why). A
+// slow subscriber, the usual reason, has a backlog in the socket buffers
+// ahead of it: hundreds of kilobytes that a slow reader on a loaded
+// machine takes seconds to read. So the wait goes on while the client
+// makes progress (the bytes it has not acknowledged shrink, its in-flight
+// messages change, mochi's queue drains), up to disconnectMaxGrace, and
+// ends disconnectIdleGrace after the last progress. MQTT 3.1.1 clients
+// are just disconnected.
 func (b *Broker) disconnectGracefully(cl *mqtt.Client, code packets.Code) {
 	if cl.Properties.ProtocolVersion == 5 {
 		_ = cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Disconnect},
 			ReasonCode: code.Code, Properties: packets.Properties{ReasonString: code.Reason}})
-		tick := b.clk.NewTicker(10 * time.Millisecond)
-		for i := 0; i < 100 && !cl.Closed() && b.ctx.Err() == nil; i++ {
+		const every = 10 * time.Millisecond
+		tick := b.clk.NewTicker(every)
+		progress := func() [3]int { return [3]int{unsent(cl.Net.Conn), cl.State.Inflight.Len(), b.pendFn(cl)} }
+		last, idle := progress(), time.Duration(0)
+		for waited := time.Duration(0); waited < disconnectMaxGrace && idle < disconnectIdleGrace &&
+			!cl.Closed() && b.ctx.Err() == nil; waited += every {
 			<-tick.C()
+			if now := progress(); now != last {
+				last, idle = now, 0
+			} else {
+				idle += every
+			}
 		}
 		tick.Stop()
 	}
