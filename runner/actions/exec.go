@@ -91,9 +91,14 @@ func (m *Manager) runOnce(r *run, replaced []*run, reconciling bool) (removeSand
 	rec.SandboxID, rec.ContainerID = l.SandboxID, l.ContainerID
 
 	timeout := time.Duration(r.rec.TimeoutMs) * time.Millisecond
-	wctx, cancel := context.WithDeadline(r.ctx, startedAt.Add(timeout))
+	deadline := startedAt.Add(timeout)
+	wctx, cancel := context.WithDeadline(r.ctx, deadline)
 	final, err := m.wait(wctx, l.ContainerID)
-	timedOut := errors.Is(wctx.Err(), context.DeadlineExceeded)
+	// A CRI call cut short by the deadline may return its own
+	// DeadlineExceeded before wctx's timer has fired (on a loaded machine
+	// the run was recorded as failed, not timed out): past the deadline,
+	// an error is the timeout.
+	timedOut := errors.Is(wctx.Err(), context.DeadlineExceeded) || (err != nil && !time.Now().Before(deadline))
 	cancel()
 	state := Exited
 	msg := ""
