@@ -48,7 +48,9 @@ type Options struct {
 	// reconciled twice at once). Default 4.
 	Workers int `json:"workers,omitempty"`
 	// Writers is how many plan writes to the store run in parallel for
-	// one object placed on many nodes. Default 64.
+	// one object placed on many nodes. Each write is a round trip to the
+	// hub, so a fan-out is bound by latency: at 10,000 nodes 256 in
+	// flight took 14 s where 64 took 25 s (docs/scale.md). Default 256.
 	Writers int `json:"writers,omitempty"`
 	// LeaderElection makes only one replica reconcile at a time.
 	LeaderElection bool `json:"leaderElection,omitempty"`
@@ -93,7 +95,7 @@ func (o *Options) defaults() {
 		o.Workers = 4
 	}
 	if o.Writers <= 0 {
-		o.Writers = 64
+		o.Writers = 256
 	}
 	if o.LeaderElectionID == "" {
 		o.LeaderElectionID = "eddy-controller"
@@ -178,6 +180,7 @@ func New(cfg *rest.Config, store PlanStore, feed Feed, opts Options) (*Controlle
 		ruleEvents:     make(chan event.GenericEvent, 1024),
 		nodeEvents:     make(chan event.GenericEvent, 1024),
 	}
+	c.track.notReadyAfter = opts.NodeNotReadyAfter
 	if err := c.setup(); err != nil {
 		return nil, err
 	}

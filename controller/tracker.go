@@ -25,6 +25,10 @@ type tracker struct {
 	states     map[objKey]reportedState         // device -> connection state (devicestate.go)
 	dirtyObjs  map[objKey]struct{}
 	dirtyNodes map[string]struct{}
+	// notReadyAfter is the silence after which a node is NotReady: a
+	// heartbeat after such a silence marks the node dirty, so it turns
+	// Ready at once instead of at its next periodic refresh.
+	notReadyAfter time.Duration
 }
 
 func newTracker() *tracker {
@@ -44,7 +48,8 @@ func (t *tracker) NodeRecord(n NodeInfo, reps []Report) {
 	defer t.mu.Unlock()
 	old, seen := t.nodes[n.Name]
 	t.nodes[n.Name] = n
-	if !seen || old.Version != n.Version || !sameLabels(old.Labels, n.Labels) {
+	if !seen || old.Version != n.Version || !sameLabels(old.Labels, n.Labels) ||
+		(t.notReadyAfter > 0 && n.Time.Sub(old.Time) >= t.notReadyAfter) {
 		t.dirtyNodes[n.Name] = struct{}{}
 	}
 	held := make(map[objKey]bool, len(reps))

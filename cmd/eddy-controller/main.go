@@ -102,7 +102,7 @@ func parse(args []string) (*Config, error) {
 	fs.DurationVar(&o.NodeNotReadyAfter, "node-not-ready-after", 40*time.Second, "heartbeat silence after which an EdgeNode turns NotReady")
 	fs.DurationVar(&o.HeartbeatWriteInterval, "heartbeat-write-interval", time.Minute, "how often a Ready EdgeNode's lastHeartbeatTime is refreshed")
 	fs.IntVar(&o.Workers, "workers", 4, "objects of one kind reconciled in parallel")
-	fs.IntVar(&o.Writers, "writers", 64, "plan writes in parallel for one object")
+	fs.IntVar(&o.Writers, "writers", 256, "plan writes in parallel for one object")
 	r := &o.Router
 	fs.StringVar(&r.Addr, "router-addr", "", `KubeEdge router: HTTP listener for rest rules, /{node}/{namespace}/{path} (e.g. ":9443"; "" serves none)`)
 	fs.StringVar(&r.CertFile, "router-cert", "", "router: TLS certificate (PEM); with --router-key serves HTTPS")

@@ -17,7 +17,8 @@ package main
 // EDDY_SCALE_SHARDS sets the hub's plan buckets (default 32);
 // EDDY_SCALE_PROFILE=DIR writes CPU profiles of the controller and of the
 // hub + simulated nodes during the apply; EDDY_SCALE_QPS sets the
-// controller's --kube-api-qps (registration is bounded by it).
+// controller's --kube-api-qps (registration is bounded by it) and
+// EDDY_SCALE_WRITERS its --writers (plan writes in flight).
 
 import (
 	"bufio"
@@ -121,6 +122,9 @@ func scaleRun(t *testing.T, n int) {
 		"--node-not-ready-after", "10m", "--status-interval", "2s", "--pprof-addr", fmt.Sprintf("127.0.0.1:%d", pprofPort)}
 	if qps := os.Getenv("EDDY_SCALE_QPS"); qps != "" {
 		args = append(args, "--kube-api-qps", qps)
+	}
+	if w := os.Getenv("EDDY_SCALE_WRITERS"); w != "" {
+		args = append(args, "--writers", w)
 	}
 	ctrl := start(t, nil, "eddy-controller starting", "eddy-controller", args...)
 	pid := ctrl.cmd.Process.Pid
