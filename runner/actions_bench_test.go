@@ -103,10 +103,7 @@ func BenchmarkActionStart(b *testing.B) {
 	runs := b.N
 	mqtttest.WaitFor(b, "the lifecycle events", func() bool { mu.Lock(); defer mu.Unlock(); return len(lifeLat) >= runs })
 	// Every action's pod is gone once its deleted events are in.
-	mqtttest.WaitFor(b, "the pods to be removed", func() bool {
-		pods, err := r.Actions().Runtime().Pods(context.Background(), nil)
-		return err == nil && len(pods) == 0
-	})
+	ctd.WaitPodsGone(b, "the pods to be removed", nil)
 	time.Sleep(500 * time.Millisecond) // the last deleted events
 	mu.Lock()
 	events, bytes := lifeEvents, lifeBytes

@@ -186,10 +186,7 @@ func TestActionRunsOncePerEpisode(t *testing.T) {
 		return ok
 	})
 	// Pods are removed once the result is durable.
-	mqtttest.WaitFor(t, "the pods to be removed", func() bool {
-		pods, err := r.Actions().Runtime().Pods(context.Background(), map[string]string{actions.LabelManaged: "true"})
-		return err == nil && len(pods) == 0
-	})
+	ctd.WaitPodsGone(t, "the pods to be removed", map[string]string{actions.LabelManaged: "true"})
 	st := r.Actions().Stats()
 	if len(st) != 1 || st[0].Started != 2 || st[0].Succeeded != 2 || st[0].LatencyP50Ms <= 0 {
 		t.Fatalf("stats %+v", st)
@@ -293,10 +290,7 @@ func TestActionTimeout(t *testing.T) {
 	if to.ExitCode == nil || *to.ExitCode == 0 || to.DurationMs > 10_000 {
 		t.Fatalf("timed out record %+v", to)
 	}
-	mqtttest.WaitFor(t, "the pod to be removed", func() bool {
-		pods, err := r.Actions().Runtime().Pods(context.Background(), nil)
-		return err == nil && len(pods) == 0
-	})
+	ctd.WaitPodsGone(t, "the pod to be removed", nil)
 }
 
 // TestActionRefusedImage: an image outside the allow-list is refused,
@@ -569,8 +563,5 @@ func TestActionSweepsFinishedPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	actionRunner(t, dir, ctd, actions.Config{})
-	mqtttest.WaitFor(t, "the leftover pod to be removed", func() bool {
-		pods, err := rt.Pods(context.Background(), nil)
-		return err == nil && len(pods) == 0
-	})
+	ctd.WaitPodsGone(t, "the leftover pod to be removed", nil)
 }

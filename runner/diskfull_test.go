@@ -2,23 +2,20 @@ package runner_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/eddy-edge/eddy/internal/mqtttest"
-	"github.com/eddy-edge/eddy/internal/testtools"
+	"github.com/eddy-edge/eddy/internal/tmpfstest"
 	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/api"
 )
@@ -29,11 +26,7 @@ import (
 // publishes again by itself (no restart) and says ready. Every publish
 // that was acknowledged is in the log.
 func TestDiskFullRecoversWithoutRestart(t *testing.T) {
-	fs := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", fs).CombinedOutput(); err != nil {
-		testtools.Missing(t, "an 8 MiB tmpfs (mount needs root)", fmt.Sprintf("run the tests as root: %v: %s", err, strings.TrimSpace(string(out))))
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", fs).Run() })
+	fs := tmpfstest.Mount(t, "8m")
 
 	r, err := runner.New(runner.Config{DataDir: filepath.Join(fs, "data"), MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
 		Logger: slog.New(slog.DiscardHandler)})
@@ -64,21 +57,7 @@ func TestDiskFullRecoversWithoutRestart(t *testing.T) {
 
 	// Take all but ~1 MiB of the filesystem.
 	ballast := filepath.Join(fs, "ballast")
-	f, err := os.Create(ballast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := f.Write(make([]byte, 64<<10)); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	st, _ := f.Stat()
-	f.Truncate(st.Size() - 1<<20)
-	f.Close()
+	tmpfstest.Fill(t, ballast, 1<<20)
 
 	connect := func(id string) paho.Client {
 		c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + r.Broker().Addr().String()).SetClientID(id).

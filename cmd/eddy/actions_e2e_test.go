@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/eddy-edge/eddy/internal/containerdtest"
+	"github.com/eddy-edge/eddy/internal/e2etest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/runner/actions"
 )
@@ -24,7 +21,7 @@ func TestE2EActionSurvivesKill9(t *testing.T) {
 	ctd := containerdtest.Start(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data") // file sinks of eddy edge write under its data dir
-	pipelines := writeFile(t, dir, "pipelines.yaml", `apiVersion: eddy.dev/v1alpha1
+	pipelines := e2etest.WriteFile(t, dir, "pipelines.yaml", `apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: overheat}
 spec:
@@ -53,10 +50,10 @@ spec:
   steps: [{filter: "kind == 'container' && namespace == 'eddy-actions'"}]
   sinks: [{file: {path: "`+filepath.Join(data, "lifecycle.jsonl")+`"}}]
 `)
-	mqttPort := freePort(t)
-	cfg := writeFile(t, dir, "edge.yaml", fmt.Sprintf(`dataDir: %s
-mqttAddr: 127.0.0.1:%d
-httpAddr: 127.0.0.1:%d
+	mqttPort := mqtttest.FreePort(t)
+	cfg := e2etest.WriteFile(t, dir, "edge.yaml", fmt.Sprintf(`dataDir: %s
+mqttAddr: 127.0.0.1:%s
+httpAddr: 127.0.0.1:%s
 allowAnonymous: true
 node: e2e
 checkpointInterval: 100ms
@@ -64,35 +61,31 @@ pipelines: [%s]
 actions:
   runtime: %s
   allowedImages: ["localhost/eddy/*"]
-`, data, mqttPort, freePort(t), pipelines, ctd.Endpoint))
+`, data, mqttPort, mqtttest.FreePort(t), pipelines, ctd.Endpoint))
 
 	p1 := startProc(t, "pipeline running", "edge", "--config", cfg)
-	mqtttest.Pub(t, fmt.Sprint(mqttPort), "sensors/a", 1, `{"t": 60}`)
+	mqtttest.Pub(t, mqttPort, "sensors/a", 1, `{"t": 60}`)
 	rt := ctd.Runtime(t)
 	ctx := context.Background()
 	mqtttest.WaitFor(t, "the action's container to run", func() bool {
 		cs, err := rt.Containers(ctx, "", map[string]string{actions.LabelManaged: "true"})
 		return err == nil && len(cs) == 1 && cs[0].State == "running"
 	})
-	p1.cmd.Process.Signal(syscall.SIGKILL)
-	p1.cmd.Wait()
+	p1.Kill()
 
 	startProc(t, "pipeline running", "edge", "--config", cfg)
-	mqtttest.Pub(t, fmt.Sprint(mqttPort), "sensors/a", 1, `{"t": 70}`) // same episode: nothing new
+	mqtttest.Pub(t, mqttPort, "sensors/a", 1, `{"t": 70}`) // same episode: nothing new
 	mqtttest.WaitFor(t, "the adopted container's exit in the actions stream", func() bool {
-		for _, r := range readJSONLines(t, filepath.Join(data, "actions.jsonl")) {
+		for _, r := range e2etest.ReadJSONLines(t, filepath.Join(data, "actions.jsonl")) {
 			if r["state"] == "exited" {
 				return true
 			}
 		}
 		return false
 	})
-	mqtttest.WaitFor(t, "the pod to be removed", func() bool {
-		pods, err := rt.Pods(ctx, map[string]string{actions.LabelManaged: "true"})
-		return err == nil && len(pods) == 0
-	})
+	ctd.WaitPodsGone(t, "the pod to be removed", map[string]string{actions.LabelManaged: "true"})
 	started, exited := map[string]bool{}, map[string]bool{}
-	for _, r := range readJSONLines(t, filepath.Join(data, "actions.jsonl")) {
+	for _, r := range e2etest.ReadJSONLines(t, filepath.Join(data, "actions.jsonl")) {
 		switch r["state"] {
 		case "started":
 			started[fmt.Sprint(r["container_id"])] = true
@@ -109,7 +102,7 @@ actions:
 		t.Fatalf("started %v, exited %v: want one container", started, exited)
 	}
 	ran := map[string]bool{}
-	for _, r := range readJSONLines(t, filepath.Join(data, "lifecycle.jsonl")) {
+	for _, r := range e2etest.ReadJSONLines(t, filepath.Join(data, "lifecycle.jsonl")) {
 		if r["event"] == "started" {
 			ran[fmt.Sprint(r["container_id"])] = true
 		}
@@ -117,22 +110,4 @@ actions:
 	if len(ran) > 1 {
 		t.Fatalf("the runtime started %d action containers: %v", len(ran), ran)
 	}
-}
-
-func readJSONLines(t *testing.T, path string) []map[string]any {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
-			out = append(out, m)
-		}
-	}
-	return out
 }

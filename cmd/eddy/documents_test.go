@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-edge/eddy/internal/e2etest"
 	"github.com/eddy-edge/eddy/pipeline/devices"
 	"github.com/eddy-edge/eddy/pipeline/strictyaml"
 	"github.com/eddy-edge/eddy/runner"
@@ -57,11 +58,11 @@ func TestValidateAnyMix(t *testing.T) {
 	dir := t.TempDir()
 	devDir := filepath.Join(dir, "devices")
 	os.Mkdir(devDir, 0o755)
-	writeFile(t, devDir, "model.yaml", docModel)
-	writeFile(t, devDir, "device.yml", docDevice)
-	writeFile(t, devDir, "README.md", "not yaml; skipped")
+	e2etest.WriteFile(t, devDir, "model.yaml", docModel)
+	e2etest.WriteFile(t, devDir, "device.yml", docDevice)
+	e2etest.WriteFile(t, devDir, "README.md", "not yaml; skipped")
 	// A device and a pipeline in one file; the device's model in the directory.
-	mixed := writeFile(t, dir, "thermo.yaml", strings.Replace(docDevice, "thermo-1", "thermo-2", 1)+"---\n"+docPipeline)
+	mixed := e2etest.WriteFile(t, dir, "thermo.yaml", strings.Replace(docDevice, "thermo-1", "thermo-2", 1)+"---\n"+docPipeline)
 
 	for _, args := range [][]string{{devDir, mixed}, {mixed, "--devices", devDir}} {
 		out, errs, code := validate(t, args...)
@@ -90,7 +91,7 @@ func TestValidateKubeEdgeSamples(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeFile(t, dir, f, string(src))
+		e2etest.WriteFile(t, dir, f, string(src))
 	}
 	out, errs, code := validate(t, dir)
 	if code != 0 {
@@ -103,10 +104,10 @@ func TestValidateKubeEdgeSamples(t *testing.T) {
 
 func TestValidateRejects(t *testing.T) {
 	dir := t.TempDir()
-	rule := writeFile(t, dir, "rule.yaml", "apiVersion: rules.kubeedge.io/v1\nkind: Rule\nmetadata: {name: r}\n---\nfoo: bar\n---\napiVersion: v1\nkind: Secret\n")
+	rule := e2etest.WriteFile(t, dir, "rule.yaml", "apiVersion: rules.kubeedge.io/v1\nkind: Rule\nmetadata: {name: r}\n---\nfoo: bar\n---\napiVersion: v1\nkind: Secret\n")
 	empty := filepath.Join(dir, "empty")
 	os.Mkdir(empty, 0o755)
-	models := writeFile(t, dir, "models.yaml", docModel)
+	models := e2etest.WriteFile(t, dir, "models.yaml", docModel)
 	tests := []struct {
 		args []string
 		want []string
@@ -120,11 +121,11 @@ func TestValidateRejects(t *testing.T) {
 			empty + ": directory has no .yaml, .yml or .json files",
 			filepath.Join(dir, "missing.yaml") + ": no such file or directory",
 		}},
-		{[]string{writeFile(t, dir, "orphan.yaml", docDevice)}, []string{
+		{[]string{e2etest.WriteFile(t, dir, "orphan.yaml", docDevice)}, []string{
 			`orphan.yaml:5: spec.deviceModelRef.name: unknown model "thermo-model" in namespace default; no DeviceModel is declared there, add one`,
 		}},
-		{[]string{models, writeFile(t, dir, "again.yaml", docModel)}, []string{`model default/thermo-model is declared twice`}},
-		{[]string{writeFile(t, dir, "p1.yaml", docPipeline), writeFile(t, dir, "p2.yaml", docPipeline)}, []string{
+		{[]string{models, e2etest.WriteFile(t, dir, "again.yaml", docModel)}, []string{`model default/thermo-model is declared twice`}},
+		{[]string{e2etest.WriteFile(t, dir, "p1.yaml", docPipeline), e2etest.WriteFile(t, dir, "p2.yaml", docPipeline)}, []string{
 			filepath.Join(dir, "p2.yaml") + ":3: metadata.name: pipeline default/hot is declared twice (first at " + filepath.Join(dir, "p1.yaml") + ":3); rename one or drop it",
 		}},
 	}
@@ -166,8 +167,8 @@ spec:
 // refuse.
 func TestValidateRules(t *testing.T) {
 	dir := t.TempDir()
-	ok := writeFile(t, dir, "rules.yaml", docRules)
-	out, errs, code := validate(t, ok, writeFile(t, dir, "node.yaml", "apiVersion: eddy.dev/v1alpha1\nkind: EdgeNode\nmetadata: {name: edge-1, labels: {site: a}}\nspec: {unschedulable: true}\n"))
+	ok := e2etest.WriteFile(t, dir, "rules.yaml", docRules)
+	out, errs, code := validate(t, ok, e2etest.WriteFile(t, dir, "node.yaml", "apiVersion: eddy.dev/v1alpha1\nkind: EdgeNode\nmetadata: {name: edge-1, labels: {site: a}}\nspec: {unschedulable: true}\n"))
 	if code != 0 {
 		t.Fatalf("validate: exit %d\n%s", code, errs)
 	}
@@ -176,7 +177,7 @@ func TestValidateRules(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	bad := writeFile(t, dir, "bad.yaml", `apiVersion: rules.kubeedge.io/v1
+	bad := e2etest.WriteFile(t, dir, "bad.yaml", `apiVersion: rules.kubeedge.io/v1
 kind: Rule
 metadata: {name: up}
 spec:
@@ -214,7 +215,7 @@ spec:
 // about those bound to another node; eddy edge serves only its node's.
 func TestServeDevices(t *testing.T) {
 	dir := t.TempDir()
-	set, err := loadDocuments([]string{writeFile(t, dir, "d.yaml", docModel+"---\n"+docDevice)})
+	set, err := loadDocuments([]string{e2etest.WriteFile(t, dir, "d.yaml", docModel+"---\n"+docDevice)})
 	if err != nil {
 		t.Fatal(err)
 	}

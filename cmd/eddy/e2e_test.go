@@ -4,12 +4,9 @@ package main
 // Debian's mosquitto_pub / mosquitto_sub and paho.
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +18,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/eddy-edge/eddy/internal/e2etest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 )
 
@@ -31,9 +29,9 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	eddyBin = filepath.Join(dir, "eddy")
-	if out, err := exec.Command("go", "build", "-o", eddyBin, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building eddy: %v\n%s", err, out)
+	eddyBin, err = e2etest.Compile(dir, "eddy", ".")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -41,90 +39,28 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // eddyProc is a running `eddy run`.
 type eddyProc struct {
-	t        *testing.T
-	cmd      *exec.Cmd
-	mqttPort int
-	httpPort int
-	logs     *syncBuffer
+	*e2etest.Proc
+	mqttPort string
+	httpPort string
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func startEddy(t *testing.T, dataDir string, mqttPort int, args ...string) *eddyProc {
+// startEddy starts `eddy run` on dataDir with its broker on mqttPort and
+// its API on a free port, and waits until a pipeline runs.
+func startEddy(t *testing.T, dataDir, mqttPort string, args ...string) *eddyProc {
 	t.Helper()
-	p := &eddyProc{t: t, mqttPort: mqttPort, httpPort: freePort(t), logs: &syncBuffer{}}
-	full := append([]string{"run", "--data-dir", dataDir, "--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", mqttPort),
-		"--http-addr", fmt.Sprintf("127.0.0.1:%d", p.httpPort)}, args...)
-	p.cmd = exec.Command(eddyBin, full...)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Kill()
-			p.cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("eddy logs:\n%s", p.logs.String())
-		}
-	})
-	// The cleanup above prints the logs if eddy does not start.
-	mqtttest.WaitFor(t, "eddy to log \"pipeline running\"", func() bool { return strings.Contains(p.logs.String(), "pipeline running") })
-	return p
-}
-
-func (p *eddyProc) stop(sig syscall.Signal) {
-	p.t.Helper()
-	p.cmd.Process.Signal(sig)
-	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		p.t.Fatalf("eddy did not exit after %v:\n%s", sig, p.logs.String())
-	}
-}
-
-func writeFile(t *testing.T, dir, name, content string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p := &eddyProc{mqttPort: mqttPort, httpPort: mqtttest.FreePort(t)}
+	full := append([]string{"run", "--data-dir", dataDir, "--mqtt-addr", "127.0.0.1:" + mqttPort,
+		"--http-addr", "127.0.0.1:" + p.httpPort}, args...)
+	p.Proc = e2etest.Start(t, exec.Command(eddyBin, full...))
+	p.WaitLog("pipeline running")
 	return p
 }
 
 func TestE2EFilterWithMosquitto(t *testing.T) {
 	dir := t.TempDir()
-	spec := writeFile(t, dir, "hot.yaml", `
+	spec := e2etest.WriteFile(t, dir, "hot.yaml", `
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: hot}
@@ -138,10 +74,10 @@ spec:
   sinks:
     - mqtt: {topic: "hot/{{device}}", qos: 1}
 `)
-	port := freePort(t)
+	port := mqtttest.FreePort(t)
 	p := startEddy(t, filepath.Join(dir, "data"), port, spec)
-	sub := mqtttest.StartSub(t, fmt.Sprint(port), mqtttest.SubOptions{Topics: []string{"hot/#"}, QoS: 1, ProbeTopic: "hot/probe"})
-	mqtttest.Pub(t, fmt.Sprint(port), "factory/d1/data", 1,
+	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"hot/#"}, QoS: 1, ProbeTopic: "hot/probe"})
+	mqtttest.Pub(t, port, "factory/d1/data", 1,
 		`{"device":"d1","temperature":25}`,
 		`{"device":"d1","temperature":31}`,
 		`{"device":"d2"}`,
@@ -152,15 +88,15 @@ spec:
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("mosquitto_sub got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	p.stop(syscall.SIGTERM)
-	if !strings.Contains(p.logs.String(), "pipeline checkpointed") {
-		t.Errorf("no checkpoint on SIGTERM:\n%s", p.logs.String())
+	p.Stop(syscall.SIGTERM)
+	if !strings.Contains(p.Logs(), "pipeline checkpointed") {
+		t.Errorf("no checkpoint on SIGTERM:\n%s", p.Logs())
 	}
 }
 
 func TestE2EWindowAlertWithMosquitto(t *testing.T) {
 	dir := t.TempDir()
-	spec := writeFile(t, dir, "overheat.yaml", `
+	spec := e2etest.WriteFile(t, dir, "overheat.yaml", `
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: overheat}
@@ -179,9 +115,9 @@ spec:
   sinks:
     - mqtt: {topic: "alerts/{{key}}", qos: 1}
 `)
-	port := freePort(t)
+	port := mqtttest.FreePort(t)
 	startEddy(t, filepath.Join(dir, "data"), port, spec)
-	sub := mqtttest.StartSub(t, fmt.Sprint(port), mqtttest.SubOptions{Topics: []string{"alerts/#"}, QoS: 1, ProbeTopic: "alerts/probe"})
+	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"alerts/#"}, QoS: 1, ProbeTopic: "alerts/probe"})
 	const t0 = 1_700_000_000_000
 	var msgs []string
 	for s := 0; s < 50; s++ {
@@ -192,7 +128,7 @@ spec:
 		msgs = append(msgs, fmt.Sprintf(`{"device":"m1","ts":%d,"temperature":%g}`, t0+s*1000, temp))
 	}
 	// All on one connection, in order.
-	mqtttest.PubLines(t, fmt.Sprint(port), "factory/m1/data", 1, msgs...)
+	mqtttest.PubLines(t, port, "factory/m1/data", 1, msgs...)
 	got := sub.Lines(2)
 	// Windows [0,10) [10,20) [20,30) average 32; [30,40) averages 20.
 	// Pending at the first window's end (t0+10s), firing once it held 10 s
@@ -240,7 +176,7 @@ func mustJSON(v any) string {
 func TestE2EKill9LosesNothingAcknowledged(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.jsonl")
-	spec := writeFile(t, dir, "all.yaml", fmt.Sprintf(`
+	spec := e2etest.WriteFile(t, dir, "all.yaml", fmt.Sprintf(`
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: all}
@@ -252,13 +188,13 @@ spec:
     - file: {path: %q}
 `, out))
 	data := filepath.Join(dir, "data")
-	port := freePort(t)
+	port := mqtttest.FreePort(t)
 	p := startEddy(t, data, port, "--checkpoint-interval", "100ms", spec)
 
 	const total = 3000
 	acked := make([]bool, total)
 	var mu sync.Mutex
-	opts := paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).SetClientID("kill9-pub").
+	opts := paho.NewClientOptions().AddBroker("tcp://127.0.0.1:" + port).SetClientID("kill9-pub").
 		SetAutoReconnect(false).SetMaxResumePubInFlight(64)
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
@@ -270,7 +206,7 @@ spec:
 	for i := 0; i < total; i++ {
 		if i == total/2 {
 			// Kill while half is still to be sent and some is in flight.
-			go func() { p.cmd.Process.Signal(syscall.SIGKILL); p.cmd.Wait(); close(killed) }()
+			go func() { p.Kill(); close(killed) }()
 		}
 		select {
 		case <-killed:
@@ -318,7 +254,7 @@ spec:
 		}
 		return nil
 	})
-	p2.stop(syscall.SIGTERM)
+	p2.Stop(syscall.SIGTERM)
 	seen := readNumbers(t, out)
 	dups := 0
 	for _, c := range seen {
@@ -330,41 +266,25 @@ spec:
 		total, nAcked, len(seen), dups)
 }
 
-// readNumbers counts each n in the JSON Lines output file.
+// readNumbers counts each n in the JSON Lines output file. eddy may be
+// appending while this reads: a line still being written is read on the
+// next call.
 func readNumbers(t *testing.T, path string) map[int]int {
 	t.Helper()
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		return map[int]int{}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	// eddy may be appending while this reads: one write(2) is not atomic
-	// for a concurrent reader, so a last line without its newline is a
-	// write in progress, not a torn line; it is read on the next call.
 	seen := map[int]int{}
-	r := bufio.NewReader(f)
-	for {
-		line, err := r.ReadBytes('\n')
-		if err == io.EOF {
-			return seen
+	for _, m := range e2etest.ReadJSONLines(t, path) {
+		n, ok := m["n"].(float64)
+		if !ok || n != math.Trunc(n) {
+			t.Fatalf("output line %v is not a numbered event", m)
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		var v struct{ N *int }
-		if err := json.Unmarshal(line, &v); err != nil || v.N == nil {
-			t.Fatalf("output line %q is not a numbered event: %v", line, err)
-		}
-		seen[*v.N]++
+		seen[int(n)]++
 	}
+	return seen
 }
 
 func TestValidateReportsEveryError(t *testing.T) {
 	dir := t.TempDir()
-	bad := writeFile(t, dir, "bad.yaml", `apiVersion: eddy.dev/v1alpha1
+	bad := e2etest.WriteFile(t, dir, "bad.yaml", `apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: bad}
 spec:
@@ -387,7 +307,7 @@ spec:
 			t.Errorf("validate output lacks %q:\n%s", want, out)
 		}
 	}
-	good := writeFile(t, dir, "good.yaml", strings.NewReplacer(`topik`, `topic`, `"10"`, `10s`, `cnt()`, `count()`).Replace(string(must(os.ReadFile(bad)))))
+	good := e2etest.WriteFile(t, dir, "good.yaml", strings.NewReplacer(`topik`, `topic`, `"10"`, `10s`, `cnt()`, `count()`).Replace(string(must(os.ReadFile(bad)))))
 	if out, err := exec.Command(eddyBin, "validate", good).CombinedOutput(); err != nil {
 		t.Fatalf("validate failed on a good file: %v\n%s", err, out)
 	}

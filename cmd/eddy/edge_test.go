@@ -7,10 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/eddy-edge/eddy/internal/e2etest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/runner/api"
 	"github.com/eddy-edge/eddy/runner/broker"
@@ -32,7 +32,7 @@ func TestDeployEdgeFilesLoad(t *testing.T) {
 }
 
 func TestEdgeConfigErrorsPointAtTheLine(t *testing.T) {
-	p := writeFile(t, t.TempDir(), "edge.yaml", "dataDir: /x\nmqtAddr: 1.2.3.4:1\n")
+	p := e2etest.WriteFile(t, t.TempDir(), "edge.yaml", "dataDir: /x\nmqtAddr: 1.2.3.4:1\n")
 	_, err := loadEdgeConfig(p)
 	if err == nil || !strings.Contains(err.Error(), p+`:2: mqtAddr: unknown field "mqtAddr" (did you mean "mqttAddr"?)`) {
 		t.Fatalf("error %v", err)
@@ -50,8 +50,8 @@ func TestE2EEdgeRequiresAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	users := writeFile(t, dir, "users.yaml", fmt.Sprintf("users:\n  - username: dev1\n    password: %q\n    acl: {publish: [\"factory/%%u/data\"]}\n", strings.TrimSpace(string(h))))
-	spec := writeFile(t, dir, "p.yaml", `
+	users := e2etest.WriteFile(t, dir, "users.yaml", fmt.Sprintf("users:\n  - username: dev1\n    password: %q\n    acl: {publish: [\"factory/%%u/data\"]}\n", strings.TrimSpace(string(h))))
+	spec := e2etest.WriteFile(t, dir, "p.yaml", `
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: hot}
@@ -60,37 +60,23 @@ spec:
   steps: [{filter: "t > 1"}]
   sinks: [{log: {}}]
 `)
-	mqttPort, httpPort := freePort(t), freePort(t)
-	cfg := writeFile(t, dir, "edge.yaml", fmt.Sprintf("dataDir: %s\nmqttAddr: 127.0.0.1:%d\nhttpAddr: 127.0.0.1:%d\nauthFile: %s\npipelines: [%s]\n",
+	mqttPort, httpPort := mqtttest.FreePort(t), mqtttest.FreePort(t)
+	cfg := e2etest.WriteFile(t, dir, "edge.yaml", fmt.Sprintf("dataDir: %s\nmqttAddr: 127.0.0.1:%s\nhttpAddr: 127.0.0.1:%s\nauthFile: %s\npipelines: [%s]\n",
 		filepath.Join(dir, "data"), mqttPort, httpPort, users, spec))
-	logs := &syncBuffer{}
-	edge := exec.Command(eddyBin, "edge", "--config", cfg)
-	edge.Stdout, edge.Stderr = logs, logs
-	if err := edge.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		edge.Process.Signal(syscall.SIGTERM)
-		edge.Wait()
-		if t.Failed() {
-			t.Logf("eddy edge logs:\n%s", logs.String())
-		}
-	}()
-	mqtttest.WaitFor(t, "eddy edge to start", func() bool { return strings.Contains(logs.String(), "pipeline running") })
-	if !strings.Contains(logs.String(), "API tokens generated in "+filepath.Join(dir, "data", "api-tokens.yaml")) {
+	edge := startProc(t, "pipeline running", "edge", "--config", cfg)
+	if !strings.Contains(edge.Logs(), "API tokens generated in "+filepath.Join(dir, "data", "api-tokens.yaml")) {
 		t.Errorf("first start did not print the path of the generated API tokens")
 	}
-	port := fmt.Sprint(mqttPort)
-	if out, err := exec.Command(pub, "-p", port, "-t", "factory/dev1/data", "-m", `{"t":2}`).CombinedOutput(); err == nil {
+	if out, err := exec.Command(pub, "-p", mqttPort, "-t", "factory/dev1/data", "-m", `{"t":2}`).CombinedOutput(); err == nil {
 		t.Errorf("anonymous publish was accepted: %s", out)
 	}
-	if out, err := exec.Command(pub, "-p", port, "-u", "dev1", "-P", "wrong", "-t", "factory/dev1/data", "-m", `{"t":2}`).CombinedOutput(); err == nil {
+	if out, err := exec.Command(pub, "-p", mqttPort, "-u", "dev1", "-P", "wrong", "-t", "factory/dev1/data", "-m", `{"t":2}`).CombinedOutput(); err == nil {
 		t.Errorf("wrong password was accepted: %s", out)
 	}
-	if out, err := exec.Command(pub, "-p", port, "-u", "dev1", "-P", "s3cret", "-q", "1", "-t", "factory/dev1/data", "-m", `{"t":2}`).CombinedOutput(); err != nil {
+	if out, err := exec.Command(pub, "-p", mqttPort, "-u", "dev1", "-P", "s3cret", "-q", "1", "-t", "factory/dev1/data", "-m", `{"t":2}`).CombinedOutput(); err != nil {
 		t.Errorf("valid user refused: %v %s", err, out)
 	}
-	res, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/api/v1/pipelines", httpPort))
+	res, err := http.Get("http://127.0.0.1:" + httpPort + "/api/v1/pipelines")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +94,7 @@ spec:
 	}
 	// The tokens are secrets: they must not be in the output (the journal).
 	for _, tok := range append(tokens.Admin, tokens.ReadOnly...) {
-		if strings.Contains(logs.String(), tok) {
+		if strings.Contains(edge.Logs(), tok) {
 			t.Errorf("a generated API token was printed in clear")
 		}
 	}
@@ -117,7 +103,7 @@ spec:
 // Every setting can be written in the edge file, in its user-facing form
 // (sizes and durations with units, the anonymous policy's words).
 func TestEdgeConfigEverySetting(t *testing.T) {
-	p := writeFile(t, t.TempDir(), "edge.yaml", `
+	p := e2etest.WriteFile(t, t.TempDir(), "edge.yaml", `
 readOnly: true
 allowAnonymous: true
 memoryLimit: 96MiB
@@ -156,7 +142,7 @@ link: {hub: [tls://hub:7422], reconnectInterval: 250ms, fleet: {domain: hub}}
 		"actions: {startRetry: soon}\n": `actions.startRetry: "soon" is not a duration`,
 		"link: {hubs: [x]}\n":           `link.hubs: unknown field "hubs" (did you mean "hub"?)`,
 	} {
-		_, err := loadEdgeConfig(writeFile(t, t.TempDir(), "edge.yaml", in))
+		_, err := loadEdgeConfig(e2etest.WriteFile(t, t.TempDir(), "edge.yaml", in))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v; want it to contain %q", in, err, want)
 		}

@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,61 +14,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eddy-edge/eddy/fleet"
+	"github.com/eddy-edge/eddy/internal/e2etest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 )
 
-// proc is a running eddy process with its logs.
-type proc struct {
-	t    *testing.T
-	cmd  *exec.Cmd
-	logs *syncBuffer
-}
-
-func startProc(t *testing.T, wait string, args ...string) *proc {
+// startProc starts eddy with args and waits until it logs wait.
+func startProc(t *testing.T, wait string, args ...string) *e2etest.Proc {
 	t.Helper()
-	p := &proc{t: t, cmd: exec.Command(eddyBin, args...), logs: &syncBuffer{}}
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Kill()
-			p.cmd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("eddy %s logs:\n%s", args[0], p.logs.String())
-		}
-	})
-	mqtttest.WaitFor(t, fmt.Sprintf("eddy %s to log %q", args[0], wait), func() bool { return strings.Contains(p.logs.String(), wait) })
+	p := e2etest.Start(t, exec.Command(eddyBin, args...))
+	p.WaitLog(wait)
 	return p
-}
-
-func (p *proc) kill() {
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	p.cmd.Wait()
-}
-
-func (p *proc) stop() {
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		p.t.Fatalf("eddy did not stop:\n%s", p.logs.String())
-	}
-}
-
-func eddyOut(t *testing.T, env []string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(eddyBin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("eddy %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }
 
 const fleetPipeline = `apiVersion: eddy.dev/v1alpha1
@@ -99,24 +52,24 @@ func TestE2EFleet(t *testing.T) {
 		if u == "admin" {
 			args = append(args, "--admin")
 		}
-		out := eddyOut(t, nil, args...)
+		out := e2etest.Run(t, nil, eddyBin, args...)
 		i := strings.Index(out, "password: ")
 		pw[u] = strings.Fields(out[i+len("password: "):])[0]
 	}
-	clientPort, leafPort := freePort(t), freePort(t)
+	clientPort, leafPort := mqtttest.FreePort(t), mqtttest.FreePort(t)
 	hubArgs := []string{"hub", "--data-dir", filepath.Join(dir, "hub"), "--credentials", creds,
-		"--listen", fmt.Sprintf("127.0.0.1:%d", clientPort), "--leaf-listen", fmt.Sprintf("127.0.0.1:%d", leafPort)}
+		"--listen", fmt.Sprintf("127.0.0.1:%s", clientPort), "--leaf-listen", fmt.Sprintf("127.0.0.1:%s", leafPort)}
 	hub := startProc(t, "hub running", hubArgs...)
 
-	edge := func(name string, mqttPort int) *proc {
-		cfg := writeFile(t, dir, name+".yaml", fmt.Sprintf(`dataDir: %s
-mqttAddr: 127.0.0.1:%d
+	edge := func(name, mqttPort string) *e2etest.Proc {
+		cfg := e2etest.WriteFile(t, dir, name+".yaml", fmt.Sprintf(`dataDir: %s
+mqttAddr: 127.0.0.1:%s
 httpAddr: "-"
 allowAnonymous: true
 node: %s
 checkpointInterval: 200ms
 link:
-  hub: [nats-leaf://127.0.0.1:%d]
+  hub: [nats-leaf://127.0.0.1:%s]
   user: %s
   password: %s
   localAddr: "-"
@@ -126,20 +79,20 @@ link:
 `, filepath.Join(dir, name), mqttPort, name, leafPort, name, pw[name], name))
 		return startProc(t, "link started", "edge", "--config", cfg)
 	}
-	portA, portB := freePort(t), freePort(t)
+	portA, portB := mqtttest.FreePort(t), mqtttest.FreePort(t)
 	a := edge("edge-a", portA)
 	edge("edge-b", portB)
 
 	env := []string{"EDDY_HUB_PASSWORD=" + pw["admin"]}
-	hubFlags := []string{"--hub", fmt.Sprintf("nats://127.0.0.1:%d", clientPort), "--user", "admin"}
+	hubFlags := []string{"--hub", fmt.Sprintf("nats://127.0.0.1:%s", clientPort), "--user", "admin"}
 	fleetCmd := func(args ...string) string {
-		return eddyOut(t, env, append(append([]string{"fleet"}, args...), hubFlags...)...)
+		return e2etest.Run(t, env, eddyBin, append(append([]string{"fleet"}, args...), hubFlags...)...)
 	}
 	mqtttest.WaitFor(t, "both nodes registered", func() bool {
 		out := fleetCmd("get", "nodes")
 		return strings.Contains(out, "edge-a") && strings.Contains(out, "edge-b")
 	})
-	spec := writeFile(t, dir, "overheat.yaml", fmt.Sprintf(fleetPipeline, 30))
+	spec := e2etest.WriteFile(t, dir, "overheat.yaml", fmt.Sprintf(fleetPipeline, 30))
 	fleetCmd("apply", "-f", spec, "--selector", "site=edge-a")
 	mqtttest.WaitFor(t, "edge-a runs generation 1", func() bool {
 		return strings.Contains(fleetCmd("get", "pipelines"), "edge-a  Pipeline  default/overheat  1           1        Running")
@@ -148,16 +101,16 @@ link:
 		t.Fatalf("edge-b was given the pipeline:\n%s", out)
 	}
 	// Update: edge-a hot-swaps and reports generation 2.
-	writeFile(t, dir, "overheat.yaml", fmt.Sprintf(fleetPipeline, 35))
+	e2etest.WriteFile(t, dir, "overheat.yaml", fmt.Sprintf(fleetPipeline, 35))
 	fleetCmd("apply", "-f", spec, "--node", "edge-a")
 	mqtttest.WaitFor(t, "edge-a runs generation 2", func() bool {
 		return strings.Contains(fleetCmd("get", "pipelines"), "default/overheat  2           2        Running")
 	})
 
 	// Alerts while the hub is killed, and while edge-a restarts without it.
-	sub := mqtttest.StartSub(t, fmt.Sprint(portA), mqtttest.SubOptions{Topics: []string{"alerts/#"}, QoS: 1, ProbeTopic: "alerts/probe"})
+	sub := mqtttest.StartSub(t, portA, mqtttest.SubOptions{Topics: []string{"alerts/#"}, QoS: 1, ProbeTopic: "alerts/probe"})
 	seq := 0
-	publish := func(port, n int) {
+	publish := func(port string, n int) {
 		var msgs []string
 		for i := 0; i < n; i++ {
 			seq++
@@ -167,25 +120,25 @@ link:
 			}
 			msgs = append(msgs, fmt.Sprintf(`{"device":"m1","ts":%d,"temperature":%d,"seq":%d}`, 1_700_000_000_000+seq*1000, temp, seq))
 		}
-		mqtttest.PubLines(t, fmt.Sprint(port), "factory/m1/data", 1, msgs...)
+		mqtttest.PubLines(t, port, "factory/m1/data", 1, msgs...)
 	}
 	publish(portA, 20)
-	hub.kill()
+	hub.Kill()
 	publish(portA, 20)
 	if got := sub.Lines(40); len(got) != 40 {
 		t.Fatalf("local alerts while the hub is down: %d of 40", len(got))
 	}
-	a.kill() // kill -9: the pipeline replays from its last checkpoint
+	a.Kill() // kill -9: the pipeline replays from its last checkpoint
 	a = edge("edge-a", portA)
 	mqtttest.WaitFor(t, "edge-a runs its last plans from disk", func() bool {
-		return strings.Contains(a.logs.String(), "applied the last plans from disk")
+		return strings.Contains(a.Logs(), "applied the last plans from disk")
 	})
 	publish(portA, 20)
 	hub = startProc(t, "hub running", hubArgs...)
 	publish(portA, 20)
 	total := seq
 
-	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", clientPort), nats.UserInfo("admin", pw["admin"]))
+	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%s", clientPort), nats.UserInfo("admin", pw["admin"]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,6 +199,6 @@ link:
 	// Delete: edge-a stops the pipeline.
 	fleetCmd("delete", "default/overheat", "--node", "edge-a")
 	mqtttest.WaitFor(t, "edge-a removes the pipeline", func() bool {
-		return strings.Contains(a.logs.String(), "removed a pipeline deleted on the hub")
+		return strings.Contains(a.Logs(), "removed a pipeline deleted on the hub")
 	})
 }

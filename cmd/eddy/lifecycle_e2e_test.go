@@ -16,13 +16,14 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/eddy-edge/eddy/internal/e2etest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/runner/api"
 	"github.com/eddy-edge/eddy/runner/engine"
 )
 
 func (p *eddyProc) client() *api.Client {
-	return api.NewClient(fmt.Sprintf("127.0.0.1:%d", p.httpPort), "")
+	return api.NewClient("127.0.0.1:"+p.httpPort, "")
 }
 
 func (p *eddyProc) status(t *testing.T, id string) engine.Status {
@@ -41,7 +42,7 @@ func (p *eddyProc) status(t *testing.T, id string) engine.Status {
 // not bring a stall back.
 func TestE2EPoisonEventsAreDeadLettered(t *testing.T) {
 	dir := t.TempDir()
-	spec := writeFile(t, dir, "poison.yaml", `
+	spec := e2etest.WriteFile(t, dir, "poison.yaml", `
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: poison}
@@ -55,10 +56,10 @@ spec:
     - mqtt: {topic: "dead/poison", qos: 1}
 `)
 	data := filepath.Join(dir, "data")
-	port := freePort(t)
+	port := mqtttest.FreePort(t)
 	p := startEddy(t, data, port, spec)
-	sub := mqtttest.StartSub(t, fmt.Sprint(port), mqtttest.SubOptions{Topics: []string{"alerts/#", "dead/#"}, QoS: 1, ProbeTopic: "alerts/probe"})
-	mqtttest.Pub(t, fmt.Sprint(port), "sensors/s1", 1,
+	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"alerts/#", "dead/#"}, QoS: 1, ProbeTopic: "alerts/probe"})
+	mqtttest.Pub(t, port, "sensors/s1", 1,
 		`{"device":"a/+","temperature":50,"zero":1}`,
 		`{"device":"b","temperature":50,"zero":0}`,
 		`{"device":"c\u0000","temperature":50,"zero":1}`,
@@ -85,16 +86,16 @@ spec:
 		}
 		return nil
 	})
-	p.stop(syscall.SIGTERM)
+	p.Stop(syscall.SIGTERM)
 	sub.Close()
 
 	p2 := startEddy(t, data, port, spec)
-	sub2 := mqtttest.StartSub(t, fmt.Sprint(port), mqtttest.SubOptions{Topics: []string{"alerts/#"}, QoS: 1, ProbeTopic: "alerts/probe"})
-	mqtttest.Pub(t, fmt.Sprint(port), "sensors/s1", 1, `{"device":"after","temperature":1,"zero":1}`)
+	sub2 := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"alerts/#"}, QoS: 1, ProbeTopic: "alerts/probe"})
+	mqtttest.Pub(t, port, "sensors/s1", 1, `{"device":"after","temperature":1,"zero":1}`)
 	if line := sub2.Next(); line != `alerts/after {"device":"after","ratio":1,"temperature":1,"zero":1}` {
 		t.Fatalf("after restart: %s", line)
 	}
-	p2.stop(syscall.SIGTERM)
+	p2.Stop(syscall.SIGTERM)
 }
 
 // Reproduction 4 with real clients: SIGTERM while paho publishes QoS 1 as
@@ -105,7 +106,7 @@ spec:
 func TestE2ESigtermUnderQoS1Load(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.jsonl")
-	spec := writeFile(t, dir, "load.yaml", fmt.Sprintf(`
+	spec := e2etest.WriteFile(t, dir, "load.yaml", fmt.Sprintf(`
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: load}
@@ -116,21 +117,22 @@ spec:
     - file: {path: %q}
 `, out))
 	data := filepath.Join(dir, "data")
-	port := freePort(t)
+	port := mqtttest.FreePort(t)
 	p := startEddy(t, data, port, "--checkpoint-interval", "1s", spec)
-	sub := mqtttest.StartSub(t, fmt.Sprint(port), mqtttest.SubOptions{Topics: []string{"out/#"}, QoS: 1, ProbeTopic: "out/probe"})
+	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"out/#"}, QoS: 1, ProbeTopic: "out/probe"})
 	defer sub.Close()
 
 	const total = 6000
 	acked := make([]bool, total)
 	var mu sync.Mutex
-	opts := paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).SetClientID("sigterm-pub").
+	opts := paho.NewClientOptions().AddBroker("tcp://127.0.0.1:" + port).SetClientID("sigterm-pub").
 		SetAutoReconnect(false).SetMaxResumePubInFlight(64)
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect: %v", tok.Error())
 	}
 	var exited time.Duration
+	var exitErr error
 	stopped := make(chan struct{})
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
@@ -138,7 +140,7 @@ spec:
 		if i == total/2 {
 			go func() {
 				t0 := time.Now()
-				p.stop(syscall.SIGTERM)
+				exitErr = p.Stop(syscall.SIGTERM)
 				exited = time.Since(t0)
 				close(stopped)
 			}()
@@ -164,9 +166,9 @@ spec:
 	<-stopped
 	c.Disconnect(0)
 	wg.Wait()
-	logs := p.logs.String()
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Fatalf("eddy exited %d after SIGTERM", code)
+	logs := p.Logs()
+	if exitErr != nil {
+		t.Fatalf("eddy after SIGTERM: %v", exitErr)
 	}
 	if exited > 10*time.Second {
 		t.Fatalf("eddy took %v to exit after SIGTERM; the bound is 10s", exited)
@@ -199,7 +201,7 @@ spec:
 		}
 		return nil
 	})
-	p2.stop(syscall.SIGTERM)
+	p2.Stop(syscall.SIGTERM)
 	t.Logf("acknowledged %d of %d before SIGTERM; eddy exited in %v", nAcked, total, exited)
 }
 
@@ -234,7 +236,7 @@ spec:
   sinks:
     - file: {path: %q}
 `, out)
-	keep := writeFile(t, dir, "keep.yaml", `
+	keep := e2etest.WriteFile(t, dir, "keep.yaml", `
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: keep}
@@ -242,10 +244,10 @@ spec:
   source: {mqtt: {topic: "k/#"}}
   sinks: [{log: {level: debug}}]
 `)
-	port := freePort(t)
+	port := mqtttest.FreePort(t)
 	p := startEddy(t, filepath.Join(dir, "data"), port, keep)
 	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
-	url := fmt.Sprintf("http://127.0.0.1:%d%s", p.httpPort, api.PipelinePath("churn"))
+	url := fmt.Sprintf("http://127.0.0.1:%s%s", p.httpPort, api.PipelinePath("churn"))
 	call := func(method string, body string) (int, string) {
 		req, _ := http.NewRequest(method, url, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/yaml")
@@ -258,7 +260,7 @@ spec:
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	base, baseList := countFDs(t, p.cmd.Process.Pid)
+	base, baseList := countFDs(t, p.Pid())
 	var wg sync.WaitGroup
 	for i := 0; i < 100; i++ {
 		wg.Add(2)
@@ -300,12 +302,12 @@ spec:
 	if code, msg := call("PUT", bad); code < 400 || !strings.Contains(msg, "/proc/eddy-no") {
 		t.Fatalf("PUT of an unbuildable plan: %d %s", code, msg)
 	}
-	mqtttest.Pub(t, fmt.Sprint(port), "c/1", 1, `{"n":1}`)
+	mqtttest.Pub(t, port, "c/1", 1, `{"n":1}`)
 	mqtttest.WaitFor(t, "the event in the file", func() bool { return readNumbers(t, out)[1] >= 1 })
 	if code, msg := call("DELETE", ""); code != 204 {
 		t.Fatalf("DELETE: %d %s", code, msg)
 	}
-	mqtttest.Pub(t, fmt.Sprint(port), "c/1", 1, `{"n":2}`)
+	mqtttest.Pub(t, port, "c/1", 1, `{"n":2}`)
 	st := p.status(t, "keep")
 	mqtttest.WaitFor(t, "the other pipeline to read the last event", func() bool {
 		return p.status(t, "keep").Cursor > st.Head
@@ -316,12 +318,12 @@ spec:
 	mqtttest.WaitForErr(t, "open descriptors back to the baseline", func() error {
 		// The API client's own keep-alive connection is not the runner's.
 		http.DefaultClient.CloseIdleConnections()
-		if n, list := countFDs(t, p.cmd.Process.Pid); n > base {
+		if n, list := countFDs(t, p.Pid()); n > base {
 			return fmt.Errorf("%d open descriptors, baseline %d\nnow: %s\nbaseline: %s", n, base, list, baseList)
 		}
 		return nil
 	})
-	p.stop(syscall.SIGTERM)
+	p.Stop(syscall.SIGTERM)
 }
 
 // A second SIGINT/SIGTERM exits at once, whatever the shutdown is doing.
@@ -364,8 +366,8 @@ spec:
   sinks:
     - file: {path: /dev/full}
 `
-	spec := writeFile(t, dir, "stuck.yaml", doc)
-	port := freePort(t)
+	spec := e2etest.WriteFile(t, dir, "stuck.yaml", doc)
+	port := mqtttest.FreePort(t)
 	p := startEddy(t, filepath.Join(dir, "data"), port, spec)
 	// The sink's writes fail with ENOSPC (/dev/full), a retryable error:
 	// the pipeline stays degraded on the first record it cannot write. (A
@@ -375,7 +377,7 @@ spec:
 	for i := range lines {
 		lines[i] = fmt.Sprintf(`{"n":%d}`, i)
 	}
-	mqtttest.PubLines(t, fmt.Sprint(port), "s/1", 0, lines...)
+	mqtttest.PubLines(t, port, "s/1", 0, lines...)
 	var st engine.Status
 	mqtttest.WaitForErr(t, "the pipeline to be degraded by its failing sink", func() error {
 		st = p.status(t, "stuck")
@@ -398,14 +400,14 @@ spec:
 		}
 	}
 	// The operator's escape hatches, through the CLI.
-	server := fmt.Sprintf("127.0.0.1:%d", p.httpPort)
+	server := "127.0.0.1:" + p.httpPort
 	out, err := exec.Command(eddyBin, "pipeline", "skip", "stuck", "--server", server).CombinedOutput()
 	// (The resume offset is the last checkpoint's: the sink cannot flush,
 	// so no checkpoint moves past the record it is blocked on.)
 	if err != nil || !strings.Contains(string(out), fmt.Sprintf("stuck: skipped the output of offset %d; continuing from offset", st.BlockedAt)) {
 		t.Fatalf("eddy pipeline skip: %v\n%s", err, out)
 	}
-	if !strings.Contains(p.logs.String(), "operator skipped a record") {
+	if !strings.Contains(p.Logs(), "operator skipped a record") {
 		t.Error("the skip is not in the runner's log")
 	}
 	out, err = exec.Command(eddyBin, "pipeline", "seek", "stuck", "--end", "--server", server).CombinedOutput()
@@ -415,7 +417,7 @@ spec:
 	if st := p.status(t, "stuck"); st.Lag != 0 {
 		t.Errorf("lag %d after seek --end", st.Lag)
 	}
-	mqtttest.PubLines(t, fmt.Sprint(port), "s/1", 0, lines...) // past the sink's buffer again
+	mqtttest.PubLines(t, port, "s/1", 0, lines...) // past the sink's buffer again
 	mqtttest.WaitForErr(t, "the pipeline to be blocked again", func() error {
 		if st := p.status(t, "stuck"); st.State != engine.StateDegraded {
 			return fmt.Errorf("state %s", st.State)
@@ -447,15 +449,15 @@ spec:
 		return nil
 	})
 	t0 := time.Now()
-	p.stop(syscall.SIGTERM)
+	exitErr := p.Stop(syscall.SIGTERM)
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Fatalf("SIGTERM on a blocked pipeline took %v", d)
 	}
-	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("exit status %d", code)
+	if exitErr != nil {
+		t.Errorf("eddy after SIGTERM: %v", exitErr)
 	}
 	for _, want := range []string{"no final checkpoint", "shutdown complete"} {
-		if !strings.Contains(p.logs.String(), want) {
+		if !strings.Contains(p.Logs(), want) {
 			t.Errorf("no %q in the logs", want)
 		}
 	}
@@ -467,7 +469,7 @@ spec:
 // real readings after them are not late.
 func TestE2EEventTimeOverflow(t *testing.T) {
 	dir := t.TempDir()
-	spec := writeFile(t, dir, "et.yaml", `
+	spec := e2etest.WriteFile(t, dir, "et.yaml", `
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: et}
@@ -479,10 +481,10 @@ spec:
     - aggregate: {n: "count()"}
   sinks: [{mqtt: {topic: "w/out"}}]
 `)
-	port := freePort(t)
+	port := mqtttest.FreePort(t)
 	p := startEddy(t, filepath.Join(dir, "data"), port, spec)
 	now := time.Now().Unix()
-	mqtttest.Pub(t, fmt.Sprint(port), "t/1", 1,
+	mqtttest.Pub(t, port, "t/1", 1,
 		fmt.Sprintf(`{"ts":%d}`, now),
 		`{"ts":20242804204}`,
 		`{"ts":5e10}`,
@@ -500,7 +502,7 @@ spec:
 		}
 		return nil
 	})
-	p.stop(syscall.SIGTERM)
+	p.Stop(syscall.SIGTERM)
 }
 
 // Reproduction 6 through the binary: eddy validate and eddy run refuse a
@@ -508,7 +510,7 @@ spec:
 // files (naming both places), and two pipelines that feed each other.
 func TestE2EValidateLoopsAndDuplicates(t *testing.T) {
 	dir := t.TempDir()
-	self := writeFile(t, dir, "self.yaml", `
+	self := e2etest.WriteFile(t, dir, "self.yaml", `
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: echo}
@@ -516,7 +518,7 @@ spec:
   source: {mqtt: {topic: "sensors/#"}}
   sinks: [{mqtt: {topic: "sensors/echo/{{key}}"}}]
 `)
-	a := writeFile(t, dir, "a.yaml", `
+	a := e2etest.WriteFile(t, dir, "a.yaml", `
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: hot}
@@ -524,7 +526,7 @@ spec:
   source: {mqtt: {topic: "a/#"}}
   sinks: [{mqtt: {topic: "b/{{key}}"}}]
 `)
-	b := writeFile(t, dir, "b.yaml", `
+	b := e2etest.WriteFile(t, dir, "b.yaml", `
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: hot}
@@ -532,7 +534,7 @@ spec:
   source: {mqtt: {topic: "c/#"}}
   sinks: [{mqtt: {topic: "d"}}]
 `)
-	c := writeFile(t, dir, "c.yaml", `
+	c := e2etest.WriteFile(t, dir, "c.yaml", `
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: back}

@@ -21,6 +21,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/eddy-edge/eddy/internal/e2etest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 )
 
@@ -35,7 +36,7 @@ func TestSoakDurableIngest(t *testing.T) {
 	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.jsonl")
-	spec := writeFile(t, dir, "soak.yaml", fmt.Sprintf(`
+	spec := e2etest.WriteFile(t, dir, "soak.yaml", fmt.Sprintf(`
 apiVersion: eddy.dev/v1alpha1
 kind: Pipeline
 metadata: {name: soak}
@@ -46,7 +47,7 @@ spec:
   sinks:
     - file: {path: %q}
 `, out))
-	port := freePort(t)
+	port := mqtttest.FreePort(t)
 	p := startEddy(t, filepath.Join(dir, "data"), port, "--retention-max-age", "2m", spec)
 
 	const pubs, rate = 4, 2000 // messages per second, all publishers
@@ -58,7 +59,7 @@ spec:
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			c := paho.NewClient(paho.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).SetClientID(fmt.Sprint("soak-", i)))
+			c := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://127.0.0.1:" + port).SetClientID(fmt.Sprint("soak-", i)))
 			if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 				t.Errorf("connect: %v", tok.Error())
 				return
@@ -87,7 +88,7 @@ loop:
 	for {
 		select {
 		case <-sample.C:
-			rss = append(rss, procRSS(p.cmd.Process.Pid))
+			rss = append(rss, procRSS(p.Pid()))
 		case <-deadline:
 			break loop
 		}
@@ -101,7 +102,7 @@ loop:
 		}
 		return nil
 	})
-	p.stop(syscall.SIGTERM)
+	p.Stop(syscall.SIGTERM)
 	t.Logf("%v: %d messages acknowledged, RSS samples (kB): %v", dur, sent, rss)
 	if len(rss) >= 12 {
 		early, late := rss[5], rss[len(rss)-1] // after the first minute vs the end

@@ -49,15 +49,24 @@ func (r *recorder) count(typ cri.LifecycleType) int {
 	return n
 }
 
+// watch starts a watcher of rt that records every event, closed with the
+// test, and waits until it is connected.
+func watch(t *testing.T, rt *cri.Runtime, opts cri.WatchOptions) *recorder {
+	t.Helper()
+	rec := &recorder{}
+	opts.OnEvent = rec.add
+	w := cri.NewWatcher(rt, opts)
+	w.Start(context.Background())
+	t.Cleanup(func() { w.Close() })
+	mqtttest.WaitFor(t, "watcher connected", func() bool { return rec.count(cri.RuntimeConnected) == 1 })
+	return rec
+}
+
 func TestRunAndLifecycle(t *testing.T) {
 	ctd := containerdtest.Start(t)
 	rt := ctd.Runtime(t)
-	rec := &recorder{}
-	w := cri.NewWatcher(rt, cri.WatchOptions{OnEvent: rec.add})
+	rec := watch(t, rt, cri.WatchOptions{})
 	ctx := context.Background()
-	w.Start(ctx)
-	defer w.Close()
-	mqtttest.WaitFor(t, "watcher connected", func() bool { return rec.count(cri.RuntimeConnected) == 1 })
 
 	logDir := t.TempDir()
 	l, err := rt.Run(ctx, cri.RunSpec{Name: "crash", UID: "u1", Image: containerdtest.Busybox, HostNetwork: true,
@@ -102,12 +111,8 @@ func TestRunAndLifecycle(t *testing.T) {
 func TestOOMKilled(t *testing.T) {
 	ctd := containerdtest.Start(t)
 	rt := ctd.Runtime(t)
-	rec := &recorder{}
-	w := cri.NewWatcher(rt, cri.WatchOptions{OnEvent: rec.add})
+	rec := watch(t, rt, cri.WatchOptions{})
 	ctx := context.Background()
-	w.Start(ctx)
-	defer w.Close()
-	mqtttest.WaitFor(t, "watcher connected", func() bool { return rec.count(cri.RuntimeConnected) == 1 })
 	l, err := rt.Run(ctx, cri.RunSpec{Name: "hog", UID: "u2", Image: containerdtest.Busybox, HostNetwork: true,
 		Command: []string{"sh", "-c", `x=0123456789; while :; do x=$x$x; done`}, MemoryBytes: 16 << 20})
 	if err != nil {
@@ -153,12 +158,8 @@ func TestRuntimeDown(t *testing.T) {
 func TestWatcherReconnects(t *testing.T) {
 	ctd := containerdtest.Start(t)
 	rt := ctd.Runtime(t)
-	rec := &recorder{}
-	w := cri.NewWatcher(rt, cri.WatchOptions{OnEvent: rec.add, MaxBackoff: 200 * time.Millisecond})
+	rec := watch(t, rt, cri.WatchOptions{MaxBackoff: 200 * time.Millisecond})
 	ctx := context.Background()
-	w.Start(ctx)
-	defer w.Close()
-	mqtttest.WaitFor(t, "watcher connected", func() bool { return rec.count(cri.RuntimeConnected) == 1 })
 	// A container that exits while containerd is down: its shim keeps it
 	// and the watcher makes up the missed exit after the reconnect.
 	during, err := rt.Run(ctx, cri.RunSpec{Name: "during", UID: "during", Image: containerdtest.Busybox, HostNetwork: true,

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-edge/eddy/internal/e2etest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/internal/testtools"
 )
@@ -27,8 +28,8 @@ func TestBeamReplayExample(t *testing.T) {
 	mqtttest.RequireClients(t)
 	mosquitto := testtools.Tool(t, "mosquitto", "apt-get install -y mosquitto, or make deps")
 	bin := t.TempDir()
-	build(t, bin, "eddy", "../../cmd/eddy")
-	build(t, bin, "eddy-beam", "../../cmd/eddy-beam")
+	eddy := e2etest.Build(t, bin, "eddy", "../../cmd/eddy")
+	e2etest.Build(t, bin, "eddy-beam", "../../cmd/eddy-beam") // eddy beam runs it from eddy's directory
 	work := t.TempDir()
 	data := filepath.Join(work, "edge")
 	yaml, err := filepath.Abs("pipeline.yaml")
@@ -38,15 +39,12 @@ func TestBeamReplayExample(t *testing.T) {
 
 	// The edge: eddy run with the example pipeline.
 	port := mqtttest.FreePort(t)
-	edge := start(t, work, filepath.Join(bin, "eddy"), "run", yaml, "--mqtt-addr", "127.0.0.1:"+port, "--http-addr", "-", "--data-dir", data)
+	edge := start(t, work, eddy, "run", yaml, "--mqtt-addr", "127.0.0.1:"+port, "--http-addr", "-", "--data-dir", data)
 	mqtttest.WaitListening(t, port)
 	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"alert", "probe/edge"}, ProbeTopic: "probe/edge", QoS: 1})
 	mqtttest.PubLines(t, port, "test", 1, testmachine()...)
 	edgeAlerts := payloads(t, sub.Lines(4))
-	if err := edge.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := edge.Wait(); err != nil {
+	if err := edge.Stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("eddy run did not stop cleanly: %v", err)
 	}
 	states := []string{}
@@ -59,7 +57,7 @@ func TestBeamReplayExample(t *testing.T) {
 
 	// Export the edge's history and replay it on Beam (prism).
 	export := filepath.Join(work, "test.jsonl")
-	run(t, filepath.Join(bin, "eddy"), "export", "--data-dir", data, "--topic", "test", "-o", export)
+	e2etest.Run(t, nil, eddy, "export", "--data-dir", data, "--topic", "test", "-o", export)
 	if n := countLines(t, export); n != 20 {
 		t.Fatalf("exported %d records, want the 20 readings", n)
 	}
@@ -68,10 +66,10 @@ func TestBeamReplayExample(t *testing.T) {
 	mqtttest.WaitListening(t, port2)
 	sub2 := mqtttest.StartSub(t, port2, mqtttest.SubOptions{Topics: []string{"alert", "probe/beam"}, ProbeTopic: "probe/beam", QoS: 1})
 	out := filepath.Join(work, "beam")
-	run(t, filepath.Join(bin, "eddy"), "beam", "run", yaml, "--input", export, "--runner", "prism",
+	e2etest.Run(t, nil, eddy, "beam", "run", yaml, "--input", export, "--runner", "prism",
 		"--output-dir", out, "--mqtt-broker", "tcp://127.0.0.1:"+port2)
 	beamAlerts := payloads(t, sub2.Lines(4))
-	fileAlerts := readJSONLines(t, filepath.Join(out, "alerts.jsonl"))
+	fileAlerts := e2etest.ReadJSONLines(t, filepath.Join(out, "alerts.jsonl"))
 	for what, got := range map[string][]map[string]any{"published by Beam": beamAlerts, "written by Beam": fileAlerts} {
 		if !sameSet(got, edgeAlerts) {
 			t.Errorf("alerts %s differ from the edge's:\nBeam: %v\nedge: %v", what, got, edgeAlerts)
@@ -103,32 +101,12 @@ func testmachine() []string {
 	return out
 }
 
-func build(t *testing.T, dir, name, pkg string) {
-	t.Helper()
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
-	}
-}
-
 // start starts a program in dir (where relative sink paths land).
-func start(t *testing.T, dir, name string, args ...string) *exec.Cmd {
+func start(t *testing.T, dir, name string, args ...string) *e2etest.Proc {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	return cmd
-}
-
-func run(t *testing.T, name string, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-	}
+	return e2etest.Start(t, cmd)
 }
 
 // payloads decodes mosquitto_sub -v lines "topic payload".
@@ -144,19 +122,6 @@ func payloads(t *testing.T, lines []string) []map[string]any {
 		out = append(out, m)
 	}
 	return out
-}
-
-func readJSONLines(t *testing.T, path string) []map[string]any {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lines []string
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		lines = append(lines, "file "+l)
-	}
-	return payloads(t, lines)
 }
 
 func countLines(t *testing.T, path string) int {

@@ -9,34 +9,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
+	"github.com/eddy-edge/eddy/internal/e2etest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 )
 
 func TestOverheatExample(t *testing.T) {
 	mqtttest.RequireClients(t)
-	bin := filepath.Join(t.TempDir(), "eddy")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/eddy").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/eddy: %v\n%s", err, out)
-	}
+	bin := e2etest.Build(t, t.TempDir(), "eddy", "../../cmd/eddy")
 	port, httpPort := mqtttest.FreePort(t), mqtttest.FreePort(t)
 	// The README's command, with this test's ports and data dir.
-	cmd := exec.Command(bin, "run", "overheat.yaml", "--mqtt-addr", "127.0.0.1:"+port,
-		"--http-addr", "127.0.0.1:"+httpPort, "--data-dir", t.TempDir())
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-	})
+	e2etest.Start(t, exec.Command(bin, "run", "overheat.yaml", "--mqtt-addr", "127.0.0.1:"+port,
+		"--http-addr", "127.0.0.1:"+httpPort, "--data-dir", t.TempDir()))
 	mqtttest.WaitListening(t, port)
 	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"alerts/#"}, ProbeTopic: "alerts/probe", QoS: 1})
 

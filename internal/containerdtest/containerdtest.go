@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/connectors/cri"
+	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/internal/testtools"
 )
 
@@ -167,6 +168,18 @@ func (c *Containerd) Runtime(t testing.TB) *cri.Runtime {
 	}
 	t.Cleanup(func() { rt.Close() })
 	return rt
+}
+
+// WaitPodsGone waits until the runtime lists no pod sandbox whose labels
+// include labels (no pod at all when labels is nil), and fails the test
+// naming what it waited for if some remain after mqtttest.WaitTimeout.
+func (c *Containerd) WaitPodsGone(t testing.TB, what string, labels map[string]string) {
+	t.Helper()
+	rt := c.Runtime(t)
+	mqtttest.WaitFor(t, what, func() bool {
+		pods, err := rt.Pods(context.Background(), labels)
+		return err == nil && len(pods) == 0
+	})
 }
 
 // Kill stops containerd with SIGKILL (its containers keep running in their

@@ -5,7 +5,8 @@
 // It owns: finding a command-line tool (skip locally, fail in CI), polling
 // a condition with a deadline, and running mosquitto_sub / mosquitto_pub
 // against a broker on 127.0.0.1 with readiness decided before the test
-// publishes. It is imported only by _test.go files. It must not import
+// publishes. It is imported only by _test.go files and by other test
+// support packages (containerdtest, e2etest). It must not import
 // any Eddy package (runner/twin's in-package tests use it, so any such
 // import risks a cycle) nor any module outside the standard library;
 // callers hand in broker-specific knowledge (for example "the broker

@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
-	"github.com/eddy-edge/eddy/internal/testtools"
+	"github.com/eddy-edge/eddy/internal/tmpfstest"
 )
 
 // A checkpoint save that fails with ENOSPC on a real full filesystem (an
@@ -20,11 +18,7 @@ import (
 // still returns the last saved checkpoint, and once space is back the next
 // save works.
 func TestSaveOnFullDisk(t *testing.T) {
-	fs := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", fs).CombinedOutput(); err != nil {
-		testtools.Missing(t, "an 8 MiB tmpfs (mount needs root)", fmt.Sprintf("run the tests as root: %v: %s", err, strings.TrimSpace(string(out))))
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", fs).Run() })
+	fs := tmpfstest.Mount(t, "8m")
 	dir := filepath.Join(fs, "checkpoints")
 	s, err := NewFileStore(dir, FileOptions{})
 	if err != nil {
@@ -37,19 +31,7 @@ func TestSaveOnFullDisk(t *testing.T) {
 	}
 	// Fill the filesystem.
 	ballast := filepath.Join(fs, "ballast")
-	f, err := os.Create(ballast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := f.Write(make([]byte, 64<<10)); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	f.Close()
+	tmpfstest.Fill(t, ballast, 0)
 	second := Checkpoint{Pipeline: "default/p", PlanHash: "h1", Offset: 20, State: bytes.Repeat([]byte("b"), 1<<20)}
 	err = s.Save(ctx, second)
 	if !errors.Is(err, syscall.ENOSPC) {

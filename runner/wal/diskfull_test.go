@@ -5,53 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/eddy-edge/eddy/internal/testtools"
+	"github.com/eddy-edge/eddy/internal/tmpfstest"
 )
-
-// smallFS mounts an 8 MiB tmpfs for the test (root only) and returns its
-// path. A full disk is a real ENOSPC from the kernel, not a fake.
-func smallFS(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dir).CombinedOutput(); err != nil {
-		testtools.Missing(t, "an 8 MiB tmpfs (mount needs root)", fmt.Sprintf("run the tests as root: %v: %s", err, strings.TrimSpace(string(out))))
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
-	return dir
-}
-
-// fill creates a file that takes all free space of dir's filesystem.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling %s: %v", path, err)
-			}
-			return
-		}
-	}
-}
 
 // With the WAL on a full filesystem, durable appends are refused (none
 // acknowledged that is not on disk), Stats says why, and when space comes
 // back the log heals by itself: appends are taken again, every record
 // acknowledged before is still there in order, and a reopen agrees.
 func TestDiskFullHeals(t *testing.T) {
-	fs := smallFS(t)
+	fs := tmpfstest.Mount(t, "8m")
 	dir := filepath.Join(fs, "wal")
 	l, err := Open(context.Background(), dir, Options{SegmentSize: 1 << 20, Logger: testLogger(t)})
 	if err != nil {
@@ -59,10 +26,7 @@ func TestDiskFullHeals(t *testing.T) {
 	}
 	defer func() { l.Close() }()
 	ballast := filepath.Join(fs, "ballast")
-	fill(t, ballast)
-	if err := os.Truncate(ballast, mustSize(t, ballast)-2<<20); err != nil { // leave 2 MiB
-		t.Fatal(err)
-	}
+	tmpfstest.Fill(t, ballast, 2<<20)
 
 	ctx := context.Background()
 	payload := make([]byte, 1000)
@@ -131,13 +95,4 @@ func TestDiskFullHeals(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(l)
-}
-
-func mustSize(t *testing.T, path string) int64 {
-	t.Helper()
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st.Size()
 }
