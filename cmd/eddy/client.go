@@ -56,12 +56,20 @@ func (f *clientFlags) client() (*api.Client, error) {
 	return api.NewClient(server, token), nil
 }
 
-func (f *clientFlags) ctx(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+// call runs fn with the runner's API client and the command's context
+// bounded by --timeout.
+func (f *clientFlags) call(cmd *cobra.Command, fn func(context.Context, *api.Client) error) error {
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return context.WithTimeout(ctx, f.timeout)
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	return fn(ctx, c)
 }
 
 // printStructured writes v as JSON or YAML; it reports false for table.
@@ -105,22 +113,18 @@ func getCommand() *cobra.Command {
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"pipelines", "alerts", "devices"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := f.ctx(cmd)
-			defer cancel()
-			w := cmd.OutOrStdout()
-			switch strings.TrimSuffix(args[0], "s") {
-			case "pipeline":
-				return show(w, f.output, func() ([]engine.Status, error) { return c.Pipelines(ctx) }, writePipelines)
-			case "alert":
-				return show(w, f.output, func() (api.AlertList, error) { return c.Alerts(ctx) }, writeAlerts)
-			case "device":
-				return show(w, f.output, func() ([]*twin.DeviceRecord, error) { return c.Devices(ctx) }, writeDevices)
-			}
-			return fmt.Errorf("eddy get %s: unknown resource; use pipelines, alerts or devices", args[0])
+			return f.call(cmd, func(ctx context.Context, c *api.Client) error {
+				w := cmd.OutOrStdout()
+				switch strings.TrimSuffix(args[0], "s") {
+				case "pipeline":
+					return show(w, f.output, func() ([]engine.Status, error) { return c.Pipelines(ctx) }, writePipelines)
+				case "alert":
+					return show(w, f.output, func() (api.AlertList, error) { return c.Alerts(ctx) }, writeAlerts)
+				case "device":
+					return show(w, f.output, func() ([]*twin.DeviceRecord, error) { return c.Devices(ctx) }, writeDevices)
+				}
+				return fmt.Errorf("eddy get %s: unknown resource; use pipelines, alerts or devices", args[0])
+			})
 		},
 	}
 	f.register(cmd, true)
@@ -234,25 +238,16 @@ func describeCommand() *cobra.Command {
 			if strings.TrimSuffix(args[0], "s") != "pipeline" {
 				return fmt.Errorf("eddy describe %s: unknown resource; use: eddy describe pipeline NAME", args[0])
 			}
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := f.ctx(cmd)
-			defer cancel()
-			d, err := c.Pipeline(ctx, args[1])
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			if ok, err := printStructured(w, f.output, d); ok {
-				return err
-			}
-			explain, err := c.Explain(ctx, args[1])
-			if err != nil {
-				return err
-			}
-			return writeDescribe(w, d, explain)
+			return f.call(cmd, func(ctx context.Context, c *api.Client) error {
+				return show(cmd.OutOrStdout(), f.output, func() (api.PipelineDetail, error) { return c.Pipeline(ctx, args[1]) },
+					func(w io.Writer, d api.PipelineDetail) error {
+						explain, err := c.Explain(ctx, args[1])
+						if err != nil {
+							return err
+						}
+						return writeDescribe(w, d, explain)
+					})
+			})
 		},
 	}
 	f.register(cmd, true)
@@ -297,33 +292,25 @@ func statsCommand() *cobra.Command {
 		Short: "Show per-step counters of a pipeline: in/out, errors, latency, state size",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := f.ctx(cmd)
-			defer cancel()
-			st, err := c.Stats(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			if ok, err := printStructured(w, f.output, st); ok {
-				return err
-			}
-			fmt.Fprintf(w, "%s  %s  lag %d  late %d  dead-lettered %d\n", st.ID, st.State, st.Lag, st.Late, st.DeadLettered)
-			if st.Error != "" {
-				fmt.Fprintf(w, "error: %s\n", st.Error)
-			}
-			if st.BlockedAt > 0 {
-				fmt.Fprintf(w, "blocked on offset %d (eddy pipeline skip %s drops its output)\n", st.BlockedAt, st.ID)
-			}
-			fmt.Fprintln(w)
-			return writeSteps(w, st)
+			return f.call(cmd, func(ctx context.Context, c *api.Client) error {
+				return show(cmd.OutOrStdout(), f.output, func() (engine.Status, error) { return c.Stats(ctx, args[0]) }, writeStats)
+			})
 		},
 	}
 	f.register(cmd, true)
 	return cmd
+}
+
+func writeStats(w io.Writer, st engine.Status) error {
+	fmt.Fprintf(w, "%s  %s  lag %d  late %d  dead-lettered %d\n", st.ID, st.State, st.Lag, st.Late, st.DeadLettered)
+	if st.Error != "" {
+		fmt.Fprintf(w, "error: %s\n", st.Error)
+	}
+	if st.BlockedAt > 0 {
+		fmt.Fprintf(w, "blocked on offset %d (eddy pipeline skip %s drops its output)\n", st.BlockedAt, st.ID)
+	}
+	fmt.Fprintln(w)
+	return writeSteps(w, st)
 }
 
 func tapCommand() *cobra.Command {

@@ -50,6 +50,15 @@ func TestWriteDescribeAndStats(t *testing.T) {
 			t.Errorf("describe lacks %q:\n%s", want, b.String())
 		}
 	}
+	b.Reset()
+	if err := writeStats(&b, sampleStatus()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"plant/hot  running  lag 2  late 0  dead-lettered 0\n\n", "filter-0", "unknown name temp"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("stats lacks %q:\n%s", want, b.String())
+		}
+	}
 }
 
 func TestWriteAlerts(t *testing.T) {

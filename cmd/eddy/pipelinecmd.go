@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 
+	"github.com/eddy-edge/eddy/runner/api"
+	"github.com/eddy-edge/eddy/runner/engine"
 	"github.com/spf13/cobra"
 )
 
@@ -30,26 +34,17 @@ starts it again. The runner logs it. NAME is namespace/name or name (namespace
 default). A pipeline that is not degraded is left alone (exit status 1).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := f.ctx(cmd)
-			defer cancel()
-			res, err := c.Skip(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			if ok, err := printStructured(w, f.output, res); ok {
-				return err
-			}
-			if res.Skipped == 0 && res.Resume > 0 {
-				fmt.Fprintf(w, "%s: nothing skipped (the sink recovered, or it was stuck on a timer's output); continuing from offset %d\n", args[0], res.Resume)
-				return nil
-			}
-			fmt.Fprintf(w, "%s: skipped the output of offset %d; continuing from offset %d\n", args[0], res.Skipped, res.Resume)
-			return nil
+			return f.call(cmd, func(ctx context.Context, c *api.Client) error {
+				return show(cmd.OutOrStdout(), f.output, func() (engine.SkipResult, error) { return c.Skip(ctx, args[0]) },
+					func(w io.Writer, res engine.SkipResult) error {
+						if res.Skipped == 0 && res.Resume > 0 {
+							fmt.Fprintf(w, "%s: nothing skipped (the sink recovered, or it was stuck on a timer's output); continuing from offset %d\n", args[0], res.Resume)
+							return nil
+						}
+						fmt.Fprintf(w, "%s: skipped the output of offset %d; continuing from offset %d\n", args[0], res.Skipped, res.Resume)
+						return nil
+					})
+			})
 		},
 	}
 	f.register(cmd, true)
@@ -84,22 +79,13 @@ skipped over are never processed. The runner logs it.`,
 			if n != 1 {
 				return fmt.Errorf("give exactly one of --offset N, --start or --end")
 			}
-			c, err := f.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := f.ctx(cmd)
-			defer cancel()
-			res, err := c.Seek(ctx, args[0], offset, to)
-			if err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			if ok, err := printStructured(w, f.output, res); ok {
-				return err
-			}
-			fmt.Fprintf(w, "%s: cursor moved from offset %d to %d\n", args[0], res.From, res.To)
-			return nil
+			return f.call(cmd, func(ctx context.Context, c *api.Client) error {
+				return show(cmd.OutOrStdout(), f.output, func() (engine.SeekResult, error) { return c.Seek(ctx, args[0], offset, to) },
+					func(w io.Writer, res engine.SeekResult) error {
+						fmt.Fprintf(w, "%s: cursor moved from offset %d to %d\n", args[0], res.From, res.To)
+						return nil
+					})
+			})
 		},
 	}
 	f.register(cmd, true)
