@@ -192,24 +192,51 @@ spec:
 	p := startEddy(t, data, port, "--checkpoint-interval", "100ms", spec)
 
 	const total = 3000
+	// Kill while half is still to be sent and some is in flight.
+	acked, nAcked := publishNumbered(t, port, "kill9-pub", total, 10*time.Second, p.Kill)
+	if nAcked == 0 {
+		t.Fatal("nothing was acknowledged before the kill; the test proves nothing")
+	}
+
+	// Restart on the same data dir: the pipeline replays from its checkpoint.
+	p2 := startEddy(t, data, port, "--checkpoint-interval", "100ms", spec)
+	waitAcknowledgedOut(t, out, acked, nAcked)
+	p2.Stop(syscall.SIGTERM)
+	seen := readNumbers(t, out)
+	dups := 0
+	for _, c := range seen {
+		if c > 1 {
+			dups += c - 1
+		}
+	}
+	t.Logf("published %d, acknowledged %d, output %d distinct, %d duplicates (replayed after the kill)",
+		total, nAcked, len(seen), dups)
+}
+
+// publishNumbered publishes {"n":i} for i in [0, total) to n/<i mod 7>
+// with QoS 1 on one paho connection, 64 in flight (group commit shares
+// fsyncs). Once half is sent it calls interrupt (which kills or stops
+// eddy) in another goroutine, and stops publishing when interrupt returns.
+// It reports which messages were acknowledged within ackWait, and how many.
+func publishNumbered(t *testing.T, port, clientID string, total int, ackWait time.Duration, interrupt func()) ([]bool, int) {
+	t.Helper()
 	acked := make([]bool, total)
 	var mu sync.Mutex
-	opts := paho.NewClientOptions().AddBroker("tcp://127.0.0.1:" + port).SetClientID("kill9-pub").
+	opts := paho.NewClientOptions().AddBroker("tcp://127.0.0.1:" + port).SetClientID(clientID).
 		SetAutoReconnect(false).SetMaxResumePubInFlight(64)
 	c := paho.NewClient(opts)
 	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect: %v", tok.Error())
 	}
-	killed := make(chan struct{})
+	interrupted := make(chan struct{})
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64) // 64 in flight: group commit shares fsyncs
+	sem := make(chan struct{}, 64)
 	for i := 0; i < total; i++ {
 		if i == total/2 {
-			// Kill while half is still to be sent and some is in flight.
-			go func() { p.Kill(); close(killed) }()
+			go func() { interrupt(); close(interrupted) }()
 		}
 		select {
-		case <-killed:
+		case <-interrupted:
 			i = total // stop publishing: the broker is gone
 			continue
 		case sem <- struct{}{}:
@@ -219,28 +246,29 @@ spec:
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+			if tok.WaitTimeout(ackWait) && tok.Error() == nil {
 				mu.Lock()
 				acked[i] = true
 				mu.Unlock()
 			}
 		}(i)
 	}
-	<-killed
+	<-interrupted
 	c.Disconnect(0)
 	wg.Wait()
-	nAcked := 0
+	n := 0
 	for _, a := range acked {
 		if a {
-			nAcked++
+			n++
 		}
 	}
-	if nAcked == 0 {
-		t.Fatal("nothing was acknowledged before the kill; the test proves nothing")
-	}
+	return acked, n
+}
 
-	// Restart on the same data dir: the pipeline replays from its checkpoint.
-	p2 := startEddy(t, data, port, "--checkpoint-interval", "100ms", spec)
+// waitAcknowledgedOut waits until every acknowledged message (acked[n]) is
+// in the JSON Lines output file out.
+func waitAcknowledgedOut(t *testing.T, out string, acked []bool, nAcked int) {
+	t.Helper()
 	mqtttest.WaitForErr(t, "every acknowledged message in the output", func() error {
 		seen := readNumbers(t, out)
 		missing := 0
@@ -254,16 +282,6 @@ spec:
 		}
 		return nil
 	})
-	p2.Stop(syscall.SIGTERM)
-	seen := readNumbers(t, out)
-	dups := 0
-	for _, c := range seen {
-		if c > 1 {
-			dups += c - 1
-		}
-	}
-	t.Logf("published %d, acknowledged %d, output %d distinct, %d duplicates (replayed after the kill)",
-		total, nAcked, len(seen), dups)
 }
 
 // readNumbers counts each n in the JSON Lines output file. eddy may be

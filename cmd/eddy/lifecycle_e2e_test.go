@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
-
 	"github.com/eddy-edge/eddy/internal/e2etest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/runner/api"
@@ -123,49 +121,13 @@ spec:
 	defer sub.Close()
 
 	const total = 6000
-	acked := make([]bool, total)
-	var mu sync.Mutex
-	opts := paho.NewClientOptions().AddBroker("tcp://127.0.0.1:" + port).SetClientID("sigterm-pub").
-		SetAutoReconnect(false).SetMaxResumePubInFlight(64)
-	c := paho.NewClient(opts)
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("connect: %v", tok.Error())
-	}
 	var exited time.Duration
 	var exitErr error
-	stopped := make(chan struct{})
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64)
-	for i := 0; i < total; i++ {
-		if i == total/2 {
-			go func() {
-				t0 := time.Now()
-				exitErr = p.Stop(syscall.SIGTERM)
-				exited = time.Since(t0)
-				close(stopped)
-			}()
-		}
-		select {
-		case <-stopped:
-			i = total
-			continue
-		case sem <- struct{}{}:
-		}
-		tok := c.Publish(fmt.Sprintf("n/%d", i%7), 1, false, fmt.Sprintf(`{"n":%d}`, i))
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if tok.WaitTimeout(15*time.Second) && tok.Error() == nil {
-				mu.Lock()
-				acked[i] = true
-				mu.Unlock()
-			}
-		}(i)
-	}
-	<-stopped
-	c.Disconnect(0)
-	wg.Wait()
+	acked, nAcked := publishNumbered(t, port, "sigterm-pub", total, 15*time.Second, func() {
+		t0 := time.Now()
+		exitErr = p.Stop(syscall.SIGTERM)
+		exited = time.Since(t0)
+	})
 	logs := p.Logs()
 	if exitErr != nil {
 		t.Fatalf("eddy after SIGTERM: %v", exitErr)
@@ -178,29 +140,11 @@ spec:
 			t.Errorf("no %q in the logs of the shutdown", want)
 		}
 	}
-	nAcked := 0
-	for _, a := range acked {
-		if a {
-			nAcked++
-		}
-	}
 	if nAcked < 100 {
 		t.Fatalf("only %d messages acknowledged before SIGTERM; the test proves nothing", nAcked)
 	}
 	p2 := startEddy(t, data, port, spec)
-	mqtttest.WaitForErr(t, "every acknowledged message in the output", func() error {
-		seen := readNumbers(t, out)
-		missing := 0
-		for i, a := range acked {
-			if a && seen[i] == 0 {
-				missing++
-			}
-		}
-		if missing > 0 {
-			return fmt.Errorf("%d of %d acknowledged messages never reached the output", missing, nAcked)
-		}
-		return nil
-	})
+	waitAcknowledgedOut(t, out, acked, nAcked)
 	p2.Stop(syscall.SIGTERM)
 	t.Logf("acknowledged %d of %d before SIGTERM; eddy exited in %v", nAcked, total, exited)
 }

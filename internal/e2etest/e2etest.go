@@ -13,7 +13,6 @@ package e2etest
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,12 +20,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/internal/testtools"
 )
 
 // StopTimeout bounds how long Proc.Stop waits for the process to exit after
@@ -62,7 +61,7 @@ type Proc struct {
 	t    testing.TB
 	name string
 	cmd  *exec.Cmd
-	logs lockedBuffer
+	logs testtools.Buffer
 	done chan struct{} // closed once the process has exited
 	err  error         // cmd.Wait's result, set before done is closed
 }
@@ -196,23 +195,4 @@ func ReadJSONLines(t testing.TB, path string) []map[string]any {
 		}
 		out = append(out, m)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for the process's writes and the
-// test's reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

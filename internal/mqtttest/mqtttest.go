@@ -213,7 +213,7 @@ type Sub struct {
 	args    []string
 	opts    SubOptions
 	cmd     *exec.Cmd
-	stderr  *lockedBuffer
+	stderr  *testtools.Buffer
 	lines   chan string   // stdout lines; closed at EOF
 	stop    chan struct{} // closed by Close: the reader stops sending
 	exited  chan struct{} // closed once cmd.Wait returned
@@ -247,7 +247,7 @@ func StartSub(t testing.TB, port string, opts SubOptions) *Sub {
 	for _, tp := range opts.Topics {
 		args = append(args, "-t", tp)
 	}
-	s := &Sub{t: t, port: port, args: args, opts: opts, cmd: exec.Command(bin, args...), stderr: &lockedBuffer{},
+	s := &Sub{t: t, port: port, args: args, opts: opts, cmd: exec.Command(bin, args...), stderr: &testtools.Buffer{},
 		lines: make(chan string, 1024), stop: make(chan struct{}), exited: make(chan struct{})}
 	s.cmd.Stderr = s.stderr
 	stdout, err := s.cmd.StdoutPipe()
@@ -385,25 +385,6 @@ func (s *Sub) exitReason() string {
 		msg += ": " + e
 	}
 	return msg
-}
-
-// lockedBuffer is a bytes.Buffer safe for the process's writes and the
-// test's reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for

@@ -6,11 +6,16 @@
 // installed by scripts/deps.sh, and a missing one fails the test instead of
 // skipping it, so CI can never go green by skipping. A developer running
 // `go test` by hand without the tool gets a skip with the install hint.
+//
+// It also holds Buffer, where such a tool's output (or a logger's) is kept
+// while the test reads it.
 package testtools
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -42,4 +47,26 @@ func Tool(t testing.TB, name, hint string) string {
 		Missing(t, name, hint)
 	}
 	return p
+}
+
+// Buffer is a bytes.Buffer that one side may write (a process's Stdout and
+// Stderr, a slog handler) while the test reads it from another goroutine.
+// Its zero value is empty and ready to use.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/eddy-edge/eddy/fleet"
 	"github.com/eddy-edge/eddy/fleet/hub"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/internal/testtools"
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/link"
@@ -673,7 +673,7 @@ func TestTLSVerifiedAgainstCA(t *testing.T) {
 // disconnected and its log says why.
 func TestWrongPasswordSaysWhy(t *testing.T) {
 	th := newTestHub(t, "edge-1")
-	var logs syncBuf
+	var logs testtools.Buffer
 	r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true, Node: "edge-1",
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Link: link.Config{Hub: []string{"nats-leaf://" + th.leaf}, User: "edge-1", Password: "wrong", LocalAddr: "-",
@@ -692,14 +692,6 @@ func TestWrongPasswordSaysWhy(t *testing.T) {
 		t.Fatalf("state %s with a wrong password", s)
 	}
 }
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestRevokeWithoutRestart removes edge-2 from the hub's credentials and
 // reloads them: edge-2's leaf connection is closed and stays out, edge-1
