@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -156,7 +157,13 @@ func (v *nameVisitor) Visit(n *ast.Node) {
 // exprError turns expr's multi-line error (with a caret under the problem)
 // into one line that says where in the expression the problem is.
 func exprError(err error) error {
-	msg := err.Error()
-	first, _, _ := strings.Cut(msg, "\n")
-	return fmt.Errorf("%s", first)
+	return errors.New(ErrorLine(err))
+}
+
+// ErrorLine is the first line of an error from compiling or running a
+// Program. expr's errors go on with the expression and a caret under the
+// problem, which a one-line log entry or dead-letter reason does not want.
+func ErrorLine(err error) string {
+	first, _, _ := strings.Cut(err.Error(), "\n")
+	return first
 }

@@ -284,7 +284,7 @@ func (o *Operator) Process(ev *pipeline.Event, out operators.Emitter) error {
 	if err != nil {
 		o.stats.Errors++
 		o.mu.Unlock()
-		return fmt.Errorf("alert %q: key %q: when %q: %v", o.rule, ev.Key, o.when.Source, firstLine(err))
+		return fmt.Errorf("alert %q: key %q: when %q: %v", o.rule, ev.Key, o.when.Source, pipeline.ErrorLine(err))
 	}
 	o.stats.Evaluated++
 	st := o.keys[ev.Key]
@@ -542,15 +542,4 @@ func (o *Operator) Restore(data []byte) error {
 	o.keys = keys
 	o.mu.Unlock()
 	return nil
-}
-
-// firstLine keeps the first line of expr's multi-line runtime errors.
-func firstLine(err error) string {
-	s := err.Error()
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			return s[:i]
-		}
-	}
-	return s
 }

@@ -225,7 +225,7 @@ func (o *Operator) digest(ev *pipeline.Event) (digest, error) {
 	} else {
 		v, err := o.key.Run(&o.vm, ev.Fields)
 		if err != nil {
-			return digest{}, fmt.Errorf("dedupe.key %q on key %q: %v", o.key.Source, ev.Key, firstLine(err))
+			return digest{}, fmt.Errorf("dedupe.key %q on key %q: %v", o.key.Source, ev.Key, pipeline.ErrorLine(err))
 		}
 		if v == nil {
 			return digest{}, fmt.Errorf("dedupe.key %q on key %q gave nil (is a field missing?); make sure every event has it, or drop such events with a filter first", o.key.Source, ev.Key)
@@ -450,14 +450,4 @@ func (o *Operator) Restore(data []byte) error {
 	o.seen, o.queue, o.head, o.wm, o.hasWM = seen, queue, 0, wm, hasWM
 	o.size.Store(int64(len(seen)))
 	return nil
-}
-
-func firstLine(err error) string {
-	s := err.Error()
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			return s[:i]
-		}
-	}
-	return s
 }

@@ -186,8 +186,8 @@ func TestKeyErrors(t *testing.T) {
 	}
 	o2 := mustNew(t, "id + 1", time.Minute)
 	err = o2.Process(&pipeline.Event{Time: base, Key: "k", Fields: f("id", "x")}, out)
-	if err == nil || !strings.Contains(err.Error(), `dedupe.key "id + 1"`) {
-		t.Fatalf("runtime error: %v", err)
+	if err == nil || !strings.Contains(err.Error(), `dedupe.key "id + 1"`) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("runtime error (want one line): %v", err)
 	}
 	if o.Stats().Errors != 1 || o.StateSize() != 0 {
 		t.Errorf("stats %+v size %d", o.Stats(), o.StateSize())
