@@ -18,6 +18,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/eddy-edge/eddy/connectors/modbus"
+	"github.com/eddy-edge/eddy/internal/modbustest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/pipeline/devices"
@@ -447,12 +448,7 @@ spec:
 	mqtttest.WaitFor(t, "the device to go offline", func() bool { return deviceState(r, "default/plc-1") == "offline" })
 
 	regs := modbus.NewRegisters()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- modbus.Serve(ctx, modbus.SlaveOptions{TCPAddr: slaveAddr, SlaveID: 3, Registers: regs})
-	}()
-	defer func() { cancel(); <-done }()
+	modbustest.Serve(t, modbus.SlaveOptions{TCPAddr: slaveAddr, SlaveID: 3, Registers: regs})
 	vis := &devices.ModbusVisitor{Register: devices.HoldingRegister, Offset: 7, Limit: 1, Scale: 1, DataType: devices.Int16}
 	mqtttest.WaitFor(t, "the desired value in the slave's register", func() bool {
 		v, _ := regs.Get(vis, devices.TypeInt)
@@ -587,13 +583,7 @@ func TestSetDevicesAtRuntime(t *testing.T) {
 	if err := regs.Set(vis, devices.TypeInt, int64(42)); err != nil {
 		t.Fatal(err)
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	addrc, done := make(chan string, 1), make(chan error, 1)
-	go func() {
-		done <- modbus.Serve(sctx, modbus.SlaveOptions{TCPAddr: "127.0.0.1:0", Registers: regs, Ready: func(a string) { addrc <- a }})
-	}()
-	defer func() { cancel(); <-done }()
-	host, port, _ := net.SplitHostPort(<-addrc)
+	host, port, _ := net.SplitHostPort(modbustest.Serve(t, modbus.SlaveOptions{Registers: regs}))
 
 	load := func(src string) []devices.Device {
 		t.Helper()

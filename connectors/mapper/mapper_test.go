@@ -9,6 +9,7 @@ import (
 
 	"github.com/eddy-edge/eddy/clock"
 	"github.com/eddy-edge/eddy/connectors/modbus"
+	"github.com/eddy-edge/eddy/internal/modbustest"
 	"github.com/eddy-edge/eddy/pipeline/devices"
 	"github.com/eddy-edge/eddy/pipeline/devices/kubeedge"
 )
@@ -81,13 +82,9 @@ func TestMapperWithModbusSlave(t *testing.T) {
 	if err := regs.Set(setpoint, devices.TypeInt, int64(200)); err != nil {
 		t.Fatal(err)
 	}
+	addr := modbustest.Serve(t, modbus.SlaveOptions{Registers: regs})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addrc := make(chan string, 1)
-	go func() {
-		_ = modbus.Serve(ctx, modbus.SlaveOptions{TCPAddr: "127.0.0.1:0", Registers: regs, Ready: func(a string) { addrc <- a }})
-	}()
-	addr := <-addrc
 
 	dev := devices.Device{Namespace: "default", Name: "plc-1",
 		Protocol: devices.Protocol{Name: "modbus", Modbus: &devices.Modbus{SlaveID: 0, TCP: &devices.TCP{Addr: addr}}},
@@ -165,13 +162,9 @@ func TestMapperWithModbusSlave(t *testing.T) {
 func TestDeclareBeforeStart(t *testing.T) {
 	regs := modbus.NewRegisters()
 	setpoint := &devices.ModbusVisitor{Register: devices.HoldingRegister, Offset: 2, Limit: 1, Scale: 1, DataType: devices.Int16}
+	addr := modbustest.Serve(t, modbus.SlaveOptions{Registers: regs})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addrc := make(chan string, 1)
-	go func() {
-		_ = modbus.Serve(ctx, modbus.SlaveOptions{TCPAddr: "127.0.0.1:0", Registers: regs, Ready: func(a string) { addrc <- a }})
-	}()
-	addr := <-addrc
 	dev := devices.Device{Namespace: "default", Name: "plc-1",
 		Protocol: devices.Protocol{Name: "modbus", Modbus: &devices.Modbus{TCP: &devices.TCP{Addr: addr}}},
 		Properties: []devices.Property{{Name: "setpoint", Type: devices.TypeInt, AccessMode: devices.ReadWrite,

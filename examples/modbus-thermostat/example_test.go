@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/connectors/modbus"
+	"github.com/eddy-edge/eddy/internal/modbustest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/pipeline/devices"
 	"github.com/eddy-edge/eddy/runner"
@@ -63,20 +64,7 @@ func TestModbusThermostatExample(t *testing.T) {
 	}
 	set("temperature", 35.0)
 	set("limit", int64(30))
-	addr := make(chan string, 1)
-	slaveDone := make(chan error, 1)
-	go func() {
-		slaveDone <- modbus.Serve(ctx, modbus.SlaveOptions{TCPAddr: "127.0.0.1:0", SlaveID: 1, Registers: regs,
-			Ready: func(a string) { addr <- a }})
-	}()
-	defer func() { cancel(); <-slaveDone }()
-	var slaveAddr string
-	select {
-	case slaveAddr = <-addr:
-	case err := <-slaveDone:
-		t.Fatal(err)
-	}
-	_, slavePort, _ := net.SplitHostPort(slaveAddr)
+	_, slavePort, _ := net.SplitHostPort(modbustest.Serve(t, modbus.SlaveOptions{SlaveID: 1, Registers: regs}))
 	devFile := filepath.Join(t.TempDir(), "devices.yaml")
 	if err := os.WriteFile(devFile, []byte(strings.Replace(string(src), "port: 5020", "port: "+slavePort, 1)), 0o644); err != nil {
 		t.Fatal(err)
