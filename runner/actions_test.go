@@ -19,6 +19,7 @@ import (
 	"github.com/eddy-edge/eddy/connectors/cri"
 	"github.com/eddy-edge/eddy/internal/containerdtest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/internal/runnertest"
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/actions"
@@ -37,17 +38,9 @@ func actionRunner(t testing.TB, dataDir string, ctd *containerdtest.Containerd, 
 	if testing.Verbose() {
 		level = slog.LevelDebug
 	}
-	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
+	return runnertest.Start(t, runner.Config{DataDir: dataDir, AllowAnonymous: true,
 		Node: "edge-a", CheckpointInterval: 100 * time.Millisecond, Actions: policy,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
 }
 
 func apply(t testing.TB, r *runner.Runner, spec string) {

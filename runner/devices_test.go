@@ -20,6 +20,7 @@ import (
 	"github.com/eddy-edge/eddy/connectors/modbus"
 	"github.com/eddy-edge/eddy/internal/modbustest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/internal/runnertest"
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/pipeline/devices"
 	"github.com/eddy-edge/eddy/runner"
@@ -78,37 +79,15 @@ func writeFile(t testing.TB, dir, name, content string) string {
 // startRunner starts a runner on random ports with the device files.
 func startRunner(t testing.TB, dataDir string, files ...string) *runner.Runner {
 	t.Helper()
-	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
-		Node: "edge-a", DeviceFiles: files, CheckpointInterval: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
+	return runnertest.Start(t, runner.Config{DataDir: dataDir, AllowAnonymous: true, Node: "edge-a", DeviceFiles: files,
+		CheckpointInterval: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 }
-
-func brokerPort(r *runner.Runner) string {
-	_, port, _ := net.SplitHostPort(r.Broker().Addr().String())
-	return port
-}
-
-var subSeq atomic.Int64
 
 // subscribe starts mosquitto_sub on topics and returns once the runner's
 // broker lists exactly those subscriptions for it.
 func subscribe(t *testing.T, r *runner.Runner, topics ...string) *mqtttest.Sub {
 	t.Helper()
-	id := fmt.Sprintf("it-sub-%d", subSeq.Add(1))
-	want := slices.Clone(topics)
-	slices.Sort(want)
-	return mqtttest.StartSub(t, brokerPort(r), mqtttest.SubOptions{Topics: topics, ID: id, Ready: func() bool {
-		return slices.ContainsFunc(r.Broker().Clients(), func(c broker.ClientInfo) bool {
-			return c.ID == id && c.Connected && slices.Equal(c.Subscriptions, want)
-		})
-	}})
+	return runnertest.Subscribe(t, r, mqtttest.SubOptions{Topics: topics})
 }
 
 var (
@@ -182,7 +161,7 @@ func TestDevicesTwinProtocolInterop(t *testing.T) {
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
 			sub := subscribe(t, r, st.listen...)
-			mqtttest.Pub(t, brokerPort(r), st.topic, 1, st.msg)
+			mqtttest.Pub(t, runnertest.BrokerPort(r), st.topic, 1, st.msg)
 			got := sub.Lines(len(st.want))
 			slices.Sort(got)
 			want := slices.Clone(st.want)
@@ -206,7 +185,7 @@ func TestDevicesTwinSurvivesRestart(t *testing.T) {
 	now := time.Now().UnixMilli()
 
 	r1 := startRunner(t, data, files...)
-	mqtttest.Pub(t, brokerPort(r1), sensorUpdate, 1, fmt.Sprintf(`{"event_id":"a","timestamp":%d,"twin":{"temperature":{"actual":{"value":"25"}},"note":{"actual":{"value":{"free":"json"}}}}}`, now))
+	mqtttest.Pub(t, runnertest.BrokerPort(r1), sensorUpdate, 1, fmt.Sprintf(`{"event_id":"a","timestamp":%d,"twin":{"temperature":{"actual":{"value":"25"}},"note":{"actual":{"value":{"free":"json"}}}}}`, now))
 	mqtttest.WaitFor(t, "the reported temperature", func() bool { return twinValue(r1, "default/sensor-1", "temperature") == int64(25) })
 	if err := r1.Close(); err != nil {
 		t.Fatal(err)
@@ -222,7 +201,7 @@ func TestDevicesTwinSurvivesRestart(t *testing.T) {
 	// A report older than the stored one (a replay after a reconnect) is
 	// refused and the twin keeps its value.
 	sub := subscribe(t, r2, sensorResult)
-	mqtttest.Pub(t, brokerPort(r2), sensorUpdate, 1, fmt.Sprintf(`{"event_id":"old","timestamp":%d,"twin":{"temperature":{"actual":{"value":"19"}}}}`, now-60_000))
+	mqtttest.Pub(t, runnertest.BrokerPort(r2), sensorUpdate, 1, fmt.Sprintf(`{"event_id":"old","timestamp":%d,"twin":{"temperature":{"actual":{"value":"19"}}}}`, now-60_000))
 	if got := sub.Next(); !strings.Contains(got, `"event_id":"old"`) || !strings.Contains(got, `"code":409`) {
 		t.Fatalf("replayed update result = %q, want a 409", got)
 	}
@@ -503,7 +482,7 @@ spec:
 // subscriber gets sensor-1's reply when it reads again.
 func TestCongestedSubscriberDoesNotStallOtherTwins(t *testing.T) {
 	r := startRunner(t, "", writeFile(t, t.TempDir(), "devices.yaml", twoSensors))
-	url := "tcp://127.0.0.1:" + brokerPort(r)
+	url := "tcp://127.0.0.1:" + runnertest.BrokerPort(r)
 	b := r.Broker()
 
 	// A QoS 1 subscriber of sensor-1's results whose handler blocks:
@@ -626,7 +605,7 @@ func TestSetDevicesAtRuntime(t *testing.T) {
 	} else {
 		t.Fatal(err)
 	}
-	mqtttest.Pub(t, brokerPort(r), "$ke/events/device/default/plc-9/data/update", 0, `{"timestamp":1,"data":{"level":{"value":"7","metadata":{"type":"int"}}}}`)
+	mqtttest.Pub(t, runnertest.BrokerPort(r), "$ke/events/device/default/plc-9/data/update", 0, `{"timestamp":1,"data":{"level":{"value":"7","metadata":{"type":"int"}}}}`)
 	mqtttest.WaitFor(t, "a third-party mapper's data/update applied to the twin", func() bool { return twinValue(r, "default/plc-9", "level") == int64(7) })
 }
 

@@ -1,7 +1,6 @@
 package runner_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/internal/runnertest"
 	"github.com/eddy-edge/eddy/internal/tmpfstest"
 	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/api"
@@ -28,15 +28,8 @@ import (
 func TestDiskFullRecoversWithoutRestart(t *testing.T) {
 	fs := tmpfstest.Mount(t, "8m")
 
-	r, err := runner.New(runner.Config{DataDir: filepath.Join(fs, "data"), MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
+	r := runnertest.Start(t, runner.Config{DataDir: filepath.Join(fs, "data"), AllowAnonymous: true,
 		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
 	srv, err := api.New(api.Options{Backend: r, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/eddy-edge/eddy/internal/runnertest"
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner"
 )
@@ -19,15 +20,8 @@ import (
 // in the data dir.
 func TestFileSinksConfined(t *testing.T) {
 	data, extra := t.TempDir(), t.TempDir()
-	r, err := runner.New(runner.Config{DataDir: data, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
+	r := runnertest.Start(t, runner.Config{DataDir: data, AllowAnonymous: true,
 		ConfineFileSinks: true, FileSinkDirs: []string{extra}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
 	apply := func(name, path string) error {
 		doc := fmt.Sprintf("apiVersion: eddy.dev/v1alpha1\nkind: Pipeline\nmetadata: {name: %s}\nspec:\n  source: {mqtt: {topic: in}}\n  sinks: [{file: {path: %q}}]\n", name, path)
 		plans, err := pipeline.Load(name+".yaml", []byte(doc))

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,9 +15,9 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/internal/runnertest"
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner"
-	"github.com/eddy-edge/eddy/runner/broker"
 )
 
 const forwardPipeline = `apiVersion: eddy.dev/v1alpha1
@@ -46,7 +45,7 @@ type stoppedSub struct {
 func startStoppableSub(t *testing.T, r *runner.Runner, id string, topics ...string) *stoppedSub {
 	t.Helper()
 	bin := mqtttest.Tool(t, "mosquitto_sub")
-	args := []string{"-h", "127.0.0.1", "-p", brokerPort(r), "-v", "-q", "1", "-c", "-i", id}
+	args := []string{"-h", "127.0.0.1", "-p", runnertest.BrokerPort(r), "-v", "-q", "1", "-c", "-i", id}
 	for _, tp := range topics {
 		args = append(args, "-t", tp)
 	}
@@ -72,13 +71,7 @@ func startStoppableSub(t *testing.T, r *runner.Runner, id string, topics ...stri
 			s.mu.Unlock()
 		}
 	}()
-	want := slices.Clone(topics)
-	slices.Sort(want)
-	mqtttest.WaitFor(t, "mosquitto_sub "+id+" to subscribe", func() bool {
-		return slices.ContainsFunc(r.Broker().Clients(), func(c broker.ClientInfo) bool {
-			return c.ID == id && c.Connected && slices.Equal(c.Subscriptions, want)
-		})
-	})
+	mqtttest.WaitFor(t, "mosquitto_sub "+id+" to subscribe", runnertest.Subscribed(r, id, topics...))
 	return s
 }
 
@@ -98,15 +91,8 @@ func (s *stoppedSub) counts() (distinct, total int) {
 // gets every message from the log.
 func TestSlowSubscriberLagsAlone(t *testing.T) {
 	const n = 6000
-	r, err := runner.New(runner.Config{DataDir: t.TempDir(), MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
+	r := runnertest.Start(t, runner.Config{DataDir: t.TempDir(), AllowAnonymous: true,
 		CheckpointInterval: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
 	plans, err := pipeline.Load("forward.yaml", []byte(forwardPipeline))
 	if err != nil {
 		t.Fatal(err)

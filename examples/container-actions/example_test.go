@@ -10,9 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,10 +18,10 @@ import (
 	"github.com/eddy-edge/eddy/connectors/cri"
 	"github.com/eddy-edge/eddy/internal/containerdtest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/internal/runnertest"
 	"github.com/eddy-edge/eddy/pipeline/strictyaml"
 	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/actions"
-	"github.com/eddy-edge/eddy/runner/broker"
 )
 
 // edgePolicy reads the actions section of edge.yaml.
@@ -54,28 +52,15 @@ func TestContainerActionsExample(t *testing.T) {
 	policy := edgePolicy(t)
 	policy.Runtime = ctd.Endpoint // the test's private containerd
 	ctx := context.Background()
-	r, err := runner.New(runner.Config{DataDir: t.TempDir(), MQTTAddr: "127.0.0.1:0", HTTPAddr: "-",
-		AllowAnonymous: true, Node: "edge-a", Actions: policy, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := runnertest.Start(t, runner.Config{DataDir: t.TempDir(), AllowAnonymous: true, Node: "edge-a", Actions: policy,
+		Logger: slog.New(slog.DiscardHandler)})
 	for _, f := range []string{"restart-on-overheat.yaml", "crashloop.yaml"} {
 		if err := r.ApplyFile(ctx, f); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, port, _ := net.SplitHostPort(r.Broker().Addr().String())
-	topics := []string{"actions/#", "lifecycle/#", "alerts/#"}
-	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: topics, ID: "ops", QoS: 1,
-		Ready: func() bool {
-			return slices.ContainsFunc(r.Broker().Clients(), func(c broker.ClientInfo) bool {
-				return c.ID == "ops" && len(c.Subscriptions) == len(topics)
-			})
-		}})
+	port := runnertest.BrokerPort(r)
+	sub := runnertest.Subscribe(t, r, mqtttest.SubOptions{Topics: []string{"actions/#", "lifecycle/#", "alerts/#"}, ID: "ops", QoS: 1})
 
 	// press-1 reads 35 °C for 20 s of event time, then 20 °C.
 	t0 := time.Now().Add(-time.Minute).Truncate(10 * time.Second).UnixMilli()

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -22,9 +21,9 @@ import (
 	"github.com/eddy-edge/eddy/connectors/modbus"
 	"github.com/eddy-edge/eddy/internal/modbustest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/internal/runnertest"
 	"github.com/eddy-edge/eddy/pipeline/devices"
 	"github.com/eddy-edge/eddy/runner"
-	"github.com/eddy-edge/eddy/runner/broker"
 )
 
 func TestModbusThermostatExample(t *testing.T) {
@@ -71,24 +70,12 @@ func TestModbusThermostatExample(t *testing.T) {
 	}
 
 	// The runner, as `eddy run --node edge-1 --devices devices.yaml pipeline.yaml` would start it.
-	r, err := runner.New(runner.Config{DataDir: t.TempDir(), MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
+	r := runnertest.Start(t, runner.Config{DataDir: t.TempDir(), AllowAnonymous: true,
 		Node: "edge-1", DeviceFiles: []string{devFile}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	_, port, _ := net.SplitHostPort(r.Broker().Addr().String())
+	port := runnertest.BrokerPort(r)
 
 	// Alerts as an outside consumer sees them, and inline for pacing.
-	sub := mqtttest.StartSub(t, port, mqtttest.SubOptions{Topics: []string{"alerts/#"}, ID: "alerts", QoS: 1,
-		Ready: func() bool {
-			return slices.ContainsFunc(r.Broker().Clients(), func(c broker.ClientInfo) bool {
-				return c.ID == "alerts" && slices.Contains(c.Subscriptions, "alerts/#")
-			})
-		}})
+	sub := runnertest.Subscribe(t, r, mqtttest.SubOptions{Topics: []string{"alerts/#"}, ID: "alerts", QoS: 1})
 	var mu sync.Mutex
 	var states []string
 	unsub, err := r.Broker().Subscribe("alerts/#", func(_ string, payload []byte) {

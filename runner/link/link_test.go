@@ -19,6 +19,7 @@ import (
 	"github.com/eddy-edge/eddy/fleet"
 	"github.com/eddy-edge/eddy/fleet/hub"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/internal/runnertest"
 	"github.com/eddy-edge/eddy/internal/testtools"
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/runner"
@@ -104,19 +105,11 @@ func startEdge(t *testing.T, th *testHub, node, dataDir string) *runner.Runner {
 // startEdgeLocal starts an edge whose leaf serves local apps on localAddr.
 func startEdgeLocal(t *testing.T, th *testHub, node, dataDir, localAddr string) *runner.Runner {
 	t.Helper()
-	r, err := runner.New(runner.Config{DataDir: dataDir, MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true,
+	return runnertest.Start(t, runner.Config{DataDir: dataDir, AllowAnonymous: true,
 		Node: node, CheckpointInterval: 100 * time.Millisecond, Logger: testLogger(t),
 		Link: link.Config{Hub: []string{"nats-leaf://" + th.leaf}, User: node, Password: th.nodePW[node], LocalAddr: localAddr,
 			ReconnectInterval: pd(100 * time.Millisecond), HeartbeatInterval: pd(time.Second),
 			Fleet: fleet.Options{Domain: th.domain}, Labels: map[string]string{"site": "test"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
 }
 
 const pipelineYAML = `apiVersion: eddy.dev/v1alpha1
@@ -648,17 +641,9 @@ func TestTLSVerifiedAgainstCA(t *testing.T) {
 		t.Fatalf("leaf URL %s", h.LeafURL())
 	}
 	edge := func(caFile string) *runner.Runner {
-		r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true, Node: "edge-1",
+		return runnertest.Start(t, runner.Config{AllowAnonymous: true, Node: "edge-1",
 			Link: link.Config{Hub: []string{h.LeafURL()}, User: "edge-1", Password: pw, CAFile: caFile, LocalAddr: "-",
 				ReconnectInterval: pd(100 * time.Millisecond)}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Close() })
-		return r
 	}
 	good := edge(ca.CAFile)
 	mqtttest.WaitFor(t, "the edge with the hub's CA connects", func() bool { return good.Link().State == "connected" })
@@ -674,17 +659,10 @@ func TestTLSVerifiedAgainstCA(t *testing.T) {
 func TestWrongPasswordSaysWhy(t *testing.T) {
 	th := newTestHub(t, "edge-1")
 	var logs testtools.Buffer
-	r, err := runner.New(runner.Config{MQTTAddr: "127.0.0.1:0", HTTPAddr: "-", AllowAnonymous: true, Node: "edge-1",
+	r := runnertest.Start(t, runner.Config{AllowAnonymous: true, Node: "edge-1",
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		Link: link.Config{Hub: []string{"nats-leaf://" + th.leaf}, User: "edge-1", Password: "wrong", LocalAddr: "-",
 			ReconnectInterval: pd(100 * time.Millisecond)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
 	mqtttest.WaitFor(t, "a warning about the refused connection", func() bool {
 		return strings.Contains(logs.String(), "level=WARN") && strings.Contains(strings.ToLower(logs.String()), "authorization")
 	})
