@@ -55,6 +55,13 @@ func startHarnessOn(t *testing.T, ko k8stest.Options, opts Options) *harness {
 func harnessOn(t *testing.T, cl *k8stest.Cluster, ctrlCfg *rest.Config, opts Options) *harness {
 	t.Helper()
 	_, fc := startHub(t)
+	return harnessWith(t, cl, ctrlCfg, fc, opts)
+}
+
+// harnessWith starts a controller on a running cluster and hub (fc
+// reaches the hub as an administrator).
+func harnessWith(t *testing.T, cl *k8stest.Cluster, ctrlCfg *rest.Config, fc *fleet.Client, opts Options) *harness {
+	t.Helper()
 	h := &harness{t: t, cluster: cl, fleet: fc, ctrlConfig: ctrlCfg}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	t.Cleanup(func() { h.cancel(); h.wg.Wait() })

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,12 +18,15 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	eddyv1alpha1 "github.com/eddy-edge/eddy/controller/apis/eddy/v1alpha1"
 	rulesv1 "github.com/eddy-edge/eddy/controller/apis/rules/v1"
 	"github.com/eddy-edge/eddy/fleet"
+	"github.com/eddy-edge/eddy/internal/ratelog"
 	"github.com/eddy-edge/eddy/pipeline/rules"
 )
 
@@ -153,6 +157,12 @@ type router struct {
 	built    chan struct{} // closed once the table was built from a synced cache
 	rebuild  chan struct{}
 	inFlight chan struct{}
+	// changes counts the cache events that may change the table; a table
+	// built after reading n is current until changes passes n.
+	changes atomic.Uint64
+	// warn logs refused traffic (a node sending for a rule not placed on
+	// it) once a minute per rule and node.
+	warn *ratelog.Logger
 
 	mu     sync.Mutex
 	counts map[types.NamespacedName]*ruleCounts // not yet written
@@ -161,13 +171,52 @@ type router struct {
 // ruleCounts are counts not yet written to a Rule's status.
 type ruleCounts struct {
 	ok, fail int64
-	errs     []string
+	errs     []countedError // newest last
+}
+
+// countedError is an error text and how often it happened since the last
+// status write: a node flooding the router with one mistake leaves one
+// line in status.errors, not five copies that push the others out.
+type countedError struct {
+	msg string
+	n   int64
+}
+
+func (e countedError) String() string {
+	if e.n <= 1 {
+		return e.msg
+	}
+	return fmt.Sprintf("%s (%d times)", e.msg, e.n)
+}
+
+// addErrors adds more to errs: a text already there counts once more and
+// becomes the newest; at most maxRuleErrors are kept.
+func addErrors(errs []countedError, more ...countedError) []countedError {
+	for _, m := range more {
+		i := slices.IndexFunc(errs, func(e countedError) bool { return e.msg == m.msg })
+		if i >= 0 {
+			m.n += errs[i].n
+			errs = slices.Delete(errs, i, i+1)
+		}
+		errs = append(errs, m)
+	}
+	if len(errs) > maxRuleErrors {
+		errs = errs[len(errs)-maxRuleErrors:]
+	}
+	return errs
 }
 
 // routeIndex is one version of the routing table.
 type routeIndex struct {
 	byID map[string]*rules.Route
 	rest map[string][]*rules.Route // namespace -> rest-sourced, longest path first
+	// placed is where each rule (by ID) is placed: the router sends to,
+	// and takes eventbus messages from, only these nodes.
+	placed map[string]rulePlacement
+	// nodes are the labels of the EdgeNodes that take placements.
+	nodes map[string]labels.Set
+	// changes is router.changes when the table was built.
+	changes uint64
 }
 
 func (ix *routeIndex) matchRest(ns, path string) (*rules.Route, string) {
@@ -194,11 +243,14 @@ func newRouter(c *Controller, bus RuleBus, opts RouterOptions) *router {
 		}
 		opts.MaxBodyBytes = max
 	}
-	rt := &router{c: c, opts: opts, bus: bus, log: c.opts.Logger.With("component", "router"),
+	log := c.opts.Logger.With("component", "router")
+	rt := &router{c: c, opts: opts, bus: bus, log: log,
 		http:  &http.Client{Timeout: opts.TargetTimeout},
 		built: make(chan struct{}), rebuild: make(chan struct{}, 1), inFlight: make(chan struct{}, opts.MaxInFlight),
+		warn:   ratelog.New(log, c.opts.Clock, time.Minute),
 		counts: map[types.NamespacedName]*ruleCounts{}}
-	rt.table.Store(&routeIndex{byID: map[string]*rules.Route{}, rest: map[string][]*rules.Route{}})
+	rt.table.Store(&routeIndex{byID: map[string]*rules.Route{}, rest: map[string][]*rules.Route{},
+		placed: map[string]rulePlacement{}, nodes: map[string]labels.Set{}})
 	return rt
 }
 
@@ -246,19 +298,26 @@ func (f forwarderRunnable) Start(ctx context.Context) error {
 
 func (rt *router) run(ctx context.Context) error {
 	cache := rt.c.mgr.GetCache()
-	for _, obj := range []client.Object{&rulesv1.Rule{}, &rulesv1.RuleEndpoint{}} {
+	kick := func() {
+		rt.changes.Add(1)
+		select {
+		case rt.rebuild <- struct{}{}:
+		default:
+		}
+	}
+	for _, obj := range []client.Object{&rulesv1.Rule{}, &rulesv1.RuleEndpoint{}, &eddyv1alpha1.EdgeNode{}} {
 		inf, err := cache.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("router: informer: %w", err)
 		}
-		kick := func() {
-			select {
-			case rt.rebuild <- struct{}{}:
-			default:
-			}
-		}
 		if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc: func(any) { kick() }, UpdateFunc: func(any, any) { kick() }, DeleteFunc: func(any) { kick() },
+			AddFunc: func(any) { kick() },
+			UpdateFunc: func(o, n any) {
+				if placementMayChange(o, n) {
+					kick()
+				}
+			},
+			DeleteFunc: func(any) { kick() },
 		}); err != nil {
 			return err
 		}
@@ -320,32 +379,63 @@ func (rt *router) run(ctx context.Context) error {
 	}
 }
 
-// buildTable compiles every Rule from the cache. A Rule that does not
-// compile keeps its last good route (as the edges do) and its error is in
-// its status (written by the reconciler). It reports whether the table
-// was built.
+// placementMayChange passes the updates of Rules and RuleEndpoints, and
+// the EdgeNode updates that can move a rule (labels, spec, deletion);
+// heartbeats do not pass.
+func placementMayChange(o, n any) bool {
+	old, ok1 := o.(*eddyv1alpha1.EdgeNode)
+	nw, ok2 := n.(*eddyv1alpha1.EdgeNode)
+	if !ok1 || !ok2 {
+		return true
+	}
+	return !labels.Equals(old.Labels, nw.Labels) || old.Spec != nw.Spec || !nw.DeletionTimestamp.Equal(old.DeletionTimestamp)
+}
+
+// buildTable compiles every Rule from the cache and places it on the
+// EdgeNodes of the cache, as the reconciler does. A Rule that does not
+// compile keeps its last good route and placement (as the edges keep the
+// last good route) and its error is in its status (written by the
+// reconciler). It reports whether the table was built.
 func (rt *router) buildTable(ctx context.Context) bool {
+	changes := rt.changes.Load()
 	var list rulesv1.RuleList
 	if err := rt.c.client.List(ctx, &list); err != nil {
 		rt.log.Warn("router: listing rules", "err", err)
 		return false
 	}
+	var ens eddyv1alpha1.EdgeNodeList
+	if err := rt.c.client.List(ctx, &ens, client.UnsafeDisableDeepCopy); err != nil {
+		rt.log.Warn("router: listing edge nodes", "err", err)
+		return false
+	}
 	old := rt.table.Load()
-	ix := &routeIndex{byID: make(map[string]*rules.Route, len(list.Items)), rest: map[string][]*rules.Route{}}
+	ix := &routeIndex{byID: make(map[string]*rules.Route, len(list.Items)), rest: map[string][]*rules.Route{},
+		placed: make(map[string]rulePlacement, len(list.Items)), nodes: make(map[string]labels.Set, len(ens.Items)), changes: changes}
+	for i := range ens.Items {
+		if n := &ens.Items[i]; schedulable(n) {
+			ix.nodes[n.Name] = labels.Set(n.Labels)
+		}
+	}
 	get := endpointGetter(rt.c.client)
 	for i := range list.Items {
 		r := &list.Items[i]
 		if !r.DeletionTimestamp.IsZero() {
 			continue
 		}
+		id := r.Namespace + "/" + r.Name
 		route, err := CompileRule(ctx, get, r)
+		var place rulePlacement
+		if err == nil {
+			place, err = placeRule(r, route)
+		}
 		if err != nil {
-			route = old.byID[r.Namespace+"/"+r.Name]
+			route, place = old.byID[id], old.placed[id]
 			if route == nil {
 				continue
 			}
 		}
-		ix.byID[route.ID()] = route
+		ix.byID[id] = route
+		ix.placed[id] = place
 		if route.Pair == rules.RestToEventBus || route.Pair == rules.RestToServiceBus {
 			ix.rest[route.Namespace] = append(ix.rest[route.Namespace], route)
 		}
@@ -360,6 +450,35 @@ func (rt *router) buildTable(ctx context.Context) bool {
 	}
 	rt.table.Store(ix)
 	return true
+}
+
+// placedOn reports whether the rule id is placed on node, and where it
+// is placed. The table answers, unless it is older than the cache (an
+// EdgeNode just relabelled, a Rule just edited: the reconciler may
+// already have shipped the route from the newer cache); then the rule is
+// placed again from the cache itself, so a node that was just given a
+// rule is never refused.
+func (rt *router) placedOn(ctx context.Context, ix *routeIndex, id, node string) (bool, rulePlacement) {
+	p := ix.placed[id]
+	lbls, ok := ix.nodes[node]
+	if p.has(node, ok, lbls) || ix.changes == rt.changes.Load() {
+		return p.has(node, ok, lbls), p
+	}
+	ns, name, _ := strings.Cut(id, "/")
+	var r rulesv1.Rule
+	if err := rt.c.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &r); err != nil || !r.DeletionTimestamp.IsZero() {
+		return false, p
+	}
+	route, err := CompileRule(ctx, endpointGetter(rt.c.client), &r)
+	if err != nil {
+		return false, p // not routed; the edges keep the last good route
+	}
+	if p, err = placeRule(&r, route); err != nil {
+		return false, p
+	}
+	var en eddyv1alpha1.EdgeNode
+	err = rt.c.client.Get(ctx, types.NamespacedName{Name: node}, &en)
+	return p.has(node, err == nil && schedulable(&en), labels.Set(en.Labels)), p
 }
 
 // ServeHTTP routes /{node}/{namespace}/{path} as CloudCore's router does.
@@ -384,7 +503,8 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	route, below := rt.table.Load().matchRest(ns, "/"+sub)
+	ix := rt.table.Load()
+	route, below := ix.matchRest(ns, "/"+sub)
 	if route == nil {
 		httpError(w, http.StatusNotFound, fmt.Sprintf("no Rule in namespace %s has a rest source with path /%s", ns, sub))
 		return
@@ -393,6 +513,13 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if route.Pair == rules.RestToEventBus && req.Method != http.MethodPost && req.Method != http.MethodPut {
 		w.Header().Set("Allow", "POST, PUT")
 		httpError(w, http.StatusMethodNotAllowed, fmt.Sprintf("rule %s publishes the body on an edge topic: use POST or PUT", route.ID()))
+		return
+	}
+	// Only a node the rule is placed on gets the request (and its body).
+	if ok, place := rt.placedOn(req.Context(), ix, route.ID(), node); !ok {
+		msg := fmt.Sprintf("rule %s is not placed on node %s (it is placed on %s); nothing was sent", route.ID(), node, place)
+		rt.count(key, false, msg)
+		httpError(w, http.StatusNotFound, msg)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, rt.opts.MaxBodyBytes))
@@ -478,6 +605,15 @@ func (rt *router) deliver(ctx context.Context, m RuleMessage) {
 			rt.log.Debug("router: a forwarded message names a rule that routes nothing up (deleted or changed since)", "rule", id, "node", m.Node)
 			continue
 		}
+		// m.Node comes from the subject, which the hub lets only that
+		// node publish on; the rule names come from the node itself, so
+		// a node may forward only for the rules placed on it.
+		if ok, place := rt.placedOn(ctx, ix, id, m.Node); !ok {
+			rt.count(key, false, fmt.Sprintf("dropped messages from node %s: the rule is not placed on that node (it is placed on %s)", m.Node, place))
+			rt.warn.Warn(id+" "+m.Node, "router: dropped an eventbus->rest message from a node the rule is not placed on (a misconfigured or compromised node, or one that lost the rule before its backlog was delivered)",
+				"rule", id, "node", m.Node, "topic", m.Topic, "placedOn", place.String())
+			continue
+		}
 		if err := rt.post(ctx, route, m); err != nil {
 			if ctx.Err() != nil {
 				return
@@ -560,7 +696,7 @@ func (rt *router) count(key types.NamespacedName, ok bool, errMsg string) {
 		c.fail++
 	}
 	if errMsg != "" {
-		c.errs = appendErrors(c.errs, errMsg)
+		c.errs = addErrors(c.errs, countedError{msg: errMsg, n: 1})
 	}
 }
 
@@ -592,7 +728,7 @@ func (rt *router) flushCounts(ctx context.Context) {
 		}
 		c.ok += n.ok
 		c.fail += n.fail
-		c.errs = appendErrors(append([]string(nil), n.errs...), c.errs...)
+		c.errs = addErrors(slices.Clone(n.errs), c.errs...)
 		rt.mu.Unlock()
 	}
 }
@@ -605,8 +741,8 @@ func (rt *router) writeCounts(ctx context.Context, key types.NamespacedName, n *
 	base := r.DeepCopy()
 	r.Status.SuccessMessages += n.ok
 	r.Status.FailMessages += n.fail
-	if len(n.errs) > 0 {
-		r.Status.Errors = appendErrors(r.Status.Errors, n.errs...)
+	for _, e := range n.errs {
+		r.Status.Errors = appendErrors(r.Status.Errors, e.String())
 	}
 	if err := rt.c.client.Patch(ctx, &r, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return err

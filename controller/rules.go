@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -221,30 +222,95 @@ func endpointGetter(cl client.Reader) func(ctx context.Context, ns, name string)
 	}
 }
 
-// ruleNodes returns the nodes a Rule is placed on: an eventbus source's
-// node_name, the node-names annotation and the nodes the node-selector
-// annotation matches. A rest-sourced rule without annotations is placed on
-// every EdgeNode (KubeEdge routes /{node}/... to any node).
-func (c *Controller) ruleNodes(ctx context.Context, r *rulesv1.Rule, route *rules.Route) ([]string, error) {
+// rulePlacement is where a compiled Rule is placed: the nodes it names
+// (sourceResource.node_name and the node-names annotation) plus the
+// schedulable EdgeNodes its selector matches (the node-selector
+// annotation; every EdgeNode for a rest source without annotations, as
+// KubeEdge routes /{node}/... to any node). The reconciler ships the
+// route to exactly these nodes, and the router talks to, and takes
+// messages from, only these nodes.
+type rulePlacement struct {
+	names map[string]bool
+	sel   labels.Selector // nil: the named nodes only
+}
+
+// placeRule reads a Rule's placement (see rulePlacement); a bad
+// annotation is a compileError.
+func placeRule(r *rulesv1.Rule, route *rules.Route) (rulePlacement, error) {
+	p := rulePlacement{names: map[string]bool{}}
 	names := rules.NodeNames(r.Annotations)
-	if route.NodeName != "" {
-		names = append(names, route.NodeName)
-	}
-	var sel labels.Selector
-	if s, ok := r.Annotations[rules.AnnotationNodeSelector]; ok {
-		var err error
-		if sel, err = labels.Parse(s); err != nil {
-			return nil, compileError{fmt.Errorf("metadata.annotations[%s]: %q is not a label selector: %v (e.g. site=plant-1,tier in (a,b))", rules.AnnotationNodeSelector, s, err)}
-		}
-	} else if route.Pair != rules.EventBusToRest && len(names) == 0 {
-		sel = labels.Everything()
-	}
 	for _, n := range names {
 		if err := fleet.CheckName("node name", n); err != nil {
-			return nil, compileError{fmt.Errorf("metadata.annotations[%s]: %v", rules.AnnotationNodeNames, err)}
+			return p, compileError{fmt.Errorf("metadata.annotations[%s]: %v", rules.AnnotationNodeNames, err)}
 		}
+		p.names[n] = true
 	}
-	return c.selectNodes(ctx, sel, names)
+	if route.NodeName != "" {
+		p.names[route.NodeName] = true
+	}
+	if s, ok := r.Annotations[rules.AnnotationNodeSelector]; ok {
+		sel, err := labels.Parse(s)
+		if err != nil {
+			return p, compileError{fmt.Errorf("metadata.annotations[%s]: %q is not a label selector: %v (e.g. site=plant-1,tier in (a,b))", rules.AnnotationNodeSelector, s, err)}
+		}
+		p.sel = sel
+	} else if route.Pair != rules.EventBusToRest && len(p.names) == 0 {
+		p.sel = labels.Everything()
+	}
+	return p, nil
+}
+
+// has reports whether node is one of the placement's nodes. schedulable
+// says whether node is an EdgeNode that takes placements (it exists, is
+// not being deleted, is not unschedulable), with nodeLabels its labels.
+func (p rulePlacement) has(node string, schedulable bool, nodeLabels labels.Set) bool {
+	return p.names[node] || (p.sel != nil && schedulable && p.sel.Matches(nodeLabels))
+}
+
+// String says where the rule is placed, for error messages.
+func (p rulePlacement) String() string {
+	var parts []string
+	if len(p.names) > 0 {
+		names := make([]string, 0, len(p.names))
+		for n := range p.names {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		if len(names) > 5 {
+			names = append(names[:5:5], fmt.Sprintf("%d more", len(names)-5))
+		}
+		parts = append(parts, "nodes "+strings.Join(names, ", "))
+	}
+	switch {
+	case p.sel == nil:
+	case p.sel.Empty():
+		parts = append(parts, "every EdgeNode")
+	default:
+		parts = append(parts, "the EdgeNodes matching "+p.sel.String())
+	}
+	if len(parts) == 0 {
+		return "no node"
+	}
+	return strings.Join(parts, " and ")
+}
+
+// schedulable reports whether an EdgeNode takes placements.
+func schedulable(n *eddyv1alpha1.EdgeNode) bool {
+	return !n.Spec.Unschedulable && n.DeletionTimestamp.IsZero()
+}
+
+// ruleNodes returns the nodes a Rule is placed on (rulePlacement) from
+// the EdgeNodes in the cache.
+func (c *Controller) ruleNodes(ctx context.Context, r *rulesv1.Rule, route *rules.Route) ([]string, error) {
+	p, err := placeRule(r, route)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(p.names))
+	for n := range p.names {
+		names = append(names, n)
+	}
+	return c.selectNodes(ctx, p.sel, names)
 }
 
 func (c *Controller) reconcileRule(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {

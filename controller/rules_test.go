@@ -8,20 +8,27 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/crypto/bcrypt"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	rulesv1 "github.com/eddy-edge/eddy/controller/apis/rules/v1"
+	"github.com/eddy-edge/eddy/controller/k8stest"
 	"github.com/eddy-edge/eddy/fleet"
 	"github.com/eddy-edge/eddy/fleet/hub"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/pipeline/rules"
 )
 
 const ruleDocs = `apiVersion: rules.kubeedge.io/v1
@@ -111,8 +118,23 @@ func TestRuleRouting(t *testing.T) {
 	if code, body := post("/edge-a/default/a", strings.Repeat("x", 101)); code != 413 {
 		t.Errorf("101-byte body: %d %s", code, body)
 	}
-	if code, body := post("/edge-b/default/a", "x"); code != 503 {
-		t.Errorf("edge-b (not connected for the router): %d %s", code, body)
+	// edge-b is not placed (site=b): even a node that answers on its down
+	// subject (a stale or compromised edge) gets nothing.
+	var toB []string
+	subB, err := h.fleet.Conn().Subscribe(fleet.DownFilter("edge-b"), func(m *nats.Msg) {
+		mu.Lock()
+		toB = append(toB, string(m.Data))
+		mu.Unlock()
+		r := nats.NewMsg(m.Reply)
+		r.Header.Set(fleet.HeaderStatus, "200")
+		m.RespondMsg(r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.fleet.Conn().Flush()
+	if code, body := post("/edge-b/default/a", "secret"); code != 404 || !strings.Contains(body, "rule default/down is not placed on node edge-b (it is placed on the EdgeNodes matching site=a); nothing was sent") {
+		t.Errorf("edge-b (not placed): %d %s, want 404", code, body)
 	}
 	if resp, err := http.Post("http://"+addr+"/edge-a/default/a", "text/plain", strings.NewReader("x")); err == nil {
 		b, _ := io.ReadAll(resp.Body)
@@ -137,6 +159,9 @@ func TestRuleRouting(t *testing.T) {
 	mu.Lock()
 	if len(got) != 1 || got[0] != "eddy.down.edge-a.rule.default.down one" {
 		t.Errorf("edge-a got %q", got)
+	}
+	if len(toB) != 0 {
+		t.Errorf("edge-b, where the rule is not placed, got %q", toB)
 	}
 	mu.Unlock()
 
@@ -178,6 +203,14 @@ spec: {source: rest, sourceResource: {path: /a}, target: bus, targetResource: {t
 		_, ok := h.get("edge-b", KindRule, "default", "down")
 		return ok
 	})
+	if code, body := post("/edge-b/default/a", "now placed"); code != 200 {
+		t.Errorf("edge-b once placed: %d %s", code, body)
+	}
+	subB.Unsubscribe()
+	h.fleet.Conn().Flush()
+	if code, body := post("/edge-b/default/a", "x"); code != 503 || !strings.Contains(body, "not connected") {
+		t.Errorf("edge-b placed but not connected: %d %s, want 503", code, body)
+	}
 	// A node that refuses the route (an older Eddy): the rule says so.
 	h.edge("edge-c", map[string]string{"site": "a"}, func(e *fleet.Envelope) string {
 		if e.Kind == fleet.KindRule {
@@ -203,4 +236,200 @@ spec: {source: rest, sourceResource: {path: /a}, target: bus, targetResource: {t
 		gone := h.client.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: "down"}, &r) != nil
 		return !a && !b && gone
 	})
+}
+
+// TestRuleMessagesOnlyFromPlacedNodes runs the router on a hub with real
+// credentials and the node permissions `eddy hub` gives edges: edge-b,
+// which eventbus->rest rule "up" is not placed on, forwards a message
+// naming it on its own subject (all its permissions allow) and nothing is
+// POSTed: the message counts as failed with edge-b named in the rule's
+// errors. edge-b cannot publish on edge-a's subject at all, and edge-a,
+// where the rule is placed, still delivers. A label change places the
+// rule on edge-b, and then its messages are delivered too.
+func TestRuleMessagesOnlyFromPlacedNodes(t *testing.T) {
+	creds := &hub.Credentials{BcryptCost: bcrypt.MinCost}
+	adminPW, _ := creds.Set("eddy-controller", false)
+	pw := map[string]string{}
+	for _, n := range []string{"edge-a", "edge-b"} {
+		pw[n], _ = creds.Set(n, true)
+	}
+	hb, err := hub.New(hub.Config{ClientAddr: "127.0.0.1:0", LeafAddr: "127.0.0.1:0", Credentials: creds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := hb.Start(sctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hb.Close() })
+	connect := func(user, password string) *nats.Conn {
+		nc, err := nats.Connect(hb.ClientURL(), nats.UserInfo(user, password), nats.Timeout(30*time.Second),
+			nats.CustomInboxPrefix(fleet.InboxPrefix(user)), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		if err != nil {
+			t.Fatalf("connecting as %s: %v", user, err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	admin, err := fleet.NewClient(connect("eddy-controller", adminPW), fleet.Options{Writer: "eddy-controller"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := k8stest.Start(t, k8stest.Options{})
+	t.Cleanup(cl.Stop)
+	h := harnessWith(t, cl, nil, admin, Options{})
+	h.stopCtrl()
+	h.ctrl, h.stopCtrl = h.startController(Options{RuleBus: NewFleet(admin, nil), Router: RouterOptions{Attempts: 1}})
+	h.edge("edge-a", map[string]string{"site": "a"}, nil)
+	h.edge("edge-b", map[string]string{"site": "b"}, nil)
+
+	var mu sync.Mutex
+	var posted []string
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		posted = append(posted, r.Header.Get("Eddy-Node")+" "+string(b))
+		mu.Unlock()
+	}))
+	defer target.Close()
+	h.cluster.MustKubectl(t, fmt.Sprintf(`apiVersion: rules.kubeedge.io/v1
+kind: RuleEndpoint
+metadata: {name: rest, namespace: default}
+spec: {ruleEndpointType: rest}
+---
+apiVersion: rules.kubeedge.io/v1
+kind: RuleEndpoint
+metadata: {name: bus, namespace: default}
+spec: {ruleEndpointType: eventbus}
+---
+apiVersion: rules.kubeedge.io/v1
+kind: Rule
+metadata:
+  name: up
+  namespace: default
+  annotations: {rules.eddy.dev/node-selector: site=a}
+spec: {source: bus, sourceResource: {topic: telemetry}, target: rest, targetResource: {resource: "%s/in"}}
+`, target.URL), "apply", "-f", "-")
+	mqtttest.WaitFor(t, "rule up on edge-a only", func() bool {
+		_, a := h.get("edge-a", KindRule, "default", "up")
+		_, b := h.get("edge-b", KindRule, "default", "up")
+		return a && !b
+	})
+
+	// forward publishes what runner/link's outbox publishes for a WAL
+	// record matching eventbus->rest rules, as node `as`, on node's
+	// subject.
+	forward := func(as *nats.Conn, node, body string) error {
+		js, err := jetstream.New(as)
+		if err != nil {
+			return err
+		}
+		m := nats.NewMsg(fleet.DefaultUpPrefix + "." + node + "." + fleet.RulesSubject)
+		m.Header.Set(fleet.HeaderRules, "default/up")
+		m.Header.Set("Eddy-Topic", "default/telemetry")
+		m.Data = []byte(body)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = js.PublishMsg(ctx, m)
+		return err
+	}
+	edgeA, edgeB := connect("edge-a", pw["edge-a"]), connect("edge-b", pw["edge-b"])
+	if err := forward(edgeB, "edge-a", "forged"); err == nil {
+		t.Fatal("edge-b published on edge-a's subject: the hub must refuse it")
+	}
+	if err := forward(edgeB, "edge-b", "from-b"); err != nil {
+		t.Fatalf("edge-b forwarding on its own subject: %v", err)
+	}
+	if err := forward(edgeA, "edge-a", "from-a"); err != nil {
+		t.Fatalf("edge-a forwarding: %v", err)
+	}
+	rule := func() rulesv1.RuleStatus {
+		var r rulesv1.Rule
+		if err := h.client.Get(context.Background(), types.NamespacedName{Namespace: "default", Name: "up"}, &r); err != nil {
+			t.Fatalf("get rule up: %v", err)
+		}
+		return r.Status
+	}
+	mqtttest.WaitForErr(t, "rule up counts edge-a's message delivered and edge-b's refused", func() error {
+		st := rule()
+		if st.SuccessMessages != 1 || st.FailMessages != 1 || len(st.Errors) != 1 ||
+			!strings.Contains(st.Errors[0], "dropped messages from node edge-b: the rule is not placed on that node (it is placed on the EdgeNodes matching site=a)") {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+	mu.Lock()
+	if len(posted) != 1 || posted[0] != "edge-a from-a" {
+		t.Errorf("POSTed %q, want only [edge-a from-a]", posted)
+	}
+	mu.Unlock()
+
+	// Placed on edge-b by a label: its messages go through.
+	h.cluster.MustKubectl(t, "", "label", "en", "edge-b", "site=a", "--overwrite")
+	mqtttest.WaitFor(t, "rule up follows the label to edge-b", func() bool {
+		_, ok := h.get("edge-b", KindRule, "default", "up")
+		return ok
+	})
+	if err := forward(edgeB, "edge-b", "from-b-placed"); err != nil {
+		t.Fatal(err)
+	}
+	mqtttest.WaitForErr(t, "edge-b's message delivered once it is placed", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Contains(posted, "edge-b from-b-placed") {
+			return fmt.Errorf("POSTed %q", posted)
+		}
+		return nil
+	})
+	mqtttest.WaitForErr(t, "rule up counts 2 delivered, 1 refused", func() error {
+		if st := rule(); st.SuccessMessages != 2 || st.FailMessages != 1 {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
+	})
+}
+
+// TestRulePlacement checks placeRule and its description against the
+// three ways a Rule is placed.
+func TestRulePlacement(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		annotations map[string]string
+		route       rules.Route
+		node        string
+		schedulable bool
+		labels      labels.Set
+		want        bool
+		where       string
+	}{
+		{"node_name", nil, rules.Route{Pair: rules.EventBusToRest, NodeName: "edge-1"}, "edge-1", false, nil, true, "nodes edge-1"},
+		{"node_name, other node", nil, rules.Route{Pair: rules.EventBusToRest, NodeName: "edge-1"}, "edge-2", true, nil, false, "nodes edge-1"},
+		{"node-names", map[string]string{rules.AnnotationNodeNames: "edge-2, edge-3"}, rules.Route{Pair: rules.EventBusToRest, NodeName: "edge-1"}, "edge-3", false, nil, true, "nodes edge-1, edge-2, edge-3"},
+		{"selector", map[string]string{rules.AnnotationNodeSelector: "site=a"}, rules.Route{Pair: rules.EventBusToRest}, "edge-9", true, labels.Set{"site": "a"}, true, "the EdgeNodes matching site=a"},
+		{"selector, unschedulable", map[string]string{rules.AnnotationNodeSelector: "site=a"}, rules.Route{Pair: rules.EventBusToRest}, "edge-9", false, labels.Set{"site": "a"}, false, "the EdgeNodes matching site=a"},
+		{"rest, every node", nil, rules.Route{Pair: rules.RestToEventBus}, "edge-9", true, nil, true, "every EdgeNode"},
+		{"rest, not an EdgeNode", nil, rules.Route{Pair: rules.RestToEventBus}, "edge-9", false, nil, false, "every EdgeNode"},
+		{"rest, named", map[string]string{rules.AnnotationNodeNames: "edge-1"}, rules.Route{Pair: rules.RestToServiceBus}, "edge-9", true, nil, false, "nodes edge-1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &rulesv1.Rule{}
+			r.Annotations = tc.annotations
+			p, err := placeRule(r, &tc.route)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.has(tc.node, tc.schedulable, tc.labels); got != tc.want {
+				t.Errorf("placed on %s: %v, want %v", tc.node, got, tc.want)
+			}
+			if got := p.String(); got != tc.where {
+				t.Errorf("placed on %q, want %q", got, tc.where)
+			}
+		})
+	}
+	r := &rulesv1.Rule{}
+	r.Annotations = map[string]string{rules.AnnotationNodeSelector: "site in (a"}
+	if _, err := placeRule(r, &rules.Route{Pair: rules.EventBusToRest}); err == nil || !strings.Contains(err.Error(), "metadata.annotations[rules.eddy.dev/node-selector]") {
+		t.Errorf("a bad selector: %v", err)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/eddy-edge/eddy/clock"
+	"github.com/eddy-edge/eddy/internal/ratelog"
 	"github.com/eddy-edge/eddy/pipeline"
 )
 
@@ -272,7 +273,7 @@ type Broker struct {
 	bpWaits, bpTimeouts                                 atomic.Int64
 
 	// Bounds (bounds.go).
-	warn                                          *rateLogger
+	warn                                          *ratelog.Logger
 	tooLarge, topicsRefused, subQuota, receiveMax atomic.Int64
 	subMu                                         sync.Mutex
 	subRefusals                                   map[*mqtt.Client][]subRefusal
@@ -375,7 +376,7 @@ func New(opts Options) (*Broker, error) {
 	if b.clk == nil {
 		b.clk = clock.Real{}
 	}
-	b.warn = newRateLogger(b.log, b.clk, warnEvery)
+	b.warn = ratelog.New(b.log, b.clk, warnEvery)
 	if opts.AuthFile != "" {
 		af, err := LoadAuthFile(opts.AuthFile)
 		if err != nil {
