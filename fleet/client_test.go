@@ -49,7 +49,7 @@ func startHub(t *testing.T, cfg hub.Config) *hub.Hub {
 
 func connect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(url, opts...)
+	nc, err := fleet.Dial(context.Background(), url, fleet.DialOptions{}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/eddy-edge/eddy/pipeline"
 	"github.com/eddy-edge/eddy/pipeline/devices"
+	"github.com/eddy-edge/eddy/pipeline/rules"
 	"github.com/eddy-edge/eddy/pipeline/strictyaml"
 )
 
@@ -45,7 +46,28 @@ func (o Object) Envelope(node, writer string, now time.Time) *Envelope {
 		Generation: o.Generation, Hash: o.Hash, Object: o.JSON, Writer: writer, UpdatedAt: now.UTC()}
 }
 
-// LoadPaths reads every Pipeline, Device and DeviceModel in the given files
+// kindError is an error at the document's kind (file:line).
+func kindError(doc *strictyaml.Document, format string, args ...any) strictyaml.Error {
+	pos := strictyaml.Pos{File: doc.File, Line: doc.Root.Line, Col: doc.Root.Column}
+	for i := 0; i+1 < len(doc.Root.Content); i += 2 {
+		if k := doc.Root.Content[i]; k.Value == "kind" {
+			pos.Line, pos.Col = k.Line, k.Column
+		}
+	}
+	return strictyaml.Error{Pos: pos, Path: "kind", Msg: fmt.Sprintf(format, args...)}
+}
+
+// fileKinds renders FileKinds with their API groups.
+func fileKinds() string {
+	var s []string
+	for _, k := range FileKinds() {
+		s = append(s, k.Group()+" "+string(k))
+	}
+	return strings.Join(s, ", ")
+}
+
+// LoadPaths reads every object of FileKinds (Pipeline, Device and
+// DeviceModel; Rules need the controller) in the given files
 // and directories (a directory contributes its *.yaml and *.yml files, not
 // recursively). Everything is checked as the edge will check it (pipelines
 // compiled, devices joined to their models across all files), and every
@@ -107,7 +129,7 @@ func LoadPaths(paths []string) ([]Object, error) {
 		return nil, errors.Join(errs...)
 	}
 	if len(objs) == 0 {
-		return nil, fmt.Errorf("%s: no Pipeline, Device or DeviceModel documents found", strings.Join(paths, ", "))
+		return nil, fmt.Errorf("%s: no %s documents found", strings.Join(paths, ", "), KindList(FileKinds()))
 	}
 	return objs, nil
 }
@@ -156,8 +178,14 @@ func load(file string, src []byte) ([]Object, []devices.Device, []devices.Model,
 			o.Kind = Kind(kind)
 		case group == devices.Group && kind == "DeviceStatus":
 			continue
+		case Kind(kind).CloudOnly() != "" && group == Kind(kind).Group():
+			errs = append(errs, kindError(doc, "%s %q cannot be shipped with eddy fleet: %s; apply it with kubectl to a cluster running `eddy controller --router-addr :9443` (docs/controller.md); eddy validate checks it", apiVersion, kind, Kind(kind).CloudOnly()))
+			continue
+		case group == rules.Group && kind == "RuleEndpoint":
+			errs = append(errs, kindError(doc, "%s %q cannot be shipped with eddy fleet: %s; apply it with its Rules using kubectl to a cluster running `eddy controller --router-addr :9443` (docs/controller.md); eddy validate checks it", apiVersion, kind, KindRule.CloudOnly()))
+			continue
 		default:
-			errs = append(errs, doc.At("kind", "%s %q cannot be shipped to an edge; use eddy.dev/v1alpha1 Pipeline or devices.kubeedge.io Device/DeviceModel", apiVersion, kind))
+			errs = append(errs, kindError(doc, "%s %q cannot be shipped to an edge; eddy fleet ships %s", apiVersion, kind, fileKinds()))
 			continue
 		}
 		var v any

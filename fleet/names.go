@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/eddy-edge/eddy/pipeline/devices"
+	"github.com/eddy-edge/eddy/pipeline/rules"
 )
 
 // Default names of the hub's JetStream assets. Options can override them
@@ -38,8 +41,100 @@ const (
 	KindRule Kind = "Rule"
 )
 
-// Kinds lists every kind.
-func Kinds() []Kind { return []Kind{KindDeviceModel, KindDevice, KindPipeline, KindRule} }
+// kinds is the one table of kinds: what every tool (the edge, `eddy
+// fleet apply/get/delete`, their help and their errors) accepts comes
+// from it.
+var kinds = []struct {
+	kind Kind
+	// group is the API group of the YAML documents.
+	group string
+	// resource is the plural `eddy fleet get` lists it under.
+	resource string
+	// cloudOnly says why `eddy fleet apply` cannot ship it from files
+	// ("" when it can).
+	cloudOnly string
+}{
+	{kind: KindDeviceModel, group: devices.Group, resource: "devices"},
+	{kind: KindDevice, group: devices.Group, resource: "devices"},
+	{kind: KindPipeline, group: "eddy.dev", resource: "pipelines"},
+	{kind: KindRule, group: rules.Group, resource: "rules",
+		cloudOnly: "a Rule routes through the cloud: the HTTP endpoint of rest sources and the POSTs of eventbus->rest messages are served by eddy controller's router, which eddy fleet does not run"},
+}
+
+// Kinds lists every kind, in the order of their plan keys.
+func Kinds() []Kind {
+	out := make([]Kind, len(kinds))
+	for i, k := range kinds {
+		out[i] = k.kind
+	}
+	return out
+}
+
+// FileKinds lists the kinds LoadPaths reads from YAML files and `eddy
+// fleet apply` ships without a controller.
+func FileKinds() []Kind {
+	var out []Kind
+	for _, k := range kinds {
+		if k.cloudOnly == "" {
+			out = append(out, k.kind)
+		}
+	}
+	return out
+}
+
+// Resources lists the plurals `eddy fleet get` takes, each once.
+func Resources() []string {
+	var out []string
+	for _, k := range kinds {
+		if len(out) == 0 || out[len(out)-1] != k.resource {
+			out = append(out, k.resource)
+		}
+	}
+	return out
+}
+
+// Resource returns the plural `eddy fleet get` lists k under.
+func (k Kind) Resource() string {
+	for _, e := range kinds {
+		if e.kind == k {
+			return e.resource
+		}
+	}
+	return ""
+}
+
+// CloudOnly says why `eddy fleet apply` does not ship k from files (""
+// when it does).
+func (k Kind) CloudOnly() string {
+	for _, e := range kinds {
+		if e.kind == k {
+			return e.cloudOnly
+		}
+	}
+	return ""
+}
+
+// Group returns k's API group.
+func (k Kind) Group() string {
+	for _, e := range kinds {
+		if e.kind == k {
+			return e.group
+		}
+	}
+	return ""
+}
+
+// KindList renders kinds as "A, B or C".
+func KindList(ks []Kind) string {
+	s := make([]string, len(ks))
+	for i, k := range ks {
+		s[i] = string(k)
+	}
+	if len(s) < 2 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
 
 // token is the kind's key token: its name in lower case.
 func (k Kind) token() string { return strings.ToLower(string(k)) }
@@ -55,13 +150,7 @@ func kindFromToken(s string) (Kind, bool) {
 }
 
 // Valid reports whether k is one of Kinds.
-func (k Kind) Valid() bool {
-	switch k {
-	case KindPipeline, KindDevice, KindDeviceModel, KindRule:
-		return true
-	}
-	return false
-}
+func (k Kind) Valid() bool { return k.Group() != "" }
 
 // nameRE is a Kubernetes DNS label; node names, namespaces and object names
 // all have this form, so they are single NATS subject tokens.
@@ -123,7 +212,7 @@ func (k ObjectKey) Check() error {
 		return err
 	}
 	if !k.Kind.Valid() {
-		return fmt.Errorf("kind %q is not one of Pipeline, Device, DeviceModel or Rule", k.Kind)
+		return fmt.Errorf("kind %q is not one of %s", k.Kind, KindList(Kinds()))
 	}
 	if err := CheckName("namespace", k.Namespace); err != nil {
 		return err
@@ -139,7 +228,7 @@ func ParseKey(s string) (ObjectKey, error) {
 	}
 	kind, ok := kindFromToken(parts[1])
 	if !ok {
-		return ObjectKey{}, fmt.Errorf("plan key %q: unknown kind %q; want pipeline, device, devicemodel or rule", s, parts[1])
+		return ObjectKey{}, fmt.Errorf("plan key %q: unknown kind %q; want %s", s, parts[1], strings.ToLower(KindList(Kinds())))
 	}
 	k := ObjectKey{Node: parts[0], Kind: kind, Namespace: parts[2], Name: parts[3]}
 	if err := k.Check(); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,36 +34,35 @@ func TestE2EDeviceOnlineState(t *testing.T) {
 		i := strings.Index(out, "password: ")
 		pw[u] = strings.Fields(out[i+len("password: "):])[0]
 	}
-	clientPort, leafPort, modbusPort := freePort(t), freePort(t), freePort(t)
-	start(t, nil, "hub running", "eddy", "hub", "--data-dir", filepath.Join(dir, "hub"), "--credentials", creds,
-		"--listen", fmt.Sprintf("127.0.0.1:%d", clientPort), "--leaf-listen", fmt.Sprintf("127.0.0.1:%d", leafPort))
-	cfg := filepath.Join(dir, "edge-1.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`dataDir: %s
-mqttAddr: 127.0.0.1:%d
+	_, hubURL, leafURL := startHub(t, filepath.Join(dir, "hub"), creds)
+	startEdge(t, filepath.Join(dir, "edge-1.yaml"), fmt.Sprintf(`dataDir: %s
+mqttAddr: 127.0.0.1:0
 httpAddr: "-"
 allowAnonymous: true
 node: edge-1
 link:
-  hub: [nats-leaf://127.0.0.1:%d]
+  hub: [%s]
   user: edge-1
   password: %s
   localAddr: "-"
   reconnectInterval: 200ms
   heartbeatInterval: 500ms
-`, filepath.Join(dir, "edge-1"), freePort(t), leafPort, pw["edge-1"])), 0o600)
-	start(t, nil, "link started", "eddy", "edge", "--config", cfg)
+`, filepath.Join(dir, "edge-1"), leafURL, pw["edge-1"]))
 	start(t, []string{"EDDY_HUB_PASSWORD=" + pw["controller"]}, "eddy-controller starting", "eddy-controller",
-		"--kubeconfig", cl.Kubeconfig(), "--hub", fmt.Sprintf("nats://127.0.0.1:%d", clientPort), "--user", "controller",
+		"--kubeconfig", cl.Kubeconfig(), "--hub", hubURL, "--user", "controller",
 		"--metrics-addr", "0", "--health-addr", "", "--status-interval", "200ms")
 
-	modbusAddr := fmt.Sprintf("127.0.0.1:%d", modbusPort)
-	sim := start(t, nil, "simulated Modbus thermostat ready", "eddy", "sim", "modbus", "--addr", modbusAddr)
+	// The thermostat listens on a port of its own choosing; restarted
+	// below, it takes the same one again.
+	sim := start(t, nil, "simulated Modbus thermostat ready", "eddy", "sim", "modbus", "--addr", "127.0.0.1:0")
+	modbusAddr := sim.logged(t, "simulated Modbus thermostat ready", "addr")
+	_, modbusPort, _ := net.SplitHostPort(modbusAddr)
 	// The example's KubeEdge YAML, on this test's port.
 	b, err := os.ReadFile(filepath.Join(k8stest.RepoDir(), "examples", "modbus-thermostat", "devices.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl.MustKubectl(t, strings.Replace(string(b), "port: 5020", fmt.Sprintf("port: %d", modbusPort), 1), "apply", "-f", "-")
+	cl.MustKubectl(t, strings.Replace(string(b), "port: 5020", "port: "+modbusPort, 1), "apply", "-f", "-")
 
 	state := func() (string, string) {
 		out, _ := cl.Kubectl("", "get", "device", "thermostat-1", "-o", `jsonpath={.status.state}/{.status.lastOnlineTime}`)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -103,6 +104,57 @@ func runBin(t *testing.T, bin string, args ...string) string {
 	return string(out)
 }
 
+// logged waits for a log line of the process containing msg and returns
+// the value of key in it (slog's key=value). Processes listen on port 0
+// and tests read the address they got from their logs: a port a test
+// picks and hands to another process can be taken in between by anything
+// else on a loaded machine.
+func (p *proc) logged(t *testing.T, msg, key string) string {
+	t.Helper()
+	var v string
+	mqtttest.WaitForErr(t, fmt.Sprintf("a log line %q with %s=", msg, key), func() error {
+		for _, line := range strings.Split(p.logs.String(), "\n") {
+			if !strings.Contains(line, msg) {
+				continue
+			}
+			for _, f := range strings.Fields(line) {
+				if after, ok := strings.CutPrefix(f, key+"="); ok {
+					v = strings.Trim(after, `"`)
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("not logged yet")
+	})
+	return v
+}
+
+// startHub runs `eddy hub` on random ports and returns the process, its
+// client URL and its leaf URL.
+func startHub(t *testing.T, dataDir, creds string) (hub *proc, clientURL, leafURL string) {
+	t.Helper()
+	hub = start(t, nil, "hub running", "eddy", "hub", "--data-dir", dataDir, "--credentials", creds,
+		"--listen", "127.0.0.1:0", "--leaf-listen", "127.0.0.1:0")
+	return hub, hub.logged(t, "hub running", "clients"), hub.logged(t, "hub running", "leaf_nodes")
+}
+
+// startEdge runs `eddy edge` with the config cfg (a format string taking
+// nothing more: its mqttAddr must be 127.0.0.1:0) and returns the process
+// and its MQTT port.
+func startEdge(t *testing.T, cfgFile, cfg string) (*proc, int) {
+	t.Helper()
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, nil, "link started", "eddy", "edge", "--config", cfgFile)
+	_, port, err := net.SplitHostPort(p.logged(t, "MQTT broker listening", "addr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(port)
+	return p, n
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -137,36 +189,31 @@ func TestE2EKubectlToEdges(t *testing.T) {
 		i := strings.Index(out, "password: ")
 		pw[u] = strings.Fields(out[i+len("password: "):])[0]
 	}
-	clientPort, leafPort := freePort(t), freePort(t)
-	start(t, nil, "hub running", "eddy", "hub", "--data-dir", filepath.Join(dir, "hub"), "--credentials", creds,
-		"--listen", fmt.Sprintf("127.0.0.1:%d", clientPort), "--leaf-listen", fmt.Sprintf("127.0.0.1:%d", leafPort))
+	_, hubURL, leafURL := startHub(t, filepath.Join(dir, "hub"), creds)
 
 	edge := func(name, site string) int {
-		port := freePort(t)
-		cfg := filepath.Join(dir, name+".yaml")
-		os.WriteFile(cfg, []byte(fmt.Sprintf(`dataDir: %s
-mqttAddr: 127.0.0.1:%d
+		_, port := startEdge(t, filepath.Join(dir, name+".yaml"), fmt.Sprintf(`dataDir: %s
+mqttAddr: 127.0.0.1:0
 httpAddr: "-"
 allowAnonymous: true
 node: %s
 checkpointInterval: 200ms
 link:
-  hub: [nats-leaf://127.0.0.1:%d]
+  hub: [%s]
   user: %s
   password: %s
   localAddr: "-"
   reconnectInterval: 200ms
   heartbeatInterval: 500ms
   labels: {site: %s}
-`, filepath.Join(dir, name), port, name, leafPort, name, pw[name], site)), 0o600)
-		start(t, nil, "link started", "eddy", "edge", "--config", cfg)
+`, filepath.Join(dir, name), name, leafURL, name, pw[name], site))
 		return port
 	}
 	port1 := edge("edge-1", "plant-1")
 	edge("edge-2", "plant-2")
 
 	start(t, []string{"EDDY_HUB_PASSWORD=" + pw["controller"]}, "eddy-controller starting", "eddy-controller",
-		"--kubeconfig", cl.Kubeconfig(), "--hub", fmt.Sprintf("nats://127.0.0.1:%d", clientPort), "--user", "controller",
+		"--kubeconfig", cl.Kubeconfig(), "--hub", hubURL, "--user", "controller",
 		"--metrics-addr", "0", "--health-addr", "", "--status-interval", "200ms")
 
 	mqtttest.WaitForErr(t, "both edges registered as Ready EdgeNodes", func() error {
@@ -258,7 +305,7 @@ link:
 
 	// Deletes propagate: the edge stops the pipeline.
 	cl.MustKubectl(t, "", "delete", "-f", example, "--wait=true", "--timeout=30s")
-	out := runBin(t, "eddy", "fleet", "get", "pipelines", "--hub", fmt.Sprintf("nats://127.0.0.1:%d", clientPort),
+	out := runBin(t, "eddy", "fleet", "get", "pipelines", "--hub", hubURL,
 		"--user", "controller", "--password-file", writePw(t, dir, pw["controller"]))
 	if strings.Contains(out, "overheat") {
 		t.Errorf("the deleted pipeline is still in the plans:\n%s", out)

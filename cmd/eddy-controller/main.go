@@ -71,6 +71,11 @@ type HubConfig struct {
 	// PlanShards splits the plans over this many buckets when Setup
 	// creates them (fleet.Options.PlanShards); 0 keeps the hub's count.
 	PlanShards int `json:"planShards,omitempty"`
+	// Connect says how long the controller keeps trying to reach the hub
+	// at start (a hub that refuses or does not answer yet is retried)
+	// and how long one attempt may take; once connected, a lost
+	// connection is retried forever. Defaults 30s and 10s.
+	Connect fleet.DialOptions `json:"connect,omitempty"`
 }
 
 func main() {
@@ -92,6 +97,8 @@ func parse(args []string) (*Config, error) {
 	fs.StringVar(&cfg.Hub.Domain, "domain", fleet.DefaultDomain, "the hub's JetStream domain")
 	fs.BoolVar(&cfg.Hub.Setup, "setup", true, "create the fleet's KV buckets and stream on the hub if missing")
 	fs.IntVar(&cfg.Hub.PlanShards, "plan-shards", 0, "with --setup on a new hub: split the plans over this many buckets (0 keeps the hub's count)")
+	fs.DurationVar(&cfg.Hub.Connect.Timeout, "hub-connect-timeout", fleet.DefaultDialTimeout, "keep trying to reach the hub at start for this long, then exit")
+	fs.DurationVar(&cfg.Hub.Connect.AttemptTimeout, "hub-attempt-timeout", fleet.DefaultAttemptTimeout, "one attempt to reach the hub (TCP, TLS, password check) may take this long")
 	fs.BoolVar(&o.LeaderElection, "leader-elect", false, "run several replicas; only the Lease holder reconciles")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's namespace)")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "eddy-controller", "name of the Lease")
@@ -159,7 +166,7 @@ func run(args []string) error {
 		return fmt.Errorf("no Kubernetes API server: %w (set --kubeconfig or run in a pod)", err)
 	}
 	restCfg.QPS, restCfg.Burst = cfg.KubeAPIQPS, cfg.KubeAPIBurst
-	fc, closeHub, err := connectHub(cfg.Hub, log)
+	fc, closeHub, err := connectHub(ctx, cfg.Hub, log)
 	if err != nil {
 		return err
 	}
@@ -182,7 +189,7 @@ func run(args []string) error {
 	return c.Start(ctx)
 }
 
-func connectHub(h HubConfig, log *slog.Logger) (*fleet.Client, func(), error) {
+func connectHub(ctx context.Context, h HubConfig, log *slog.Logger) (*fleet.Client, func(), error) {
 	opts := []nats.Option{nats.Name("eddy-controller"), nats.MaxReconnects(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("hub connection lost", "err", err) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("hub connection back", "url", nc.ConnectedUrl()) }),
@@ -204,9 +211,11 @@ func connectHub(h HubConfig, log *slog.Logger) (*fleet.Client, func(), error) {
 	if h.CA != "" {
 		opts = append(opts, nats.RootCAs(h.CA))
 	}
-	nc, err := nats.Connect(h.URL, opts...)
+	dial := h.Connect
+	dial.Logger = log
+	nc, err := fleet.Dial(ctx, h.URL, dial, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connecting to the hub at %s: %w (set --hub, --user and --password-file)", h.URL, err)
+		return nil, nil, fmt.Errorf("connecting to the hub at %s: %w (set --hub, --user and --password-file; --hub-connect-timeout)", h.URL, err)
 	}
 	c, err := fleet.NewClient(nc, fleet.Options{Domain: h.Domain, Writer: "eddy-controller", Logger: log, PlanShards: h.PlanShards})
 	if err != nil {

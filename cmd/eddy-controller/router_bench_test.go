@@ -68,8 +68,8 @@ func TestRouterBench(t *testing.T) {
 		}
 	}))
 	defer cloud.Close()
-	routerPort := freePort(t)
-	e.startController(t, "--router-addr", fmt.Sprintf("127.0.0.1:%d", routerPort))
+	ctrl := e.startController(t, "--router-addr", "127.0.0.1:0")
+	routerAddr := ctrl.logged(t, "router listening", "addr")
 	e.cl.MustKubectl(t, `apiVersion: rules.kubeedge.io/v1
 kind: RuleEndpoint
 metadata: {name: rest, namespace: default}
@@ -102,7 +102,7 @@ spec: {source: bus, sourceResource: {topic: bench/up, node_name: edge-1}, target
 	if tok := sub.Subscribe("bench/#", 1, func(_ mqtt.Client, m mqtt.Message) { arrived <- string(m.Payload()) }); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
-	url := fmt.Sprintf("http://127.0.0.1:%d/edge-1/default/a", routerPort)
+	url := "http://" + routerAddr + "/edge-1/default/a"
 	hc := &http.Client{Timeout: 30 * time.Second}
 	post := func(body string) int {
 		resp, err := hc.Post(url, "text/plain", strings.NewReader(body))

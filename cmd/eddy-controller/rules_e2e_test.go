@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -24,11 +23,11 @@ import (
 // fleetEnv is a real kube-apiserver + etcd, a real `eddy hub`, real `eddy
 // edge` processes and the eddy-controller binary.
 type fleetEnv struct {
-	cl         *k8stest.Cluster
-	dir        string
-	clientPort int
-	pw         map[string]string
-	mqtt       map[string]int // node -> MQTT port
+	cl     *k8stest.Cluster
+	dir    string
+	hubURL string
+	pw     map[string]string
+	mqtt   map[string]int // node -> MQTT port
 }
 
 // startFleet starts the hub and one edge per node (labels site=<node>);
@@ -48,28 +47,23 @@ func startFleet(t *testing.T, nodes ...string) *fleetEnv {
 		i := strings.Index(out, "password: ")
 		e.pw[u] = strings.Fields(out[i+len("password: "):])[0]
 	}
-	var leafPort int
-	e.clientPort, leafPort = freePort(t), freePort(t)
-	start(t, nil, "hub running", "eddy", "hub", "--data-dir", filepath.Join(e.dir, "hub"), "--credentials", creds,
-		"--listen", fmt.Sprintf("127.0.0.1:%d", e.clientPort), "--leaf-listen", fmt.Sprintf("127.0.0.1:%d", leafPort))
+	var leafURL string
+	_, e.hubURL, leafURL = startHub(t, filepath.Join(e.dir, "hub"), creds)
 	for _, name := range nodes {
-		port := freePort(t)
-		cfg := filepath.Join(e.dir, name+".yaml")
-		os.WriteFile(cfg, []byte(fmt.Sprintf(`dataDir: %s
-mqttAddr: 127.0.0.1:%d
+		_, port := startEdge(t, filepath.Join(e.dir, name+".yaml"), fmt.Sprintf(`dataDir: %s
+mqttAddr: 127.0.0.1:0
 httpAddr: "-"
 allowAnonymous: true
 node: %s
 link:
-  hub: [nats-leaf://127.0.0.1:%d]
+  hub: [%s]
   user: %s
   password: %s
   localAddr: "-"
   reconnectInterval: 200ms
   heartbeatInterval: 500ms
   labels: {site: %s}
-`, filepath.Join(e.dir, name), port, name, leafPort, name, e.pw[name], name)), 0o600)
-		start(t, nil, "link started", "eddy", "edge", "--config", cfg)
+`, filepath.Join(e.dir, name), name, leafURL, name, e.pw[name], name))
 		e.mqtt[name] = port
 	}
 	return e
@@ -77,7 +71,7 @@ link:
 
 // startController runs eddy-controller against the fleet with extra flags.
 func (e *fleetEnv) startController(t *testing.T, extra ...string) *proc {
-	args := append([]string{"--kubeconfig", e.cl.Kubeconfig(), "--hub", fmt.Sprintf("nats://127.0.0.1:%d", e.clientPort),
+	args := append([]string{"--kubeconfig", e.cl.Kubeconfig(), "--hub", e.hubURL,
 		"--user", "controller", "--metrics-addr", "0", "--health-addr", "", "--status-interval", "200ms"}, extra...)
 	return start(t, []string{"EDDY_HUB_PASSWORD=" + e.pw["controller"]}, "eddy-controller starting", "eddy-controller", args...)
 }
@@ -140,11 +134,10 @@ func TestE2ERules(t *testing.T) {
 	defer svc.Close()
 	svcPort := svc.Listener.Addr().(*net.TCPAddr).Port
 
-	routerPort := freePort(t)
-	ctrlFlags := []string{"--router-addr", fmt.Sprintf("127.0.0.1:%d", routerPort), "--router-max-body", "1024",
+	ctrlFlags := []string{"--router-addr", "127.0.0.1:0", "--router-max-body", "1024",
 		"--router-attempts", "3", "--router-backoff", "50ms"}
 	ctrl := e.startController(t, ctrlFlags...)
-	router := fmt.Sprintf("http://127.0.0.1:%d", routerPort)
+	router := "http://" + ctrl.logged(t, "router listening", "addr")
 
 	e.cl.MustKubectl(t, fmt.Sprintf(`apiVersion: rules.kubeedge.io/v1
 kind: RuleEndpoint
@@ -248,12 +241,26 @@ spec:
 		t.Errorf("2000-byte body: %d %s, want 413", code, body)
 	}
 	fail++
-	t0 := time.Now()
-	if code, body := do("-d", "x", router+"/edge-9/default/a"); code != 503 || !strings.Contains(body, "not connected") {
-		t.Errorf("offline node: %d %s, want 503", code, body)
+	// A node that is not an EdgeNode: rule down is not placed there, and
+	// nothing is sent (404, counted).
+	if code, body := do("-d", "x", router+"/edge-9/default/a"); code != 404 || !strings.Contains(body, "not placed on node edge-9") {
+		t.Errorf("a node that is not an EdgeNode: %d %s, want 404", code, body)
 	}
-	t.Logf("503 for an offline node in %v", time.Since(t0))
 	fail++
+	// An EdgeNode that is not connected: 503 at once.
+	e.cl.MustKubectl(t, "apiVersion: eddy.dev/v1alpha1\nkind: EdgeNode\nmetadata: {name: edge-9}\n", "apply", "-f", "-")
+	var took time.Duration
+	mqtttest.WaitForErr(t, "503 for edge-9, an EdgeNode that is not connected", func() error {
+		t0 := time.Now()
+		code, body := do("-d", "x", router+"/edge-9/default/a")
+		took = time.Since(t0)
+		fail++ // 404 until the router sees the EdgeNode, then 503: both count
+		if code != 503 || !strings.Contains(body, "not connected") {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	t.Logf("503 for an offline node in %v", took)
 	if code, _ := do("-d", "x", router+"/edge-1/default/nothing"); code != 404 {
 		t.Errorf("unknown path: %d, want 404", code)
 	}
@@ -450,7 +457,8 @@ spec:
 	})
 	ctrl.stop(t)
 	mqtttest.PubLines(t, fmt.Sprint(e.mqtt["edge-1"]), "default/telemetry", 1, "away-1", "away-2", "away-3")
-	e.startController(t, ctrlFlags...)
+	ctrl = e.startController(t, ctrlFlags...)
+	router = "http://" + ctrl.logged(t, "router listening", "addr")
 	mqtttest.WaitForErr(t, "the 3 messages published while the controller was away at /later", func() error {
 		tg.mu.Lock()
 		defer tg.mu.Unlock()

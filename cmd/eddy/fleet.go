@@ -21,6 +21,7 @@ import (
 type fleetConn struct {
 	hub, user, password, passwordFile, creds, ca, domain string
 	timeout                                              time.Duration
+	g                                                    *globals // its logger says when the hub is retried
 }
 
 func (fc *fleetConn) flags(cmd *cobra.Command) {
@@ -31,15 +32,16 @@ func (fc *fleetConn) flags(cmd *cobra.Command) {
 	f.StringVar(&fc.creds, "creds", "", "NATS .creds file (JWT accounts) instead of user/password")
 	f.StringVar(&fc.ca, "ca", "", "CA file to verify the hub's TLS certificate")
 	f.StringVar(&fc.domain, "domain", fleet.DefaultDomain, "the hub's JetStream domain")
-	f.DurationVar(&fc.timeout, "timeout", 10*time.Second, "give up after this long")
+	f.DurationVar(&fc.timeout, "timeout", fleet.DefaultDialTimeout, "give up after this long (a hub that refuses or does not answer is retried until then)")
 }
 
-func (fc *fleetConn) connect() (*fleet.Client, func(), error) {
+// connect reaches the hub, retrying until ctx ends (--timeout).
+func (fc *fleetConn) connect(ctx context.Context) (*fleet.Client, func(), error) {
 	url := fc.hub
 	if v := os.Getenv("EDDY_HUB"); v != "" && fc.hub == defaultHubURL {
 		url = v
 	}
-	opts := []nats.Option{nats.Name("eddy fleet"), nats.Timeout(fc.timeout)}
+	opts := []nats.Option{nats.Name("eddy fleet")}
 	user := fc.user
 	if user == "" {
 		user = os.Getenv("EDDY_HUB_USER")
@@ -61,9 +63,9 @@ func (fc *fleetConn) connect() (*fleet.Client, func(), error) {
 	if fc.ca != "" {
 		opts = append(opts, nats.RootCAs(fc.ca))
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := fleet.Dial(ctx, url, fleet.DialOptions{Timeout: fc.timeout, Logger: fc.g.logger()}, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connecting to the hub at %s: %w (set --hub, --user and EDDY_HUB_PASSWORD)", url, err)
+		return nil, nil, fmt.Errorf("connecting to the hub at %s: %w (set --hub, --user and EDDY_HUB_PASSWORD; --timeout %s)", url, err, fc.timeout)
 	}
 	c, err := fleet.NewClient(nc, fleet.Options{Domain: fc.domain, Writer: "eddy fleet"})
 	if err != nil {
@@ -77,13 +79,14 @@ func (fc *fleetConn) connect() (*fleet.Client, func(), error) {
 const defaultHubURL = "nats://127.0.0.1:4222"
 
 func fleetCommand(g *globals) *cobra.Command {
-	fc := &fleetConn{}
+	fc := &fleetConn{g: g}
 	cmd := &cobra.Command{
 		Use:   "fleet",
 		Short: "Ship pipelines and devices to edges through the hub, without Kubernetes",
-		Long: `Ship Pipelines and KubeEdge Devices/DeviceModels to edge nodes through the hub's
+		Long: `Ship ` + fleet.KindList(fleet.FileKinds()) + ` objects to edge nodes through the hub's
 plans bucket, and read what the nodes report. Each node runs the latest version of each
-object it was given; nodes that are offline get the current set when they reconnect.`,
+object it was given; nodes that are offline get the current set when they reconnect.
+KubeEdge Rules need eddy controller (` + fleet.KindRule.CloudOnly() + `).`,
 	}
 	fc.flags(cmd)
 	cmd.AddCommand(fleetApplyCommand(g, fc), fleetGetCommand(g, fc), fleetDeleteCommand(g, fc))
@@ -123,12 +126,14 @@ func fleetApplyCommand(g *globals, fc *fleetConn) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE|DIR (--node NAME... | --selector k=v)",
 		Short: "Put pipelines and devices into the plans of the chosen nodes",
-		Long: `Check every Pipeline, Device and DeviceModel in the files (as the edge will: pipelines
+		Long: `Check every ` + fleet.KindList(fleet.FileKinds()) + ` in the files (as the edge will: pipelines
 compiled, devices joined to their models), then write each to the plans of the chosen
 nodes. An unchanged object is not written again; a changed one gets the next
 generation. Nodes are chosen by --node, or by --selector against the labels the nodes
 registered with; without either, a Device goes to its spec.nodeName and a Pipeline to
-the nodes its spec.nodeSelector matches (matchLabels and matchExpressions).`,
+the nodes its spec.nodeSelector matches (matchLabels and matchExpressions).
+Files with other kinds are refused, KubeEdge Rules and RuleEndpoints included: apply
+those with kubectl to a cluster running eddy controller (docs/controller.md).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(files) == 0 {
@@ -141,7 +146,7 @@ the nodes its spec.nodeSelector matches (matchLabels and matchExpressions).`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), fc.timeout)
 			defer cancel()
-			c, closeConn, err := fc.connect()
+			c, closeConn, err := fc.connect(ctx)
 			if err != nil {
 				return err
 			}
@@ -223,6 +228,9 @@ func fleetDeleteCommand(g *globals, fc *fleetConn) *cobra.Command {
 					keys = append(keys, fleet.ObjectKey{Kind: o.Kind, Namespace: o.Namespace, Name: o.Name, Node: o.NodeName})
 				}
 			}
+			if len(args) > 0 && !fleet.Kind(kind).Valid() {
+				return fmt.Errorf("--kind %q: use %s", kind, fleet.KindList(fleet.Kinds()))
+			}
 			for _, a := range args {
 				ns, name, ok := strings.Cut(a, "/")
 				if !ok {
@@ -235,7 +243,7 @@ func fleetDeleteCommand(g *globals, fc *fleetConn) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), fc.timeout)
 			defer cancel()
-			c, closeConn, err := fc.connect()
+			c, closeConn, err := fc.connect(ctx)
 			if err != nil {
 				return err
 			}
@@ -266,21 +274,23 @@ func fleetDeleteCommand(g *globals, fc *fleetConn) *cobra.Command {
 	cmd.Flags().StringSliceVarP(&files, "file", "f", nil, "YAML file or directory of the objects to delete")
 	cmd.Flags().StringSliceVar(&nodes, "node", nil, "node name (repeatable)")
 	cmd.Flags().StringVar(&selector, "selector", "", "node labels, e.g. site=plant-1")
-	cmd.Flags().StringVar(&kind, "kind", string(fleet.KindPipeline), "kind of the named objects: Pipeline, Device or DeviceModel")
+	cmd.Flags().StringVar(&kind, "kind", string(fleet.KindPipeline), "kind of the named objects: "+fleet.KindList(fleet.Kinds())+
+		" (a Rule was written by eddy controller, which writes it again when it next reconciles the Rule)")
 	return cmd
 }
 
 func fleetGetCommand(g *globals, fc *fleetConn) *cobra.Command {
 	var node string
+	resources := append([]string{"nodes"}, fleet.Resources()...)
 	cmd := &cobra.Command{
-		Use:       "get nodes|pipelines|devices",
+		Use:       "get " + strings.Join(resources, "|"),
 		Short:     "List the registered nodes, or the objects each node was given and what it reports",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"nodes", "pipelines", "devices"},
+		ValidArgs: resources,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), fc.timeout)
 			defer cancel()
-			c, closeConn, err := fc.connect()
+			c, closeConn, err := fc.connect(ctx)
 			if err != nil {
 				return err
 			}
@@ -311,10 +321,16 @@ func fleetGetCommand(g *globals, fc *fleetConn) *cobra.Command {
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s ago\n", n.Node, status, labels(n.Labels), n.Version,
 						len(n.Objects), problems, n.Outbox.Pending, time.Since(n.ReportedAt).Round(time.Second))
 				}
-			case "pipelines", "pipeline", "devices", "device":
-				kinds := map[fleet.Kind]bool{fleet.KindPipeline: true}
-				if strings.HasPrefix(args[0], "device") {
-					kinds = map[fleet.Kind]bool{fleet.KindDevice: true, fleet.KindDeviceModel: true}
+			default:
+				// A resource (plural or singular) names the kinds listed.
+				kinds := map[fleet.Kind]bool{}
+				for _, k := range fleet.Kinds() {
+					if r := k.Resource(); args[0] == r || args[0] == strings.TrimSuffix(r, "s") {
+						kinds[k] = true
+					}
+				}
+				if len(kinds) == 0 {
+					return fmt.Errorf("unknown resource %q: use %s", args[0], strings.Join(resources, ", "))
 				}
 				entries, err := c.List(ctx, node)
 				if err != nil {
@@ -342,8 +358,6 @@ func fleetGetCommand(g *globals, fc *fleetConn) *cobra.Command {
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.Key.Node, e.Key.Kind, e.Key.ID(), e.Envelope.Generation, running, state, oneLine(st.Error))
 				}
-			default:
-				return fmt.Errorf("unknown resource %q: use nodes, pipelines or devices", args[0])
 			}
 			return nil
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -56,12 +57,16 @@ func TestE2EFleet(t *testing.T) {
 		i := strings.Index(out, "password: ")
 		pw[u] = strings.Fields(out[i+len("password: "):])[0]
 	}
-	clientPort, leafPort := mqtttest.FreePort(t), mqtttest.FreePort(t)
+	// The hub and the edges listen on ports of their own choosing (read
+	// from their logs); restarted, they take the same ports again.
 	hubArgs := []string{"hub", "--data-dir", filepath.Join(dir, "hub"), "--credentials", creds,
-		"--listen", fmt.Sprintf("127.0.0.1:%s", clientPort), "--leaf-listen", fmt.Sprintf("127.0.0.1:%s", leafPort)}
+		"--listen", "127.0.0.1:0", "--leaf-listen", "127.0.0.1:0"}
 	hub := startProc(t, "hub running", hubArgs...)
+	hubURL, leafURL := hub.LogValue("hub running", "clients"), hub.LogValue("hub running", "leaf_nodes")
+	hubArgs = []string{"hub", "--data-dir", filepath.Join(dir, "hub"), "--credentials", creds,
+		"--listen", strings.TrimPrefix(hubURL, "nats://"), "--leaf-listen", strings.TrimPrefix(leafURL, "nats-leaf://")}
 
-	edge := func(name, mqttPort string) *e2etest.Proc {
+	edge := func(name, mqttPort string) (*e2etest.Proc, string) {
 		cfg := e2etest.WriteFile(t, dir, name+".yaml", fmt.Sprintf(`dataDir: %s
 mqttAddr: 127.0.0.1:%s
 httpAddr: "-"
@@ -69,22 +74,23 @@ allowAnonymous: true
 node: %s
 checkpointInterval: 200ms
 link:
-  hub: [nats-leaf://127.0.0.1:%s]
+  hub: [%s]
   user: %s
   password: %s
   localAddr: "-"
   reconnectInterval: 200ms
   heartbeatInterval: 1s
   labels: {site: %s}
-`, filepath.Join(dir, name), mqttPort, name, leafPort, name, pw[name], name))
-		return startProc(t, "link started", "edge", "--config", cfg)
+`, filepath.Join(dir, name), mqttPort, name, leafURL, name, pw[name], name))
+		p := startProc(t, "link started", "edge", "--config", cfg)
+		_, port, _ := net.SplitHostPort(p.LogValue("MQTT broker listening", "addr"))
+		return p, port
 	}
-	portA, portB := mqtttest.FreePort(t), mqtttest.FreePort(t)
-	a := edge("edge-a", portA)
-	edge("edge-b", portB)
+	a, portA := edge("edge-a", "0")
+	edge("edge-b", "0")
 
 	env := []string{"EDDY_HUB_PASSWORD=" + pw["admin"]}
-	hubFlags := []string{"--hub", fmt.Sprintf("nats://127.0.0.1:%s", clientPort), "--user", "admin"}
+	hubFlags := []string{"--hub", hubURL, "--user", "admin"}
 	fleetCmd := func(args ...string) string {
 		return e2etest.Run(t, env, eddyBin, append(append([]string{"fleet"}, args...), hubFlags...)...)
 	}
@@ -129,7 +135,7 @@ link:
 		t.Fatalf("local alerts while the hub is down: %d of 40", len(got))
 	}
 	a.Kill() // kill -9: the pipeline replays from its last checkpoint
-	a = edge("edge-a", portA)
+	a, _ = edge("edge-a", portA)
 	mqtttest.WaitFor(t, "edge-a runs its last plans from disk", func() bool {
 		return strings.Contains(a.Logs(), "applied the last plans from disk")
 	})
@@ -138,7 +144,7 @@ link:
 	publish(portA, 20)
 	total := seq
 
-	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%s", clientPort), nats.UserInfo("admin", pw["admin"]))
+	nc, err := fleet.Dial(context.Background(), hubURL, fleet.DialOptions{}, nats.UserInfo("admin", pw["admin"]))
 	if err != nil {
 		t.Fatal(err)
 	}

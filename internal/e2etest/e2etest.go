@@ -114,6 +114,31 @@ func (p *Proc) WaitLog(want string) {
 	mqtttest.WaitFor(p.t, fmt.Sprintf("%s to log %q", p.name, want), func() bool { return strings.Contains(p.Logs(), want) })
 }
 
+// LogValue waits until the process logs a line containing msg with a
+// key=value field (slog's text format), and returns the value. A process
+// told to listen on port 0 logs the address it got, and the test reads it
+// here: a port a test picks and hands to another process can be taken in
+// between by anything else on a loaded machine.
+func (p *Proc) LogValue(msg, key string) string {
+	p.t.Helper()
+	var v string
+	mqtttest.WaitFor(p.t, fmt.Sprintf("%s to log %q with %s=", p.name, msg, key), func() bool {
+		for _, line := range strings.Split(p.Logs(), "\n") {
+			if !strings.Contains(line, msg) {
+				continue
+			}
+			for _, f := range strings.Fields(line) {
+				if after, ok := strings.CutPrefix(f, key+"="); ok {
+					v = strings.Trim(after, `"`)
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return v
+}
+
 // Pid is the process's id.
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
 
