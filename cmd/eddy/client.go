@@ -63,13 +63,18 @@ func (f *clientFlags) call(cmd *cobra.Command, fn func(context.Context, *api.Cli
 	if err != nil {
 		return err
 	}
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	ctx, cancel := context.WithTimeout(commandContext(cmd), f.timeout)
 	defer cancel()
 	return fn(ctx, c)
+}
+
+// commandContext is the context cobra hands the command, or Background
+// when it was run without one.
+func commandContext(cmd *cobra.Command) context.Context {
+	if ctx := cmd.Context(); ctx != nil {
+		return ctx
+	}
+	return context.Background()
 }
 
 // printStructured writes v as JSON or YAML; it reports false for table.
@@ -328,11 +333,7 @@ pipeline, outputs are skipped (never delayed) and a note on stderr says how many
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
-			ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+			ctx, stop := signal.NotifyContext(commandContext(cmd), os.Interrupt)
 			defer stop()
 			// The timeout applies to connecting only: streams last.
 			if _, err := func() (api.Info, error) {

@@ -175,7 +175,7 @@ func (l *File) committer() {
 			}
 			l.mu.Lock()
 		}
-		reqs := l.take(c.reqs[:0])
+		reqs := l.take(c.reqs[:0], l.opts.MaxBatch, true)
 		l.mu.Unlock()
 		if l.opts.MaxDelay > 0 {
 			reqs = l.linger(reqs)
@@ -186,11 +186,12 @@ func (l *File) committer() {
 	}
 }
 
-// take moves up to MaxBatch records' worth of requests from the queue.
-// The caller holds l.mu.
-func (l *File) take(dst []*request) []*request {
-	n, k := 0, 0
-	for k < len(l.queue) && (k == 0 || n+len(l.queue[k].recs) <= l.opts.MaxBatch) {
+// take moves requests from the head of the queue to dst while they fit in
+// room records (the first one whatever its size when first is set), and
+// frees the queue room of the async ones. The caller holds l.mu.
+func (l *File) take(dst []*request, room int, first bool) []*request {
+	k, n := 0, 0
+	for k < len(l.queue) && ((first && k == 0) || n+len(l.queue[k].recs) <= room) {
 		n += len(l.queue[k].recs)
 		dst = append(dst, l.queue[k])
 		k++
@@ -225,27 +226,13 @@ func (l *File) linger(reqs []*request) []*request {
 		}
 		l.mu.Lock()
 		before := len(reqs)
-		reqs = l.takeUpTo(reqs, l.opts.MaxBatch-n)
+		reqs = l.take(reqs, l.opts.MaxBatch-n, false)
 		for _, r := range reqs[before:] {
 			n += len(r.recs)
 		}
 		l.mu.Unlock()
 	}
 	return reqs
-}
-
-func (l *File) takeUpTo(dst []*request, room int) []*request {
-	k, n := 0, 0
-	for k < len(l.queue) && n+len(l.queue[k].recs) <= room {
-		n += len(l.queue[k].recs)
-		dst = append(dst, l.queue[k])
-		k++
-	}
-	l.releaseAsync(dst[len(dst)-k:])
-	rest := copy(l.queue, l.queue[k:])
-	clear(l.queue[rest:])
-	l.queue = l.queue[:rest]
-	return dst
 }
 
 // releaseAsync frees queue room taken by async requests leaving the queue.
