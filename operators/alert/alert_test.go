@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eddy-edge/eddy/operators"
+	"github.com/eddy-edge/eddy/operators/operatortest"
 	"github.com/eddy-edge/eddy/pipeline"
 )
 
@@ -349,9 +350,9 @@ func TestSnapshotRestoreKeepsIDs(t *testing.T) {
 			events = append(events, &pipeline.Event{Time: base + i*5*sec, Key: k, Fields: map[string]any{"t": v, "i": i}})
 		}
 	}
-	run := func(o *Operator, evs []*pipeline.Event) []string {
+	run := func(o *Operator, from, to int) []string {
 		var c collector
-		for _, e := range evs {
+		for _, e := range events[from:to] {
 			if err := o.Process(e, &c); err != nil {
 				t.Fatal(err)
 			}
@@ -362,34 +363,9 @@ func TestSnapshotRestoreKeepsIDs(t *testing.T) {
 		}
 		return out
 	}
-	whole := run(mustNew(t, sp), events)
-	if len(whole) < 8 {
-		t.Fatalf("scenario too small: %d notifications", len(whole))
-	}
-	for _, cut := range []int{1, 35, 40, 100, 301, 450, 599} {
-		first := mustNew(t, sp)
-		got := run(first, events[:cut])
-		snap, err := first.Snapshot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		second := mustNew(t, sp)
-		if err := second.Restore(snap); err != nil {
-			t.Fatalf("cut %d: Restore: %v", cut, err)
-		}
-		if second.StateSize() != first.StateSize() {
-			t.Errorf("cut %d: StateSize %d after restore, want %d", cut, second.StateSize(), first.StateSize())
-		}
-		again, _ := second.Snapshot()
-		if string(again) != string(snap) {
-			t.Errorf("cut %d: snapshot of restored state differs:\n%s\n%s", cut, snap, again)
-		}
-		got = append(got, run(second, events[cut:])...)
-		if strings.Join(got, "\n") != strings.Join(whole, "\n") {
-			t.Errorf("cut %d: output differs after restore:\ngot:\n%s\nwant:\n%s", cut, strings.Join(got, "\n"), strings.Join(whole, "\n"))
-		}
-	}
-	if replay := run(mustNew(t, sp), events); strings.Join(replay, "\n") != strings.Join(whole, "\n") {
+	mk := func() *Operator { return mustNew(t, sp) }
+	operatortest.CheckRestore(t, mk, len(events), 8, []int{1, 35, 40, 100, 301, 450, 599}, run)
+	if a, b := run(mk(), 0, len(events)), run(mk(), 0, len(events)); strings.Join(a, "\n") != strings.Join(b, "\n") {
 		t.Error("replaying from the start gave different notifications")
 	}
 }

@@ -1,13 +1,13 @@
 package dedupe
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eddy-edge/eddy/operators"
+	"github.com/eddy-edge/eddy/operators/operatortest"
 	"github.com/eddy-edge/eddy/pipeline"
 )
 
@@ -216,38 +216,15 @@ func TestSnapshotRestore(t *testing.T) {
 	for i := int64(0); i < 300; i++ {
 		evs = append(evs, &pipeline.Event{Time: base + i*sec, Key: fmt.Sprint("k", i%3), Fields: f("id", (i*7)%11)})
 	}
-	runAll := func(o *Operator, evs []*pipeline.Event) string {
-		var sb strings.Builder
-		for _, e := range evs {
-			if err := o.Process(e, operators.EmitFunc(func(e *pipeline.Event) { fmt.Fprintf(&sb, "%d ", e.Time/sec) })); err != nil {
+	operatortest.CheckRestore(t, mk, len(evs), 10, []int{0, 1, 17, 150, 299}, func(o *Operator, from, to int) []string {
+		var out []string
+		for _, e := range evs[from:to] {
+			if err := o.Process(e, operators.EmitFunc(func(e *pipeline.Event) { out = append(out, fmt.Sprint(e.Time/sec)) })); err != nil {
 				t.Fatal(err)
 			}
 		}
-		return sb.String()
-	}
-	whole := runAll(mk(), evs)
-	for _, cut := range []int{0, 1, 17, 150, 299} {
-		a := mk()
-		got := runAll(a, evs[:cut])
-		snap, err := a.Snapshot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := mk()
-		if err := b.Restore(snap); err != nil {
-			t.Fatalf("cut %d: %v", cut, err)
-		}
-		if b.StateSize() != a.StateSize() {
-			t.Errorf("cut %d: size %d, want %d", cut, b.StateSize(), a.StateSize())
-		}
-		again, _ := b.Snapshot()
-		if !bytes.Equal(again, snap) {
-			t.Errorf("cut %d: snapshot of restored state differs", cut)
-		}
-		if got += runAll(b, evs[cut:]); got != whole {
-			t.Errorf("cut %d: output after restore differs:\n%s\n%s", cut, got, whole)
-		}
-	}
+		return out
+	})
 }
 
 func TestRestoreErrors(t *testing.T) {

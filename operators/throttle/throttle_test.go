@@ -1,13 +1,13 @@
 package throttle
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/eddy-edge/eddy/operators"
+	"github.com/eddy-edge/eddy/operators/operatortest"
 	"github.com/eddy-edge/eddy/pipeline"
 )
 
@@ -208,37 +208,15 @@ func TestSnapshotRestore(t *testing.T) {
 		jitter := (i * 37 % 11) * int64(time.Second) / 4 // some out-of-order
 		evs = append(evs, &pipeline.Event{Time: base + i*sec/3 - jitter, Key: fmt.Sprint("k", i%4)})
 	}
-	runAll := func(o *Operator, evs []*pipeline.Event) string {
-		var sb strings.Builder
-		for _, e := range evs {
-			if err := o.Process(e, operators.EmitFunc(func(e *pipeline.Event) { fmt.Fprintf(&sb, "%s@%d ", e.Key, e.Time) })); err != nil {
+	operatortest.CheckRestore(t, mk, len(evs), 10, []int{0, 1, 99, 300, 599}, func(o *Operator, from, to int) []string {
+		var out []string
+		for _, e := range evs[from:to] {
+			if err := o.Process(e, operators.EmitFunc(func(e *pipeline.Event) { out = append(out, fmt.Sprintf("%s@%d", e.Key, e.Time)) })); err != nil {
 				t.Fatal(err)
 			}
 		}
-		return sb.String()
-	}
-	whole := runAll(mk(), evs)
-	for _, cut := range []int{0, 1, 99, 300, 599} {
-		a := mk()
-		got := runAll(a, evs[:cut])
-		snap, err := a.Snapshot()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := mk()
-		if err := b.Restore(snap); err != nil {
-			t.Fatalf("cut %d: %v", cut, err)
-		}
-		if b.StateSize() != a.StateSize() {
-			t.Errorf("cut %d: StateSize %d after restore, want %d", cut, b.StateSize(), a.StateSize())
-		}
-		if again, _ := b.Snapshot(); !bytes.Equal(again, snap) {
-			t.Errorf("cut %d: snapshot of restored state differs", cut)
-		}
-		if got += runAll(b, evs[cut:]); got != whole {
-			t.Errorf("cut %d: output after restore differs", cut)
-		}
-	}
+		return out
+	})
 }
 
 func TestRestoreErrors(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-edge/eddy/operators/operatortest"
 	"github.com/eddy-edge/eddy/pipeline"
 )
 
@@ -356,40 +357,17 @@ func TestSnapshotRestoreEquivalence(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
 			cfg := Config{Window: k.win, Aggregates: allAggs, Late: func(*pipeline.Event) {}}
-			whole, _ := New(cfg)
-			_, want := run(t, whole, steps)
-			if len(want) < 10 {
-				t.Fatalf("only %d outputs; the test stream is too small", len(want))
-			}
-			for _, cut := range []int{0, 1, 100, 1234, 2999, len(steps) - 1} {
-				a, _ := New(cfg)
-				_, got1 := run(t, a, steps[:cut])
-				snap, err := a.Snapshot()
+			mk := func() *Operator {
+				o, err := New(cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
-				b, _ := New(cfg)
-				if err := b.Restore(snap); err != nil {
-					t.Fatalf("cut %d: %v", cut, err)
-				}
-				if b.StateSize() != a.StateSize() {
-					t.Errorf("cut %d: state size %d after restore, %d before", cut, b.StateSize(), a.StateSize())
-				}
-				again, _ := b.Snapshot()
-				if !bytes.Equal(snap, again) {
-					t.Errorf("cut %d: snapshot of restored state differs", cut)
-				}
-				_, got2 := run(t, b, steps[cut:])
-				got := append(got1, got2...)
-				if !slices.Equal(got, want) {
-					for i := range min(len(got), len(want)) {
-						if got[i] != want[i] {
-							t.Fatalf("cut %d: output %d differs:\n got %s\nwant %s", cut, i, got[i], want[i])
-						}
-					}
-					t.Fatalf("cut %d: %d outputs, want %d", cut, len(got), len(want))
-				}
+				return o
 			}
+			operatortest.CheckRestore(t, mk, len(steps), 10, []int{0, 1, 100, 1234, 2999, len(steps) - 1}, func(o *Operator, from, to int) []string {
+				_, out := run(t, o, steps[from:to])
+				return out
+			})
 		})
 	}
 }
