@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/eddy-edge/eddy/fleet"
 	"github.com/eddy-edge/eddy/fleet/hub"
 )
@@ -27,7 +25,7 @@ func startHub(t testing.TB) (*hub.Hub, *fleet.Client) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	nc, err := nats.Connect(h.ClientURL())
+	nc, err := fleet.Dial(context.Background(), h.ClientURL(), fleet.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

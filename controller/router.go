@@ -597,7 +597,14 @@ func httpError(w http.ResponseWriter, status int, msg string) {
 // matched, retrying with backoff, and counts the outcome per rule.
 func (rt *router) deliver(ctx context.Context, m RuleMessage) {
 	ix := rt.table.Load()
+	seen := make(map[string]bool, len(m.Rules))
 	for _, id := range m.Rules {
+		// A rule named twice is delivered once: the names are the node's
+		// word, and a repeated name must not multiply the POSTs.
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
 		ns, name, _ := strings.Cut(id, "/")
 		key := types.NamespacedName{Namespace: ns, Name: name}
 		route := ix.byID[id]
