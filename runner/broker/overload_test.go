@@ -173,10 +173,12 @@ func TestBackpressureTimeoutRefuses(t *testing.T) {
 	forEachAppender(t, testBackpressureTimeoutRefuses)
 }
 
-func testBackpressureTimeoutRefuses(t *testing.T, app Appender, log *memLog) {
-	b := startBroker(t, Options{AllowAnonymous: true, Log: app, HighWater: 4, BackpressureTimeout: 300 * time.Millisecond})
-	// A raw MQTT 3.1.1 client that subscribes at QoS 1 and then never
-	// reads or acknowledges anything.
+// stuckSubscriber connects a raw MQTT 3.1.1 client "stuck" that subscribes
+// to stuck/# at QoS 1 and then never reads or acknowledges anything (its
+// connection is closed when the test ends), and waits until the broker
+// holds the subscription.
+func stuckSubscriber(t *testing.T, b *Broker) {
+	t.Helper()
 	conn, err := net.Dial("tcp", b.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -189,6 +191,11 @@ func testBackpressureTimeoutRefuses(t *testing.T, app Appender, log *memLog) {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "raw client to subscribe", func() bool { return b.Stats().Subscriptions == 1 })
+}
+
+func testBackpressureTimeoutRefuses(t *testing.T, app Appender, log *memLog) {
+	b := startBroker(t, Options{AllowAnonymous: true, Log: app, HighWater: 4, BackpressureTimeout: 300 * time.Millisecond})
+	stuckSubscriber(t, b)
 
 	pub := connectPublisher(t, b)
 	var refused bool
@@ -236,18 +243,7 @@ func TestCongestionFastPath(t *testing.T) {
 	if b.mayBeCongested() {
 		t.Fatal("no clients, yet congested")
 	}
-	conn, err := net.Dial("tcp", b.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	id, filter := "stuck", "stuck/#"
-	connect := append([]byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, byte(len(id))}, id...)
-	sub := append(append([]byte{0, 1, 0, byte(len(filter))}, filter...), 1)
-	if _, err := conn.Write(append(append([]byte{0x10, byte(len(connect))}, connect...), append([]byte{0x82, byte(len(sub))}, sub...)...)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 5*time.Second, "raw client to subscribe", func() bool { return b.Stats().Subscriptions == 1 })
+	stuckSubscriber(t, b)
 	// Half the high-water mark of unacknowledged QoS 1 deliveries.
 	for i := range b.opts.HighWater / 2 {
 		if err := b.Publish("stuck/x", []byte(fmt.Sprint(i)), 1, false); err != nil {
