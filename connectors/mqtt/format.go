@@ -113,11 +113,6 @@ type kubeEdgeMessage struct {
 	Twin map[string]*kubeedge.MsgTwin   `json:"twin"`
 }
 
-// DeviceFromTopic extracts namespace and name from a KubeEdge device topic
-// ($ke/events/device/{ns}/{name}/... or $hw/events/device/{ns}/{name}/...);
-// see kubeedge.DeviceOf.
-func DeviceFromTopic(topic string) (ns, name string, ok bool) { return kubeedge.DeviceOf(topic) }
-
 func decodeKubeEdge(topic string, payload []byte, emit func(Decoded)) error {
 	var msg kubeEdgeMessage
 	if err := json.Unmarshal(payload, &msg); err != nil {
@@ -131,7 +126,7 @@ func decodeKubeEdge(topic string, payload []byte, emit func(Decoded)) error {
 		return fmt.Errorf("KubeEdge message has neither \"data\" nor \"twin\"; want {\"timestamp\": ..., \"data\": {\"temperature\": {\"value\": \"21\", \"metadata\": {\"type\": \"int\"}}}}")
 	}
 	fields := make(map[string]any, len(msg.Data)+len(msg.Twin)+4)
-	if ns, name, ok := DeviceFromTopic(topic); ok {
+	if ns, name, ok := kubeedge.DeviceOf(topic); ok {
 		fields["device"] = name
 		fields["namespace"] = ns
 		fields["device_id"] = ns + "/" + name

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/eddy-edge/eddy/pipeline/devices/kubeedge"
 )
 
 func decodeAll(t *testing.T, f Format, topic, payload string) ([]Decoded, error) {
@@ -176,39 +178,6 @@ func TestDecodeKubeEdge(t *testing.T) {
 	}
 }
 
-func TestDeviceFromTopic(t *testing.T) {
-	tests := []struct {
-		topic, ns, name string
-		ok              bool
-	}{
-		{"$ke/events/device/default/thermo-1/data/update", "default", "thermo-1", true},
-		{"$hw/events/device/plant-1/valve-7/twin/update", "plant-1", "valve-7", true},
-		{"$hw/events/device/plant-1/valve-7/twin/update/delta", "plant-1", "valve-7", true},
-		{"$hw/events/device/plant-1/valve-7/twin/get/result", "plant-1", "valve-7", true},
-		{"$hw/events/device/plant-1/valve-7/state/update", "plant-1", "valve-7", true},
-		{"$hw/events/device/plant-1/valve-7/updated", "plant-1", "valve-7", true},
-		{"$hw/events/device/valve-7/twin/update", "default", "valve-7", true},
-		{"$hw/events/device/valve-7/twin/update/delta", "default", "valve-7", true},
-		{"$ke/events/device/thermo-1/data/update", "default", "thermo-1", true},
-		{"$hw/events/device/valve-7/updated", "default", "valve-7", true},
-		// Devices whose names are also suffix words.
-		{"$ke/events/device/lab/data/data/update", "lab", "data", true},
-		{"$hw/events/device/lab/state/state/update", "lab", "state", true},
-		{"$hw/events/device/lab/twin/twin/update/delta", "lab", "twin", true},
-		{"$hw/events/device/twin/twin/update", "default", "twin", true},
-		{"$hw/events/device", "", "", false},
-		{"$hw/events/node/n1/membership/get", "", "", false},
-		{"factory/x/data", "", "", false},
-		{"$ke/events/devices/a/b/data/update", "", "", false},
-	}
-	for _, tt := range tests {
-		ns, name, ok := DeviceFromTopic(tt.topic)
-		if ns != tt.ns || name != tt.name || ok != tt.ok {
-			t.Errorf("DeviceFromTopic(%q) = %q, %q, %v; want %q, %q, %v", tt.topic, ns, name, ok, tt.ns, tt.name, tt.ok)
-		}
-	}
-}
-
 func TestMatchTopic(t *testing.T) {
 	tests := []struct {
 		filter, topic string
@@ -336,7 +305,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		DeviceFromTopic(topic)
+		kubeedge.DeviceOf(topic)
 		for _, filter := range []string{"#", "+/+", "a/#", topic, "$ke/events/device/+/+/data/update"} {
 			if !validFilter(filter) {
 				continue // filters are validated when a pipeline compiles
