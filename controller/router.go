@@ -362,6 +362,12 @@ func (rt *router) run(ctx context.Context) error {
 		rt.flushCounts(fctx) // what was counted until now
 		cancel()
 	}()
+	// Rebuilds are at most one per rebuildGap: a fleet registering
+	// thousands of EdgeNodes would otherwise rebuild back to back. A
+	// table that lags the cache is safe (placedOn re-checks a refusal
+	// against the cache).
+	lastBuild := time.Now()
+	var rebuildDue <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -372,12 +378,21 @@ func (rt *router) run(ctx context.Context) error {
 			}
 			return fmt.Errorf("router: %w", err)
 		case <-rt.rebuild:
+			if rebuildDue == nil {
+				rebuildDue = time.After(max(0, rebuildGap-time.Since(lastBuild)))
+			}
+		case <-rebuildDue:
+			rebuildDue = nil
 			rt.buildTable(ctx)
+			lastBuild = time.Now()
 		case <-tick.C():
 			rt.flushCounts(ctx)
 		}
 	}
 }
+
+// rebuildGap is the least time between two rebuilds of the routing table.
+const rebuildGap = 100 * time.Millisecond
 
 // placementMayChange passes the updates of Rules and RuleEndpoints, and
 // the EdgeNode updates that can move a rule (labels, spec, deletion);
@@ -403,19 +418,9 @@ func (rt *router) buildTable(ctx context.Context) bool {
 		rt.log.Warn("router: listing rules", "err", err)
 		return false
 	}
-	var ens eddyv1alpha1.EdgeNodeList
-	if err := rt.c.client.List(ctx, &ens, client.UnsafeDisableDeepCopy); err != nil {
-		rt.log.Warn("router: listing edge nodes", "err", err)
-		return false
-	}
 	old := rt.table.Load()
 	ix := &routeIndex{byID: make(map[string]*rules.Route, len(list.Items)), rest: map[string][]*rules.Route{},
-		placed: make(map[string]rulePlacement, len(list.Items)), nodes: make(map[string]labels.Set, len(ens.Items)), changes: changes}
-	for i := range ens.Items {
-		if n := &ens.Items[i]; schedulable(n) {
-			ix.nodes[n.Name] = labels.Set(n.Labels)
-		}
-	}
+		placed: make(map[string]rulePlacement, len(list.Items)), nodes: map[string]labels.Set{}, changes: changes}
 	get := endpointGetter(rt.c.client)
 	for i := range list.Items {
 		r := &list.Items[i]
@@ -440,6 +445,24 @@ func (rt *router) buildTable(ctx context.Context) bool {
 			ix.rest[route.Namespace] = append(ix.rest[route.Namespace], route)
 		}
 	}
+	// The EdgeNodes' labels, when a placement has a selector (with 10,000
+	// nodes and no such rule, nothing is listed).
+	needNodes := false
+	for _, p := range ix.placed {
+		needNodes = needNodes || p.sel != nil
+	}
+	if needNodes {
+		var ens eddyv1alpha1.EdgeNodeList
+		if err := rt.c.client.List(ctx, &ens, client.UnsafeDisableDeepCopy); err != nil {
+			rt.log.Warn("router: listing edge nodes", "err", err)
+			return false
+		}
+		for i := range ens.Items {
+			if n := &ens.Items[i]; schedulable(n) {
+				ix.nodes[n.Name] = labels.Set(n.Labels)
+			}
+		}
+	}
 	for _, rs := range ix.rest {
 		sort.SliceStable(rs, func(i, j int) bool {
 			if len(rs[i].Path) != len(rs[j].Path) {
@@ -461,8 +484,8 @@ func (rt *router) buildTable(ctx context.Context) bool {
 func (rt *router) placedOn(ctx context.Context, ix *routeIndex, id, node string) (bool, rulePlacement) {
 	p := ix.placed[id]
 	lbls, ok := ix.nodes[node]
-	if p.has(node, ok, lbls) || ix.changes == rt.changes.Load() {
-		return p.has(node, ok, lbls), p
+	if placed := p.has(node, ok, lbls); placed || ix.changes == rt.changes.Load() {
+		return placed, p
 	}
 	ns, name, _ := strings.Cut(id, "/")
 	var r rulesv1.Rule

@@ -438,3 +438,31 @@ func TestRulePlacement(t *testing.T) {
 		t.Errorf("a bad selector: %v", err)
 	}
 }
+
+// BenchmarkPlacedOn is the router's check per forwarded message: is the
+// node one of the rule's nodes (10,000 EdgeNodes, a selector rule).
+func BenchmarkPlacedOn(b *testing.B) {
+	sel, _ := labels.Parse("site=a")
+	ix := &routeIndex{placed: map[string]rulePlacement{"default/up": {names: map[string]bool{"edge-0": true}, sel: sel}},
+		nodes: map[string]labels.Set{}}
+	for i := range 10_000 {
+		site := "a"
+		if i%2 == 1 {
+			site = "b"
+		}
+		ix.nodes[fmt.Sprintf("edge-%d", i)] = labels.Set{"site": site, "tier": "x"}
+	}
+	rt := &router{}
+	ctx := context.Background()
+	for _, tc := range []struct{ name, node string }{{"placed", "edge-42"}, {"not-placed", "edge-43"}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			want := tc.name == "placed"
+			for b.Loop() {
+				if ok, _ := rt.placedOn(ctx, ix, "default/up", tc.node); ok != want {
+					b.Fatalf("placed %v", ok)
+				}
+			}
+		})
+	}
+}
