@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	eddyv1alpha1 "github.com/eddy-edge/eddy/controller/apis/eddy/v1alpha1"
 	rulesv1 "github.com/eddy-edge/eddy/controller/apis/rules/v1"
@@ -394,10 +395,15 @@ func (rt *router) run(ctx context.Context) error {
 // rebuildGap is the least time between two rebuilds of the routing table.
 const rebuildGap = 100 * time.Millisecond
 
-// placementMayChange passes the updates of Rules and RuleEndpoints, and
-// the EdgeNode updates that can move a rule (labels, spec, deletion);
-// heartbeats do not pass.
+// placementMayChange passes the updates of RuleEndpoints, the Rule
+// updates the reconciler reacts to (spec, placement annotations,
+// deletion; not its counter writes) and the EdgeNode updates that can
+// move a rule (labels, spec, deletion; not heartbeats).
 func placementMayChange(o, n any) bool {
+	if or, ok := o.(*rulesv1.Rule); ok {
+		nr, ok := n.(*rulesv1.Rule)
+		return !ok || ruleSpecChanged.Update(event.UpdateEvent{ObjectOld: or, ObjectNew: nr})
+	}
 	old, ok1 := o.(*eddyv1alpha1.EdgeNode)
 	nw, ok2 := n.(*eddyv1alpha1.EdgeNode)
 	if !ok1 || !ok2 {

@@ -19,10 +19,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	eddyv1alpha1 "github.com/eddy-edge/eddy/controller/apis/eddy/v1alpha1"
 	rulesv1 "github.com/eddy-edge/eddy/controller/apis/rules/v1"
 	"github.com/eddy-edge/eddy/controller/k8stest"
 	"github.com/eddy-edge/eddy/fleet"
@@ -464,5 +466,39 @@ func BenchmarkPlacedOn(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestPlacementMayChange: the router rebuilds its table for what can move
+// or change a route, not for counter writes or heartbeats.
+func TestPlacementMayChange(t *testing.T) {
+	rule := &rulesv1.Rule{Spec: rulesv1.RuleSpec{Source: "bus", Target: "rest"}}
+	counted := rule.DeepCopy()
+	counted.Status.SuccessMessages = 10
+	counted.Generation = 7
+	moved := rule.DeepCopy()
+	moved.Annotations = map[string]string{rules.AnnotationNodeSelector: "site=a"}
+	edited := rule.DeepCopy()
+	edited.Spec.Target = "other"
+	en := &eddyv1alpha1.EdgeNode{}
+	beat := en.DeepCopy()
+	beat.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue}}
+	relabelled := en.DeepCopy()
+	relabelled.Labels = map[string]string{"site": "a"}
+	for _, tc := range []struct {
+		name     string
+		old, new any
+		want     bool
+	}{
+		{"rule counters", rule, counted, false},
+		{"rule annotation", rule, moved, true},
+		{"rule spec", rule, edited, true},
+		{"endpoint", &rulesv1.RuleEndpoint{}, &rulesv1.RuleEndpoint{}, true},
+		{"edge node heartbeat", en, beat, false},
+		{"edge node labels", en, relabelled, true},
+	} {
+		if got := placementMayChange(tc.old, tc.new); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
