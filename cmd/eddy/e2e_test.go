@@ -175,18 +175,7 @@ func mustJSON(v any) string {
 // and counted.
 func TestE2EKill9LosesNothingAcknowledged(t *testing.T) {
 	dir := t.TempDir()
-	out := filepath.Join(dir, "out.jsonl")
-	spec := e2etest.WriteFile(t, dir, "all.yaml", fmt.Sprintf(`
-apiVersion: eddy.dev/v1alpha1
-kind: Pipeline
-metadata: {name: all}
-spec:
-  source: {mqtt: {topic: "n/#"}}
-  steps:
-    - filter: "n >= 0"
-  sinks:
-    - file: {path: %q}
-`, out))
+	spec, out := numberedToFile(t, dir, "all", "n/#")
 	data := filepath.Join(dir, "data")
 	port := mqtttest.FreePort(t)
 	p := startEddy(t, data, port, "--checkpoint-interval", "100ms", spec)
@@ -211,6 +200,26 @@ spec:
 	}
 	t.Logf("published %d, acknowledged %d, output %d distinct, %d duplicates (replayed after the kill)",
 		total, nAcked, len(seen), dups)
+}
+
+// numberedToFile writes dir/NAME.yaml, a pipeline that passes the
+// numbered events ({"n": ...}) published on topic to the JSON Lines file
+// dir/out.jsonl, and returns the two paths.
+func numberedToFile(t *testing.T, dir, name, topic string) (spec, out string) {
+	t.Helper()
+	out = filepath.Join(dir, "out.jsonl")
+	spec = e2etest.WriteFile(t, dir, name+".yaml", fmt.Sprintf(`
+apiVersion: eddy.dev/v1alpha1
+kind: Pipeline
+metadata: {name: %s}
+spec:
+  source: {mqtt: {topic: %q}}
+  steps:
+    - filter: "n >= 0"
+  sinks:
+    - file: {path: %q}
+`, name, topic, out))
+	return spec, out
 }
 
 // publishNumbered publishes {"n":i} for i in [0, total) to n/<i mod 7>

@@ -21,7 +21,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/eddy-edge/eddy/internal/e2etest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 )
 
@@ -35,18 +34,7 @@ func TestSoakDurableIngest(t *testing.T) {
 		dur = d
 	}
 	dir := t.TempDir()
-	out := filepath.Join(dir, "out.jsonl")
-	spec := e2etest.WriteFile(t, dir, "soak.yaml", fmt.Sprintf(`
-apiVersion: eddy.dev/v1alpha1
-kind: Pipeline
-metadata: {name: soak}
-spec:
-  source: {mqtt: {topic: "soak/#"}}
-  steps:
-    - filter: "n >= 0"
-  sinks:
-    - file: {path: %q}
-`, out))
+	spec, out := numberedToFile(t, dir, "soak", "soak/#")
 	port := mqtttest.FreePort(t)
 	p := startEddy(t, filepath.Join(dir, "data"), port, "--retention-max-age", "2m", spec)
 
