@@ -113,6 +113,40 @@ func at[T any](s []T, i int) *T {
 // ID returns namespace/name.
 func (p *Plan) ID() string { return p.Namespace + "/" + p.Name }
 
+// IdleTimeout is how long the pipeline's source may be silent before its
+// event clock follows processing time: spec.idleTimeout, else its longest
+// window (size or gap) plus allowed lateness, else def (a pipeline with no
+// window). The edge engine and the Beam live runner both derive it here.
+func (p *Plan) IdleTimeout(def time.Duration) time.Duration {
+	if p.Spec.IdleTimeout != nil {
+		return p.Spec.IdleTimeout.Duration
+	}
+	var longest time.Duration
+	for _, st := range p.Spec.Steps {
+		w := st.Window
+		if w == nil {
+			continue
+		}
+		var d time.Duration
+		switch {
+		case w.Tumbling != nil:
+			d = w.Tumbling.Duration
+		case w.Sliding != nil:
+			d = w.Sliding.Size.Duration
+		case w.Session != nil:
+			d = w.Session.Gap.Duration
+		}
+		if w.AllowedLateness != nil {
+			d += w.AllowedLateness.Duration
+		}
+		longest = max(longest, d)
+	}
+	if longest == 0 {
+		return def
+	}
+	return longest
+}
+
 // Load decodes and compiles every Pipeline document in a YAML file. All
 // problems in all documents are returned together, each with file:line and
 // field path.

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/eddy-edge/eddy/pipeline"
 )
@@ -46,5 +47,30 @@ spec:
 	}
 	if s := p.Sink(pipeline.Node{Role: pipeline.RoleLate, Index: 0}); s.MQTT == nil || s.MQTT.Topic != "late" {
 		t.Errorf("Sink(late 0) = %+v, want the late sink", s)
+	}
+}
+
+// TestPlanIdleTimeout: spec.idleTimeout, else the longest window (size or
+// gap) plus its allowed lateness, else the default.
+func TestPlanIdleTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		want time.Duration
+	}{
+		{`steps: [{filter: "x > 1"}]`, time.Minute},
+		{`idleTimeout: 5s
+  steps: [{window: {tumbling: 1h}}, {aggregate: {n: "count()"}}]`, 5 * time.Second},
+		{`steps: [{window: {tumbling: 10s, allowedLateness: 2s}}, {aggregate: {n: "count()"}}]`, 12 * time.Second},
+		{`steps: [{window: {sliding: {size: 30s, every: 5s}}}, {aggregate: {n: "count()"}}]`, 30 * time.Second},
+		{`steps: [{window: {session: {gap: 45s}}}, {aggregate: {n: "count()"}}]`, 45 * time.Second},
+	} {
+		plans, err := pipeline.Load("p.yaml", []byte("apiVersion: eddy.dev/v1alpha1\nkind: Pipeline\nmetadata: {name: p}\nspec:\n  source: {mqtt: {topic: in}}\n  "+
+			tc.spec+"\n  sinks: [{mqtt: {topic: out}}]\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.spec, err)
+		}
+		if got := plans[0].IdleTimeout(time.Minute); got != tc.want {
+			t.Errorf("%s: IdleTimeout = %v, want %v", tc.spec, got, tc.want)
+		}
 	}
 }

@@ -53,7 +53,7 @@ func (e *Engine) build(plan *pipeline.Plan) (*run, error) {
 			return nil, fmt.Errorf("key: %w", err)
 		}
 	}
-	r.idleTimeout = idleTimeout(plan, e.opts.DefaultIdleTimeout)
+	r.idleTimeout = plan.IdleTimeout(e.opts.DefaultIdleTimeout)
 	r.source = &stepStats{id: "source", kind: string(r.format), role: pipeline.RoleSource}
 
 	// Sinks of every role first: window steps route late events to the
@@ -147,39 +147,6 @@ func (h alertHook) Emit(ev *pipeline.Event) {
 	h.e.alert.add(AlertRecord{Pipeline: h.r.plan.ID(), Fields: ev.Clone().Fields, Time: ev.EventTime()})
 	h.e.opts.OnAlert(h.r.plan, ev)
 	h.next.Emit(ev)
-}
-
-// idleTimeout is how long a source may be silent before the event clock
-// follows processing time: the pipeline's idleTimeout, else its longest
-// window (size or gap) plus allowed lateness, else the default.
-func idleTimeout(plan *pipeline.Plan, def time.Duration) time.Duration {
-	if plan.Spec.IdleTimeout != nil {
-		return plan.Spec.IdleTimeout.Duration
-	}
-	var longest time.Duration
-	for _, st := range plan.Spec.Steps {
-		w := st.Window
-		if w == nil {
-			continue
-		}
-		var d time.Duration
-		switch {
-		case w.Tumbling != nil:
-			d = w.Tumbling.Duration
-		case w.Sliding != nil:
-			d = w.Sliding.Size.Duration
-		case w.Session != nil:
-			d = w.Session.Gap.Duration
-		}
-		if w.AllowedLateness != nil {
-			d += w.AllowedLateness.Duration
-		}
-		longest = max(longest, d)
-	}
-	if longest == 0 {
-		return def
-	}
-	return longest
 }
 
 // start restores r from its checkpoint (or places its cursor for a first
