@@ -246,6 +246,28 @@ func (p *planner) setStatus(o *object, f func(s *fleet.ObjectStatus)) {
 	p.mu.Unlock()
 }
 
+// inForce records that o's value v is in force on this node: saved in
+// the local store (a restart applies it without the hub), kept as
+// o.applied, and reported with state and hash.
+func (p *planner) inForce(o *object, v value, env *fleet.Envelope, state fleet.ObjectState, hash string) {
+	if err := p.l.store.put(o.key, v.rev, v.data); err != nil {
+		p.l.log.Error("saving the applied set", "err", err)
+	}
+	o.applied = env
+	p.setStatus(o, func(s *fleet.ObjectStatus) {
+		s.State, s.Error, s.Revision, s.Generation, s.Hash = state, "", v.rev, env.Generation, hash
+	})
+}
+
+// forget removes o, deleted on the hub, from the local store and from the
+// planner.
+func (p *planner) forget(o *object) {
+	if err := p.l.store.put(o.key, 0, nil); err != nil {
+		p.l.log.Error("saving the applied set", "err", err)
+	}
+	p.drop(o.key)
+}
+
 func (p *planner) setGiven(o *object, rev uint64, env *fleet.Envelope) {
 	p.setStatus(o, func(s *fleet.ObjectStatus) {
 		s.Revision, s.Generation, s.Hash = rev, env.Generation, env.Hash
@@ -307,13 +329,7 @@ func (p *planner) applyPipeline(ctx context.Context, o *object, v value, env *fl
 		p.l.log.Info("the edge's compiler hashes this pipeline differently from the writer (different Eddy versions?)",
 			"key", o.key, "hash", plan.Hash, "writer_hash", env.Hash)
 	}
-	if err := p.l.store.put(o.key, v.rev, v.data); err != nil {
-		p.l.log.Error("saving the applied set", "err", err)
-	}
-	o.applied = env
-	p.setStatus(o, func(s *fleet.ObjectStatus) {
-		s.State, s.Error, s.Revision, s.Generation, s.Hash = fleet.StateRunning, "", v.rev, env.Generation, plan.Hash
-	})
+	p.inForce(o, v, env, fleet.StateRunning, plan.Hash)
 	p.l.log.Info("applied a pipeline from the hub", "pipeline", plan.ID(), "generation", env.Generation, "hash", plan.Hash)
 }
 
@@ -326,10 +342,7 @@ func (p *planner) removePipeline(ctx context.Context, o *object) {
 			p.l.log.Info("removed a pipeline deleted on the hub", "pipeline", id)
 		}
 	}
-	if err := p.l.store.put(o.key, 0, nil); err != nil {
-		p.l.log.Error("saving the applied set", "err", err)
-	}
-	p.drop(o.key)
+	p.forget(o)
 }
 
 // applyDevices applies the node's devices and models as one set: the ones

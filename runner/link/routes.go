@@ -115,23 +115,14 @@ func (p *planner) applyRule(o *object, v value, env *fleet.Envelope) {
 		return
 	}
 	p.l.routes.set(o.key, r)
-	if err := p.l.store.put(o.key, v.rev, v.data); err != nil {
-		p.l.log.Error("saving the applied set", "err", err)
-	}
-	o.applied = env
-	p.setStatus(o, func(s *fleet.ObjectStatus) {
-		s.State, s.Error, s.Revision, s.Generation, s.Hash = fleet.StateApplied, "", v.rev, env.Generation, env.Hash
-	})
+	p.inForce(o, v, env, fleet.StateApplied, env.Hash)
 	p.l.log.Info("applied a rule from the hub", "rule", r.ID(), "pair", r.Pair, "generation", env.Generation)
 }
 
 // removeRule takes a Rule's route out of force.
 func (p *planner) removeRule(o *object) {
 	p.l.routes.set(o.key, nil)
-	if err := p.l.store.put(o.key, 0, nil); err != nil {
-		p.l.log.Error("saving the applied set", "err", err)
-	}
-	p.drop(o.key)
+	p.forget(o)
 	p.l.log.Info("removed a rule deleted on the hub", "key", o.key)
 }
 
