@@ -235,16 +235,18 @@ type TopicInfo struct {
 
 // Broker is the embedded MQTT broker. Create it with New, then Start it.
 type Broker struct {
-	opts   Options
-	log    *slog.Logger
-	clk    clock.Clock
-	auth   *authenticator
-	srv    *mqtt.Server
-	lns    []*listener
-	tcp    *listener
-	tlsLn  *listener
-	wsLn   *listener
-	pendFn func(*mqtt.Client) int
+	opts Options
+	log  *slog.Logger
+	clk  clock.Clock
+	auth *authenticator
+	srv  *mqtt.Server
+	lns  []*listener
+	// shutDown holds the clients disconnected by Close (*mqtt.Client).
+	shutDown sync.Map
+	tcp      *listener
+	tlsLn    *listener
+	wsLn     *listener
+	pendFn   func(*mqtt.Client) int
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -433,7 +435,7 @@ func (b *Broker) start(ctx context.Context) error {
 		if tlsConf != nil {
 			ln = tls.NewListener(ln, tlsConf)
 		}
-		l := &listener{id: id, proto: proto, ln: ln, ws: ws, wrap: b.guardConn}
+		l := &listener{id: id, proto: proto, ln: ln, ws: ws, wrap: b.guardConn, closeClients: b.disconnectListener}
 		b.lns = append(b.lns, l)
 		return l, nil
 	}
@@ -497,13 +499,61 @@ func (b *Broker) Close() error {
 		}
 		b.notify.broadcast()
 		if b.started.Load() {
-			_ = b.srv.Close()
+			// The listeners are closed and their connections ended
+			// before mochi's Close: its closer could deadlock (see
+			// disconnectListener), and its wait for client goroutines
+			// raced with connections still starting (WaitGroup.Add
+			// during Wait). A client whose handshake ends after its
+			// listener's clients were disconnected is disconnected by
+			// the sweep below, so the wait ends.
+			done := make(chan struct{})
+			go func() {
+				t := b.clk.NewTicker(50 * time.Millisecond)
+				defer t.Stop()
+				for {
+					select {
+					case <-done:
+						return
+					case <-t.C():
+						for _, l := range b.lns {
+							b.disconnectListener(l.id)
+						}
+					}
+				}
+			}()
+			for _, l := range b.lns {
+				l.Close(nil) // disconnectListener replaces the closer
+			}
+			for _, l := range b.lns {
+				l.active.Wait()
+			}
+			close(done)
+			_ = b.srv.Close() // finds its listeners closed and no client left
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		b.closeCatchUps(ctx)
 		cancel()
 	})
 	return nil
+}
+
+// disconnectListener disconnects the clients of listener id when the broker
+// closes. It replaces mochi's closer, which lists them with
+// Clients.GetByListener: that read-locks the client map twice (RLock, then
+// Len's RLock), so a client being added between the two — a writer waiting
+// on the lock — deadlocked the shutdown (seen in a test's cleanup under
+// load). GetAll locks once.
+// A client is disconnected once: a graceful disconnect may wait for the
+// client to read (unsent_linux.go), and the client is not Closed until then.
+func (b *Broker) disconnectListener(id string) {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener != id || cl.Closed() {
+			continue
+		}
+		if _, done := b.shutDown.LoadOrStore(cl, struct{}{}); !done {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }
 
 // Addr is the bound address of the TCP listener (nil before Start or when

@@ -22,11 +22,33 @@ type listener struct {
 	ln        net.Listener
 	ws        bool
 	wrap      func(net.Conn) net.Conn // applied to each client connection
-	log       *slog.Logger
-	httpSrv   *http.Server
-	end       atomic.Bool
-	intakeEnd atomic.Bool // stopAccepting: no new connections, clients kept
-	mu        sync.Mutex
+	// closeClients, when set, replaces mochi's closer on Close (see
+	// Broker.disconnectListener).
+	closeClients listeners.CloseFn
+	log          *slog.Logger
+	httpSrv      *http.Server
+	end          atomic.Bool
+	intakeEnd    atomic.Bool // stopAccepting: no new connections, clients kept
+	mu           sync.Mutex  // guards httpSrv, and end against active.Add
+	// active counts the connections being served (mochi's EstablishConnection
+	// running); Close sets end under mu, so no Add follows it.
+	active sync.WaitGroup
+}
+
+// serve runs establish for one connection, counted in active, unless the
+// listener has closed (then conn is closed and false returned).
+func (l *listener) serve(conn io.Closer, establish func()) bool {
+	l.mu.Lock()
+	if l.end.Load() {
+		l.mu.Unlock()
+		_ = conn.Close()
+		return false
+	}
+	l.active.Add(1)
+	l.mu.Unlock()
+	defer l.active.Done()
+	establish()
+	return true
 }
 
 var _ listeners.Listener = (*listener)(nil)
@@ -64,11 +86,11 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			_ = conn.Close()
 			return
 		}
-		go func() {
+		go l.serve(conn, func() {
 			if err := establish(l.id, l.wrap(conn)); err != nil && !errors.Is(err, io.EOF) {
 				l.log.Debug("mqtt connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
 			}
-		}()
+		})
 	}
 }
 
@@ -88,9 +110,11 @@ func (l *listener) serveWS(establish listeners.EstablishFn) {
 				return
 			}
 			defer c.Close()
-			if err := establish(l.id, l.wrap(&wsConn{Conn: c.UnderlyingConn(), c: c})); err != nil && !errors.Is(err, io.EOF) {
-				l.log.Debug("mqtt websocket connection ended", "listener", l.id, "remote", r.RemoteAddr, "error", err)
-			}
+			l.serve(c, func() {
+				if err := establish(l.id, l.wrap(&wsConn{Conn: c.UnderlyingConn(), c: c})); err != nil && !errors.Is(err, io.EOF) {
+					l.log.Debug("mqtt websocket connection ended", "listener", l.id, "remote", r.RemoteAddr, "error", err)
+				}
+			})
 		}),
 	}
 	srv := l.httpSrv
@@ -101,16 +125,20 @@ func (l *listener) serveWS(establish listeners.EstablishFn) {
 }
 
 func (l *listener) Close(closeClients listeners.CloseFn) {
+	l.mu.Lock()
 	if l.end.Swap(true) {
+		l.mu.Unlock()
 		return
 	}
-	l.mu.Lock()
 	srv := l.httpSrv
 	l.mu.Unlock()
 	if srv != nil {
 		_ = srv.Close()
 	}
 	_ = l.ln.Close()
+	if l.closeClients != nil {
+		closeClients = l.closeClients
+	}
 	closeClients(l.id)
 }
 
