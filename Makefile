@@ -5,9 +5,21 @@ BIN       := bin/eddy
 MQTT_PORT ?= 1883
 HTTP_ADDR ?= 127.0.0.1:8080
 
-.PHONY: all build build-beam deps test-deps run test vet bench soak fuzz docs clean
+.PHONY: all build build-beam beam-prism deps test-deps run test vet bench soak fuzz docs clean
 
 all: build
+
+# Beam v2.77.0's prism job server listens on every interface; this swaps in
+# third_party/beam-prism's copy of its one file, bound to 127.0.0.1, for
+# every target that builds or tests Beam code (a Go workspace reading Beam
+# from bin/beam-prism plus a build overlay; a binary built without them
+# refuses --runner prism: docs/design.md, Beam). It is the first
+# prerequisite of those targets: the others build with it.
+BEAM_PRISM := $(CURDIR)/bin/beam-prism
+beam-prism:
+	./scripts/beam-prism.sh $(BEAM_PRISM) >/dev/null
+build-beam test bench: export GOWORK := $(BEAM_PRISM)/go.work
+build-beam test bench: export GOFLAGS += -overlay=$(BEAM_PRISM)/overlay.json
 
 # The edge binary is built without cgo (as deploy/'s images are): Go's own
 # DNS resolver and user lookup, and no libc mapped into the process (about
@@ -17,7 +29,7 @@ build:
 
 # eddy-beam: the Beam runner binary (kept out of the edge binary; `eddy beam`
 # runs it from bin/ or PATH).
-build-beam:
+build-beam: beam-prism
 	$(GO) build -o bin/eddy-beam ./cmd/eddy-beam
 
 deps:
@@ -37,12 +49,12 @@ vet:
 
 # The test suite CI runs (.ci/run). Unit, integration (real broker, real
 # MQTT clients, socat ptys, headless Chromium) and the kill -9 test.
-test: test-deps
+test: beam-prism test-deps
 	$(GO) vet ./...
 	EDDY_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 15m ./...
 	EDDY_REQUIRE_TOOLS=1 $(GO) test -count=1 -race -timeout 10m ./runner/... ./operators/... ./pipeline/... ./connectors/...
 
-bench: deps build
+bench: beam-prism deps build
 	./scripts/bench.sh
 
 soak: deps build

@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCHTIME=${BENCHTIME:-1s}
 out=$(mktemp)
+# Beam's prism job server bound to loopback (third_party/beam-prism): make
+# bench sets it up; so does this script when it is run by itself.
+if [ -z "${GOWORK:-}" ]; then
+  prism=$(scripts/beam-prism.sh)
+  export GOWORK=$prism/go.work GOFLAGS="${GOFLAGS:-} -overlay=$prism/overlay.json"
+fi
 trap 'rm -f "$out"' EXIT
 
 echo "## Eddy benchmarks — $(date -u +%Y-%m-%d), $(nproc) cores, $(go version | awk '{print $3}')"

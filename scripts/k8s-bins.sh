@@ -51,6 +51,9 @@ import (
 )
 GO
 echo "building kube-apiserver, kubectl $K8S_VERSION and etcd $ETCD_VERSION into $OUT (first time: several minutes)" >&2
+# This is a module of its own: not part of a workspace the caller set up
+# (make test and make bench set GOWORK for Beam's prism patch).
+export GOWORK=off
 GOFLAGS=-mod=mod go mod tidy >&2
 minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"

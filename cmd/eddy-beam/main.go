@@ -14,17 +14,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/direct"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/universal"
 	"github.com/spf13/pflag"
 
 	"github.com/eddy-edge/eddy/pipeline"
@@ -60,9 +58,11 @@ publish to the hub's up stream under eddy.up.NODE.SUBJECT (--cloud).
 
   --runner direct     Beam's in-process batch runner (default)
   --runner prism      Beam's in-process portable runner (keeps everything in
-                      memory; Beam v2.77.0's job server listens on all
-                      interfaces, without authentication, until eddy-beam
-                      exits: use it on trusted machines or networks)
+                      memory). Its job server listens on 127.0.0.1 only:
+                      Beam v2.77.0 binds every interface, so 'make
+                      build-beam' builds eddy-beam with a one-line patch
+                      (third_party/beam-prism); built without it, eddy-beam
+                      refuses --runner prism
   --runner HOST:PORT  a portable job endpoint (Flink, Spark job server), with
                       workers in this process (LOOPBACK environment)
 `
@@ -98,6 +98,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runFile(ctx context.Context, file, only, runner string, opts eddybeam.Options, stdout io.Writer) error {
+	if err := checkRunner(runner, eddybeam.PrismLoopback()); err != nil {
+		return err
+	}
 	src, err := os.ReadFile(file)
 	if err != nil {
 		return err
@@ -108,7 +111,7 @@ func runFile(ctx context.Context, file, only, runner string, opts eddybeam.Optio
 	}
 	if hub, ok, err := eddybeam.ParseHubInput(opts.Input); err != nil {
 		return err
-	} else if ok && hub.Live && runner == "direct" {
+	} else if ok && hub.Live && runner == eddybeam.RunnerDirect {
 		return errors.New("a live input (live=true) needs a streaming runner: Beam's direct runner runs bounded inputs only; use --runner prism or a portable job endpoint")
 	}
 	ran := 0
@@ -120,7 +123,10 @@ func runFile(ctx context.Context, file, only, runner string, opts eddybeam.Optio
 		if err != nil {
 			return err
 		}
-		if _, err := execute(ctx, runner, bp); err != nil {
+		if err := eddybeam.Execute(ctx, runner, bp); err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("pipeline %s on %s: interrupted (the job was cancelled): %w", p.ID(), runner, err)
+			}
 			return fmt.Errorf("pipeline %s on %s: %w", p.ID(), runner, err)
 		}
 		fmt.Fprintf(stdout, "pipeline %s: done on %s\n", p.ID(), runner)
@@ -132,17 +138,23 @@ func runFile(ctx context.Context, file, only, runner string, opts eddybeam.Optio
 	return nil
 }
 
-func execute(ctx context.Context, runner string, p *beam.Pipeline) (beam.PipelineResult, error) {
+// checkRunner refuses a runner eddy-beam cannot or must not use, before
+// anything runs: prism in a binary built without the loopback patch (its
+// job server would listen on every interface), and anything that is
+// neither a runner name nor HOST:PORT (it would be dialled for minutes).
+func checkRunner(runner string, prismLoopback bool) error {
 	switch runner {
-	case "direct":
-		return direct.Execute(ctx, p)
-	case "prism":
-		return prism.Execute(ctx, p)
-	default:
-		*jobopts.Endpoint = runner
-		if *jobopts.EnvironmentType == "" {
-			*jobopts.EnvironmentType = "LOOPBACK"
+	case eddybeam.RunnerDirect:
+		return nil
+	case eddybeam.RunnerPrism:
+		if !prismLoopback {
+			return errors.New("--runner prism: this eddy-beam was built without third_party/beam-prism's patch, so prism's job server would listen on every interface without authentication; build it with `make build-beam` (or see third_party/beam-prism/README.md), or use --runner direct or a portable job endpoint")
 		}
-		return universal.Execute(ctx, p)
+		return nil
 	}
+	host, port, err := net.SplitHostPort(runner)
+	if _, perr := strconv.ParseUint(port, 10, 16); err != nil || host == "" || perr != nil {
+		return fmt.Errorf("--runner %q: want direct, prism or the HOST:PORT of a portable job endpoint (e.g. 127.0.0.1:8099)", runner)
+	}
+	return nil
 }

@@ -22,3 +22,28 @@ func TestLiveNeedsStreamingRunner(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
 	}
 }
+
+// TestCheckRunner: prism needs the loopback patch; anything but direct,
+// prism or HOST:PORT is refused before it is dialled.
+func TestCheckRunner(t *testing.T) {
+	for _, c := range []struct {
+		runner   string
+		loopback bool
+		want     string
+	}{
+		{"direct", false, ""},
+		{"prism", true, ""},
+		{"prism", false, "built without third_party/beam-prism's patch"},
+		{"127.0.0.1:8099", false, ""},
+		{"flink.example:8099", false, ""},
+		{"prizm", true, `--runner "prizm": want direct, prism or the HOST:PORT`},
+		{":8099", true, "want direct, prism or the HOST:PORT"},
+		{"host:port", true, "want direct, prism or the HOST:PORT"},
+		{"host:99999", true, "want direct, prism or the HOST:PORT"},
+	} {
+		err := checkRunner(c.runner, c.loopback)
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("checkRunner(%q, %v) = %v, want %q", c.runner, c.loopback, err, c.want)
+		}
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-edge/eddy/internal/beamtest"
 	"github.com/eddy-edge/eddy/internal/e2etest"
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 	"github.com/eddy-edge/eddy/internal/testtools"
@@ -29,7 +30,10 @@ func TestBeamReplayExample(t *testing.T) {
 	mosquitto := testtools.Tool(t, "mosquitto", "apt-get install -y mosquitto, or make deps")
 	bin := t.TempDir()
 	eddy := e2etest.Build(t, bin, "eddy", "../../cmd/eddy")
-	e2etest.Build(t, bin, "eddy-beam", "../../cmd/eddy-beam") // eddy beam runs it from eddy's directory
+	// eddy beam runs eddy-beam from eddy's directory; built as make build-beam builds it.
+	if err := beamtest.Build(filepath.Join(bin, "eddy-beam"), "../../cmd/eddy-beam"); err != nil {
+		t.Fatal(err)
+	}
 	work := t.TempDir()
 	data := filepath.Join(work, "edge")
 	yaml, err := filepath.Abs("pipeline.yaml")

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/direct"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -98,10 +97,7 @@ func TestLiveParity(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() {
-				_, err := prism.Execute(ctx, bp)
-				done <- err
-			}()
+			go func() { done <- eddybeam.Execute(ctx, eddybeam.RunnerPrism, bp) }()
 			defer cancel()
 			// Poll until the outputs are complete (or a deadline), then
 			// compare: a difference is reported with the records.
@@ -166,10 +162,7 @@ spec:
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() {
-		_, err := prism.Execute(ctx, bp)
-		done <- err
-	}()
+	go func() { done <- eddybeam.Execute(ctx, eddybeam.RunnerPrism, bp) }()
 	// Publish a reading every 5 ms, stamped with the wall clock, until the
 	// first window result appears: the traffic never pauses.
 	start := time.Now()
@@ -316,7 +309,7 @@ spec:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go prism.Execute(ctx, bp)
+	go eddybeam.Execute(ctx, eddybeam.RunnerPrism, bp)
 	episode := func(ms []map[string]any) []map[string]any {
 		var o []map[string]any
 		for _, m := range ms {
@@ -348,7 +341,7 @@ func TestLiveMissingStream(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := prism.Execute(ctx, bp); err == nil || !strings.Contains(err.Error(), `the hub has no stream "eddy_upp"`) {
+	if err := eddybeam.Execute(ctx, eddybeam.RunnerPrism, bp); err == nil || !strings.Contains(err.Error(), `the hub has no stream "eddy_upp"`) {
 		t.Fatalf("live job on a missing stream: %v", err)
 	}
 }
@@ -400,7 +393,7 @@ func TestLiveHubRestart(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go prism.Execute(ctx, bp)
+	go eddybeam.Execute(ctx, eddybeam.RunnerPrism, bp)
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && len(readLines(t, filepath.Join(out, "out.jsonl"))) == 0; {
 		time.Sleep(100 * time.Millisecond)
 	}

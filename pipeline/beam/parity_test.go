@@ -34,7 +34,11 @@ import (
 
 func TestMain(m *testing.M) {
 	beam.Init()
-	os.Exit(m.Run())
+	code := m.Run()
+	if eddyBeam.dir != "" {
+		os.RemoveAll(eddyBeam.dir)
+	}
+	os.Exit(code)
 }
 
 // base is the event time the recorded input starts at.

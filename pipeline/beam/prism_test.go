@@ -1,35 +1,40 @@
 package beam_test
 
 import (
-	"bufio"
 	"context"
-	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 
+	"github.com/eddy-edge/eddy/internal/proclisten"
 	"github.com/eddy-edge/eddy/pipeline"
 	eddybeam "github.com/eddy-edge/eddy/pipeline/beam"
 )
 
-// TestPrismJobServerExposure is the reproduction behind the warning in
-// docs/beam.md and eddy-beam's usage: Beam v2.77.0 starts prism's job
-// server (and the FnAPI endpoints multiplexed on it) with
-// jobservices.NewServer, which listens on ":port", i.e. every interface,
-// without authentication; the package is internal to prism and
-// prism.Options has a port but no address, so no caller can choose
-// loopback. The test fails when a Beam upgrade binds it to loopback: then
-// drop the warning.
-func TestPrismJobServerExposure(t *testing.T) {
+// overlayHint says how to build with third_party/beam-prism's patch.
+const overlayHint = "build and test Beam code through make (make test, make build-beam), or by hand with " +
+	"dir=$(scripts/beam-prism.sh); GOWORK=$dir/go.work GOFLAGS=-overlay=$dir/overlay.json go test ./pipeline/beam/ " +
+	"(third_party/beam-prism/README.md)"
+
+// TestPrismJobServerLoopback: prism's job server, and the FnAPI endpoints
+// multiplexed on its listener, listen on 127.0.0.1 only. Beam v2.77.0
+// listens on every interface without authentication; the build patches
+// that one line (third_party/beam-prism). Built without the patch, this
+// test fails and says how to build with it.
+func TestPrismJobServerLoopback(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc/net/tcp*")
+	}
+	if !eddybeam.PrismLoopback() {
+		t.Fatalf("this test binary was built without third_party/beam-prism's patch, so prism's job server listens on every interface: %s", overlayHint)
 	}
 	plans, err := pipeline.Load("p.yaml", []byte(cases[0].yaml))
 	if err != nil {
@@ -45,53 +50,31 @@ func TestPrismJobServerExposure(t *testing.T) {
 		t.Fatal(err)
 	}
 	endpoint := *jobopts.Endpoint // set by prism.Execute: localhost:PORT
-	_, port, ok := strings.Cut(endpoint, ":")
-	if !ok {
-		t.Fatalf("prism endpoint %q", endpoint)
+	_, port, err := net.SplitHostPort(endpoint)
+	if err != nil {
+		t.Fatalf("prism endpoint %q: %v", endpoint, err)
 	}
-	addrs := listeners(t, port)
-	t.Logf("prism job server %s listens on %v", endpoint, addrs)
-	if len(addrs) == 0 {
-		t.Fatalf("no listener on port %s", port)
-	}
-	for _, a := range addrs {
-		if a != "0.0.0.0" && a != "::" {
-			t.Fatalf("prism's job server now listens on %s: Beam binds it to loopback; drop the all-interfaces warning from docs/beam.md and eddy-beam", a)
-		}
-	}
-}
-
-// listeners returns the local addresses of TCP sockets listening on port,
-// from /proc/net/tcp and tcp6.
-func listeners(t *testing.T, port string) []string {
-	t.Helper()
 	p, err := strconv.Atoi(port)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fmt.Sprintf(":%04X", p)
-	var out []string
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		fh, err := os.Open(f)
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(fh)
-		for sc.Scan() {
-			fs := strings.Fields(sc.Text())
-			if len(fs) < 4 || fs[3] != "0A" || !strings.HasSuffix(fs[1], want) { // 0A: LISTEN
-				continue
-			}
-			switch hex := strings.TrimSuffix(fs[1], want); hex {
-			case "00000000":
-				out = append(out, "0.0.0.0")
-			case "00000000000000000000000000000000":
-				out = append(out, "::")
-			default:
-				out = append(out, hex)
-			}
-		}
-		fh.Close()
+	all, err := proclisten.Listeners(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	var addrs []netip.AddrPort
+	for _, a := range all {
+		if int(a.Port()) == p {
+			addrs = append(addrs, a)
+		}
+	}
+	t.Logf("prism job server %s listens on %v", endpoint, addrs)
+	if len(addrs) == 0 {
+		t.Fatalf("no listener on port %d", p)
+	}
+	for _, a := range addrs {
+		if !a.Addr().IsLoopback() {
+			t.Fatalf("prism's job server listens on %v although the build says it is patched: the overlay no longer takes effect (%s)", a, overlayHint)
+		}
+	}
 }
