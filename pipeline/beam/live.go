@@ -143,11 +143,17 @@ func (c *liveClock) report(wm int64) {
 }
 
 // seqTracker claims stream sequences of [Start, End). It splits only to
-// checkpoint (fraction 0): the stream is read by one reader, in order.
+// checkpoint (fraction 0, once a call has returned): the stream is read by
+// one reader, in order. A split the runner asks for while a call is
+// reading (prism splits long-running bundles) is refused: the call would
+// stop in the middle of a fetched batch, and the watermark estimator,
+// which the call updates without a lock, would be copied for the residual
+// mid-update.
 type seqTracker struct {
 	rest    offsetrange.Restriction
 	claimed int64
 	stopped bool
+	busy    bool // a call of ProcessElement is reading
 	err     error
 	end     func() int64 // estimated end, for progress
 }
@@ -173,7 +179,7 @@ func (t *seqTracker) TryClaim(pos any) bool {
 func (t *seqTracker) GetError() error { return t.err }
 
 func (t *seqTracker) TrySplit(fraction float64) (primary, residual any, err error) {
-	if fraction > 0 || t.stopped || t.IsDone() {
+	if fraction > 0 || t.busy || t.stopped || t.IsDone() {
 		return t.rest, nil, nil
 	}
 	residual = offsetrange.Restriction{Start: t.claimed + 1, End: t.rest.End}
@@ -237,7 +243,8 @@ func (f *liveReadFn) CreateWatermarkEstimator(st liveClock) *liveClock { return 
 func (f *liveReadFn) WatermarkEstimatorState(c *liveClock) liveClock { return *c }
 
 // consumer returns an ordered consumer that delivers seq next: the one of
-// the previous call when it is there, else a new one.
+// the previous call when that call consumed everything it fetched (f.cons
+// is cleared otherwise), else a new one.
 func (f *liveReadFn) consumer(ctx context.Context, seq int64) (jetstream.Consumer, error) {
 	if f.cons != nil && f.next == seq {
 		return f.cons, nil
@@ -271,6 +278,8 @@ func (f *liveReadFn) consumer(ctx context.Context, seq int64) (jetstream.Consume
 
 // ProcessElement reads one batch from the stream and checkpoints.
 func (f *liveReadFn) ProcessElement(ctx context.Context, we *liveClock, rt *sdf.LockRTracker, _ []byte, emit func(beam.EventTime, Rec)) (sdf.ProcessContinuation, error) {
+	setBusy(rt, true)
+	defer setBusy(rt, false)
 	start := rt.GetRestriction().(offsetrange.Restriction).Start
 	// The watermark this checkpoint reports: the edge's window watermark
 	// before this batch (see the type's doc).
@@ -295,10 +304,17 @@ func (f *liveReadFn) ProcessElement(ctx context.Context, we *liveClock, rt *sdf.
 	for m := range batch.Messages() {
 		meta, err := m.Metadata()
 		if err != nil {
+			f.cons = nil
 			return sdf.StopProcessing(), err
 		}
 		seq := int64(meta.Sequence.Stream)
 		if !rt.TryClaim(seq) {
+			// The runner split the restriction before seq (prism splits
+			// a long-running reader under load). The consumer has
+			// delivered the rest of the batch already, so the call that
+			// resumes at seq needs a new one; reusing it lost those
+			// messages (TestLiveReaderSplitMidBatch).
+			f.cons = nil
 			return sdf.StopProcessing(), rt.GetError()
 		}
 		n++
@@ -336,6 +352,16 @@ func (f *liveReadFn) ProcessElement(ctx context.Context, we *liveClock, rt *sdf.
 	we.idle(f.clock(), f.Idle)
 	we.report(we.windowWM(f.Lateness))
 	return sdf.ResumeProcessingIn(liveIdleResume), nil
+}
+
+// setBusy marks the call reading (see seqTracker), under the tracker's
+// lock, through which the runner's splits go.
+func setBusy(rt *sdf.LockRTracker, busy bool) {
+	rt.Mu.Lock()
+	defer rt.Mu.Unlock()
+	if t, ok := rt.Rt.(*seqTracker); ok {
+		t.busy = busy
+	}
 }
 
 func (f *liveReadFn) Teardown() {
