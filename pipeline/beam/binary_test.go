@@ -17,7 +17,7 @@ import (
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 
 	"github.com/eddy-edge/eddy/internal/beamtest"
-	"github.com/eddy-edge/eddy/internal/mqtttest"
+	"github.com/eddy-edge/eddy/internal/e2etest"
 	"github.com/eddy-edge/eddy/internal/proclisten"
 	"github.com/eddy-edge/eddy/pipeline"
 )
@@ -66,31 +66,20 @@ func TestEddyBeamPrismListeners(t *testing.T) {
 	out := filepath.Join(dir, "out")
 	cmd := exec.Command(bin, "run", spec, "--runner", "prism", "--output-dir", out,
 		"--input", h.ClientURL()+"/eddy_up?subject=eddy.up.edge-1.>&domain=hub&live=true")
-	var stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		cmd.Process.Kill()
-		<-exited
-	}()
-	// The job runs once it has written window results.
-	mqtttest.WaitFor(t, "eddy-beam's live job to write window results", func() bool {
-		select {
-		case err := <-exited:
-			t.Fatalf("eddy-beam exited: %v\n%s", err, stderr.String())
-		default:
+	proc := e2etest.Start(t, cmd)
+	// The job runs once it has written window results (the first ones take
+	// a while on a loaded machine: a long deadline, never reached when
+	// the job works).
+	for deadline := time.Now().Add(3 * time.Minute); len(readLines(t, filepath.Join(out, "out.jsonl"))) == 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("eddy-beam's live job wrote no window results in 3 minutes:\n%s", proc.Logs())
 		}
-		return len(readLines(t, filepath.Join(out, "out.jsonl"))) > 0
-	})
-	addrs, err := proclisten.Listeners(cmd.Process.Pid)
+	}
+	addrs, err := proclisten.Listeners(proc.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("eddy-beam (pid %d) listens on %v", cmd.Process.Pid, addrs)
+	t.Logf("eddy-beam (pid %d) listens on %v", proc.Pid(), addrs)
 	if len(addrs) < 2 {
 		t.Fatalf("eddy-beam listens on %v: want prism's job server and the loopback worker pool at least", addrs)
 	}
@@ -99,14 +88,8 @@ func TestEddyBeamPrismListeners(t *testing.T) {
 			t.Fatalf("eddy-beam listens on %v, not loopback (all: %v)", a, addrs)
 		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(time.Minute):
-		t.Fatalf("eddy-beam did not stop within a minute of SIGINT\n%s", stderr.String())
-	}
+	// Interrupted, it cancels the job and exits.
+	proc.Stop(syscall.SIGINT)
 }
 
 // TestEddyBeamPortableEndpoint runs the built eddy-beam binary against a
