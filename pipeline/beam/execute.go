@@ -147,6 +147,16 @@ func cancelJobs(client jobpb.JobServiceClient, name string) {
 	}
 }
 
+// PrismEndpoint starts this process's prism job server, which Execute
+// runs RunnerPrism jobs on, if it has not started yet, and returns its
+// endpoint (localhost:PORT; it listens on 127.0.0.1 when PrismLoopback).
+func PrismEndpoint() (string, error) {
+	if err := startPrism(); err != nil {
+		return "", err
+	}
+	return prismJobs.endpoint, nil
+}
+
 // startPrism starts this process's prism job server once, on a free
 // loopback port. prism takes a port, not a listener, so a free port is
 // picked and freed first; if another process takes it meanwhile, prism

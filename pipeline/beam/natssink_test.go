@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/direct"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eddy-edge/eddy/pipeline"
@@ -112,7 +111,7 @@ func TestLiveCloudSink(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go prism.Execute(ctx, bp)
+	go eddybeam.Execute(ctx, eddybeam.RunnerPrism, bp) // cancelled at its job service when the test ends
 	stream, err := js.Stream(ctx, "eddy_up")
 	if err != nil {
 		t.Fatal(err)

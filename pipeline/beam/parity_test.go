@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/apache/beam/sdks/v2/go/pkg/beam"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/direct"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
 
 	"github.com/eddy-edge/eddy/clock"
 	"github.com/eddy-edge/eddy/connectors/file"
@@ -216,16 +214,11 @@ func TestParity(t *testing.T) {
 	}
 }
 
+// execute runs p through eddybeam.Execute, as eddy-beam does (one job at
+// a time: Beam's job options are process-wide).
 func execute(t *testing.T, runner string, p *beam.Pipeline) {
 	t.Helper()
-	var err error
-	switch runner {
-	case "direct":
-		_, err = direct.Execute(context.Background(), p)
-	case "prism":
-		_, err = prism.Execute(context.Background(), p)
-	}
-	if err != nil {
+	if err := eddybeam.Execute(context.Background(), runner, p); err != nil {
 		t.Fatalf("%s: %v", runner, err)
 	}
 }

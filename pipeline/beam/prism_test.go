@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/options/jobopts"
-	"github.com/apache/beam/sdks/v2/go/pkg/beam/runners/prism"
-
 	"github.com/eddy-edge/eddy/internal/proclisten"
 	"github.com/eddy-edge/eddy/pipeline"
 	eddybeam "github.com/eddy-edge/eddy/pipeline/beam"
@@ -46,10 +43,13 @@ func TestPrismJobServerLoopback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := prism.Execute(context.Background(), bp); err != nil {
+	if err := eddybeam.Execute(context.Background(), eddybeam.RunnerPrism, bp); err != nil {
 		t.Fatal(err)
 	}
-	endpoint := *jobopts.Endpoint // set by prism.Execute: localhost:PORT
+	endpoint, err := eddybeam.PrismEndpoint() // the server the job ran on
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, port, err := net.SplitHostPort(endpoint)
 	if err != nil {
 		t.Fatalf("prism endpoint %q: %v", endpoint, err)
