@@ -108,13 +108,18 @@ func Execute(ctx context.Context, runner string, p *beam.Pipeline) error {
 		}
 	}
 	// Cancel the job by name until the service reports it stopped (it may
-	// not be submitted yet), at most cancelWait.
+	// not be submitted yet), at most cancelWait. A service that cannot be
+	// reached for a second (a wrong endpoint: the job was never submitted)
+	// is not waited for.
 	deadline := time.Now().Add(cancelWait)
+	reached := time.Now()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	for time.Now().Before(deadline) {
-		if client != nil {
-			cancelJobs(client, name)
+	for time.Now().Before(deadline) && client != nil {
+		if err := cancelJobs(client, name); err == nil {
+			reached = time.Now()
+		} else if time.Since(reached) > time.Second {
+			break
 		}
 		select {
 		case <-done:
@@ -124,16 +129,20 @@ func Execute(ctx context.Context, runner string, p *beam.Pipeline) error {
 	}
 	stopJob()
 	<-done
+	if time.Now().Before(deadline) {
+		return fmt.Errorf("%w (the job service at %s could not be reached to cancel job %s)", ctx.Err(), endpoint, name)
+	}
 	return fmt.Errorf("%w (the job service at %s did not report job %s stopped within %v)", ctx.Err(), endpoint, name, cancelWait)
 }
 
 // cancelJobs asks the job service to cancel the running jobs named name.
-func cancelJobs(client jobpb.JobServiceClient, name string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+// It fails when the service cannot be asked.
+func cancelJobs(client jobpb.JobServiceClient, name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	jobs, err := client.GetJobs(ctx, &jobpb.GetJobsRequest{})
 	if err != nil {
-		return
+		return err
 	}
 	for _, j := range jobs.GetJobInfo() {
 		if j.GetJobName() != name {
@@ -145,6 +154,7 @@ func cancelJobs(client jobpb.JobServiceClient, name string) {
 		}
 		client.Cancel(ctx, &jobpb.CancelJobRequest{JobId: j.GetJobId()})
 	}
+	return nil
 }
 
 // PrismEndpoint starts this process's prism job server, which Execute
