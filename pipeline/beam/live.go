@@ -20,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/eddy-edge/eddy/connectors/walexport"
-	"github.com/eddy-edge/eddy/pipeline"
 )
 
 // Live reading: how often the reader hands its output to the runner, and
@@ -36,6 +35,10 @@ const (
 	// liveIdleResume is how soon the reader asks to be resumed after a
 	// fetch that found nothing.
 	liveIdleResume = 100 * time.Millisecond
+	// liveIdleDefault is the idle timeout of a pipeline without a window
+	// or an idleTimeout (Plan.IdleTimeout derives the others as the edge
+	// engine does).
+	liveIdleDefault = 30 * time.Second
 )
 
 // liveReadFn is the unbounded source of a live job: a splittable DoFn
@@ -394,39 +397,6 @@ func (liveWindowKeyFn) ProcessElement(w beam.Window, r Rec, emit func(string, Re
 		return
 	}
 	emit(r.Key, r)
-}
-
-// liveIdle is the pipeline's idle timeout, as the edge engine derives it:
-// its idleTimeout, else its longest window (size or gap) plus lateness,
-// else 30s.
-func liveIdle(p *pipeline.Plan) time.Duration {
-	if p.Spec.IdleTimeout != nil {
-		return p.Spec.IdleTimeout.Duration
-	}
-	var longest time.Duration
-	for _, st := range p.Spec.Steps {
-		w := st.Window
-		if w == nil {
-			continue
-		}
-		var d time.Duration
-		switch {
-		case w.Tumbling != nil:
-			d = w.Tumbling.Duration
-		case w.Sliding != nil:
-			d = w.Sliding.Size.Duration
-		case w.Session != nil:
-			d = w.Session.Gap.Duration
-		}
-		if w.AllowedLateness != nil {
-			d += w.AllowedLateness.Duration
-		}
-		longest = max(longest, d)
-	}
-	if longest == 0 {
-		return 30 * time.Second
-	}
-	return longest
 }
 
 func init() {

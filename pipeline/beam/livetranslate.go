@@ -52,7 +52,7 @@ func translateLive(s beam.Scope, p *pipeline.Plan, spec []byte, parts parts, in 
 	if err := liveSupport(p, in, opts); err != nil {
 		return err
 	}
-	read := &liveReadFn{In: in, Decode: decodeFn{Spec: spec, Steps: parts.pre}, Idle: int64(liveIdle(p)), Ordered: parts.window < 0}
+	read := &liveReadFn{In: in, Decode: decodeFn{Spec: spec, Steps: parts.pre}, Idle: int64(p.IdleTimeout(liveIdleDefault)), Ordered: parts.window < 0}
 	if parts.window >= 0 {
 		if l := p.Spec.Steps[parts.window].Window.AllowedLateness; l != nil {
 			read.Lateness = int64(l.Duration)
