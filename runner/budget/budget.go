@@ -63,6 +63,7 @@ type Sizes struct {
 // segment being written is not held. With one cached segment, lagging
 // readers in two different segments reloaded theirs from the file in
 // turn, 1 MiB of garbage per 32 records read.)
+//
 //	commit queue       limit/4 KiB records, 4096–65536
 //	broker write queue limit/16 KiB slots per client, 2048–8192
 //
