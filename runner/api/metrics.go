@@ -85,6 +85,7 @@ var brokerMetrics = []brokerMetric{
 	bm("topics_refused_total", "Publishes and subscription filters refused for a topic over the length or level bound.", true, func(s BrokerStats) int64 { return s.TopicsRefused }),
 	bm("subscriptions_refused_total", "Subscription filters refused because the session holds the maximum.", true, func(s BrokerStats) int64 { return s.SubscriptionsRefused }),
 	bm("receive_maximum_exceeded_total", "MQTT 5 clients disconnected for exceeding the receive maximum.", true, func(s BrokerStats) int64 { return s.ReceiveMaximumExceeded }),
+	bm("connect_timeouts_total", "Connections closed for not sending CONNECT within the connect timeout.", true, func(s BrokerStats) int64 { return s.ConnectTimeouts }),
 }
 
 type walMetric struct {

@@ -122,6 +122,7 @@ type BrokerStats struct {
 	TopicsRefused          int64 `json:"topicsRefused"`
 	SubscriptionsRefused   int64 `json:"subscriptionsRefused"`
 	ReceiveMaximumExceeded int64 `json:"receiveMaximumExceeded"`
+	ConnectTimeouts        int64 `json:"connectTimeouts"`
 }
 
 // MQTTClient mirrors broker.ClientInfo.

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -253,6 +255,14 @@ func (b *Broker) answerRefusedSubscriptions(cl *mqtt.Client, codes []byte) (refu
 	return refused
 }
 
+// connEnded counts a connection that ended without sending CONNECT in
+// time (mochi's "read connection" error on the deadline guardConn set).
+func (b *Broker) connEnded(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) && strings.HasPrefix(err.Error(), "read connection") {
+		b.connectTimeouts.Add(1)
+	}
+}
+
 // truncate shortens s for a log line.
 func truncate(s string, n int) string {
 	if len(s) <= n {
@@ -262,6 +272,9 @@ func truncate(s string, n int) string {
 }
 
 // guardConn wraps a new client connection in a frameGuard.
+// The connection must send its CONNECT within ConnectTimeout (mochi sets the
+// keepalive deadline once it has read it).
 func (b *Broker) guardConn(c net.Conn) net.Conn {
+	_ = c.SetReadDeadline(time.Now().Add(b.opts.ConnectTimeout))
 	return &guardedConn{Conn: c, b: b, guard: frameGuard{max: uint64(b.opts.MaxPacketSize)}}
 }

@@ -121,6 +121,11 @@ type Options struct {
 	// keepalive, as a waiting publisher's pings are not answered. With a
 	// Replayer nobody waits.
 	BackpressureTimeout time.Duration
+	// ConnectTimeout bounds how long a new connection may take to send its
+	// CONNECT packet (default 10s); then it is closed and counted
+	// (Stats.ConnectTimeouts). Without it a connection that never speaks
+	// held a goroutine and a descriptor for ever and kept Close waiting.
+	ConnectTimeout time.Duration
 	// MaxPacketSize is the largest MQTT packet a client may send, in bytes
 	// (default DefaultMaxPacketSize, 1 MiB; at most 268435460). It is
 	// announced to MQTT 5 clients; a bigger packet is refused from its
@@ -201,6 +206,7 @@ type Stats struct {
 	TopicsRefused          int64 // publishes and filters over MaxTopicLength or MaxTopicLevels
 	SubscriptionsRefused   int64 // filters refused because the session holds MaxSubscriptions
 	ReceiveMaximumExceeded int64 // MQTT 5 clients disconnected for more than ReceiveMaximum publishes in flight
+	ConnectTimeouts        int64 // connections closed for not sending CONNECT within ConnectTimeout
 }
 
 // ClientInfo describes one session.
@@ -275,10 +281,10 @@ type Broker struct {
 	bpWaits, bpTimeouts                                 atomic.Int64
 
 	// Bounds (bounds.go).
-	warn                                          *ratelog.Logger
-	tooLarge, topicsRefused, subQuota, receiveMax atomic.Int64
-	subMu                                         sync.Mutex
-	subRefusals                                   map[*mqtt.Client][]subRefusal
+	warn                                                           *ratelog.Logger
+	tooLarge, topicsRefused, subQuota, receiveMax, connectTimeouts atomic.Int64
+	subMu                                                          sync.Mutex
+	subRefusals                                                    map[*mqtt.Client][]subRefusal
 
 	// Slow subscribers (slow.go).
 	replay                                              Replayer // Options.Log, when it can replay
@@ -336,6 +342,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	if opts.MaxPacketSize == 0 {
 		opts.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 10 * time.Second
 	}
 	if opts.MaxPacketSize > maxMQTTPacket {
 		return nil, fmt.Errorf("broker: MaxPacketSize %d is over MQTT's largest packet (%d bytes); use at most that", opts.MaxPacketSize, maxMQTTPacket)
@@ -435,7 +444,7 @@ func (b *Broker) start(ctx context.Context) error {
 		if tlsConf != nil {
 			ln = tls.NewListener(ln, tlsConf)
 		}
-		l := &listener{id: id, proto: proto, ln: ln, ws: ws, wrap: b.guardConn, closeClients: b.disconnectListener}
+		l := &listener{id: id, proto: proto, ln: ln, ws: ws, wrap: b.guardConn, ended: b.connEnded, closeClients: b.disconnectListener}
 		b.lns = append(b.lns, l)
 		return l, nil
 	}
@@ -733,6 +742,7 @@ func (b *Broker) Stats() Stats {
 		TopicsRefused:          b.topicsRefused.Load(),
 		SubscriptionsRefused:   b.subQuota.Load(),
 		ReceiveMaximumExceeded: b.receiveMax.Load(),
+		ConnectTimeouts:        b.connectTimeouts.Load(),
 	}
 }
 

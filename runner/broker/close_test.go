@@ -70,3 +70,34 @@ func TestCloseWhileClientsConnect(t *testing.T) {
 		wg.Wait()
 	}
 }
+
+// TestSilentConnectionClosed: a connection that never sends CONNECT is
+// closed after ConnectTimeout and counted; it no longer holds a goroutine for
+// ever nor keeps Close waiting.
+func TestSilentConnectionClosed(t *testing.T) {
+	b := startBroker(t, Options{AllowAnonymous: true, ConnectTimeout: 200 * time.Millisecond})
+	c, err := net.Dial("tcp", b.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("read %d bytes from the broker before sending CONNECT", n)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the broker kept a silent connection open for 30 s (ConnectTimeout 200ms)")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Stats().ConnectTimeouts != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("ConnectTimeouts = %d, want 1", b.Stats().ConnectTimeouts)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A client that connects properly is not affected by the deadline.
+	cl := connect(t, brokerURL(b), nil)
+	time.Sleep(400 * time.Millisecond)
+	if !cl.IsConnectionOpen() {
+		t.Fatal("a connected client was dropped after ConnectTimeout")
+	}
+}

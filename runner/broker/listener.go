@@ -22,6 +22,7 @@ type listener struct {
 	ln        net.Listener
 	ws        bool
 	wrap      func(net.Conn) net.Conn // applied to each client connection
+	ended     func(error)             // told how each connection ended
 	// closeClients, when set, replaces mochi's closer on Close (see
 	// Broker.disconnectListener).
 	closeClients listeners.CloseFn
@@ -87,7 +88,11 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			return
 		}
 		go l.serve(conn, func() {
-			if err := establish(l.id, l.wrap(conn)); err != nil && !errors.Is(err, io.EOF) {
+			err := establish(l.id, l.wrap(conn))
+			if l.ended != nil {
+				l.ended(err)
+			}
+			if err != nil && !errors.Is(err, io.EOF) {
 				l.log.Debug("mqtt connection ended", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
 			}
 		})
@@ -111,7 +116,11 @@ func (l *listener) serveWS(establish listeners.EstablishFn) {
 			}
 			defer c.Close()
 			l.serve(c, func() {
-				if err := establish(l.id, l.wrap(&wsConn{Conn: c.UnderlyingConn(), c: c})); err != nil && !errors.Is(err, io.EOF) {
+				err := establish(l.id, l.wrap(&wsConn{Conn: c.UnderlyingConn(), c: c}))
+				if l.ended != nil {
+					l.ended(err)
+				}
+				if err != nil && !errors.Is(err, io.EOF) {
 					l.log.Debug("mqtt websocket connection ended", "listener", l.id, "remote", r.RemoteAddr, "error", err)
 				}
 			})
