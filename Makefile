@@ -52,7 +52,12 @@ vet:
 test: beam-prism test-deps
 	$(GO) vet ./...
 	EDDY_REQUIRE_TOOLS=1 $(GO) test -count=1 -timeout 15m ./...
-	EDDY_REQUIRE_TOOLS=1 $(GO) test -count=1 -race -timeout 10m ./runner/... ./operators/... ./pipeline/... ./connectors/...
+	EDDY_REQUIRE_TOOLS=1 $(GO) test -count=1 -race -timeout 10m ./runner/... ./operators/... ./connectors/... $$($(GO) list ./pipeline/... | grep -v '/pipeline/beam$$')
+	# Beam v2.77.0's SDK harness races with itself when a live job is
+	# cancelled (harness.go closes respc while a bundle goroutine sends on
+	# it), so its live tests run only in the plain `go test ./...` above;
+	# everything else in pipeline/beam runs with -race.
+	EDDY_REQUIRE_TOOLS=1 $(GO) test -count=1 -race -timeout 10m -skip 'TestLive|TestEddyBeamPrismListeners' ./pipeline/beam
 
 bench: beam-prism deps build
 	./scripts/bench.sh
