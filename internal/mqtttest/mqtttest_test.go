@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
+	mqtt "github.com/eddy-edge/eddy/internal/mochi"
+	"github.com/eddy-edge/eddy/internal/mochi/hooks/auth"
+	"github.com/eddy-edge/eddy/internal/mochi/listeners"
 )
 
 // recorder is a testing.TB whose Fatal and Skip end the calling goroutine

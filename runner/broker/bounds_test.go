@@ -11,7 +11,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/eddy-edge/eddy/internal/mochi/packets"
 )
 
 func TestFrameGuardScan(t *testing.T) {

@@ -15,8 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
+	mqtt "github.com/eddy-edge/eddy/internal/mochi"
+	"github.com/eddy-edge/eddy/internal/mochi/packets"
 
 	"github.com/eddy-edge/eddy/clock"
 	"github.com/eddy-edge/eddy/internal/ratelog"

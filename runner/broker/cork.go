@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
+	mqtt "github.com/eddy-edge/eddy/internal/mochi"
 )
 
 // corkMax is how many bytes a corked connection holds before it writes

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"strings"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
+	mqtt "github.com/eddy-edge/eddy/internal/mochi"
+	"github.com/eddy-edge/eddy/internal/mochi/packets"
 )
 
 // hook plugs Eddy's auth, ACL, durability and flow control into mochi.

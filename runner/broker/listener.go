@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/eddy-edge/eddy/internal/mochi/listeners"
 )
 
 // listener is a mochi listener over a net.Listener that the broker bound

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/eddy-edge/eddy/internal/mochi/packets"
 )
 
 // v5Client is a minimal MQTT 5 client over a raw connection, encoding and

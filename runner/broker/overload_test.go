@@ -11,9 +11,9 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
+	mqtt "github.com/eddy-edge/eddy/internal/mochi"
+	"github.com/eddy-edge/eddy/internal/mochi/hooks/auth"
+	"github.com/eddy-edge/eddy/internal/mochi/listeners"
 )
 
 const (

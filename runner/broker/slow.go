@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
+	mqtt "github.com/eddy-edge/eddy/internal/mochi"
+	"github.com/eddy-edge/eddy/internal/mochi/packets"
 )
 
 // DefaultMaxQueuedMessages is how many messages a subscriber may have

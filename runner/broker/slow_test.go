@@ -8,7 +8,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/eddy-edge/eddy/internal/mochi/packets"
 )
 
 // publishN publishes n messages "prefix-i" of size bytes with paho and

@@ -7,10 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/hooks/auth"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
+	mqtt "github.com/eddy-edge/eddy/internal/mochi"
+	"github.com/eddy-edge/eddy/internal/mochi/hooks/auth"
+	"github.com/eddy-edge/eddy/internal/mochi/listeners"
+	"github.com/eddy-edge/eddy/internal/mochi/packets"
 
 	"github.com/eddy-edge/eddy/internal/mqtttest"
 )
