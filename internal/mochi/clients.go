@@ -190,6 +190,10 @@ func newClient(c net.Conn, o *ops) *Client {
 	return cl
 }
 
+// PendingWrites is the number of packets queued for the client's write
+// loop (eddy: Eddy's broker bounds each client's queue by it).
+func (cl *Client) PendingWrites() int { return len(cl.State.outbound) }
+
 // WriteLoop ranges over pending outbound messages and writes them to the client connection.
 func (cl *Client) WriteLoop() {
 	for {
@@ -371,13 +375,13 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 		}
 
 		cl.refreshDeadline(cl.State.Keepalive)
-		fh := new(packets.FixedHeader)
-		err = cl.ReadFixedHeader(fh)
+		var fh packets.FixedHeader // eddy: on the stack
+		err = cl.ReadFixedHeader(&fh)
 		if err != nil {
 			return err
 		}
 
-		pk, err := cl.ReadPacket(fh)
+		pk, err := cl.ReadPacket(&fh)
 		if err != nil {
 			return err
 		}
@@ -475,9 +479,9 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 
 	atomic.AddInt64(&cl.ops.info.BytesReceived, int64(n))
 
-	// Decode the remaining packet values using a fresh copy of the bytes,
-	// otherwise the next packet will change the data of this one.
-	px := append([]byte{}, p[:]...)
+	// eddy: p is this packet's own buffer, so it is decoded in place
+	// (upstream decoded a second copy of it: two allocations per packet).
+	px := p
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectDecode(px)
@@ -522,6 +526,24 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 	return
 }
 
+// eddy: encodeBuffers holds the buffers WritePacket encodes packets into.
+var encodeBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// encodeBufferMax is the largest buffer put back for reuse (eddy).
+const encodeBufferMax = 64 << 10
+
+func getEncodeBuffer() *bytes.Buffer {
+	b := encodeBuffers.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+func putEncodeBuffer(b *bytes.Buffer) {
+	if b.Cap() <= encodeBufferMax {
+		encodeBuffers.Put(b)
+	}
+}
+
 // WritePacket encodes and writes a packet to the client.
 func (cl *Client) WritePacket(pk packets.Packet) error {
 	if cl.Closed() {
@@ -556,7 +578,8 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 	pk = cl.ops.hooks.OnPacketEncode(cl, pk)
 
 	var err error
-	buf := new(bytes.Buffer)
+	buf := getEncodeBuffer() // eddy: reused (a new buffer grew per packet)
+	defer putEncodeBuffer(buf)
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectEncode(buf)
@@ -599,30 +622,29 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		return packets.ErrPacketTooLarge // [MQTT-3.1.2-24] [MQTT-3.1.2-25]
 	}
 
+	// eddy: the write buffer is kept between flushes (upstream dropped it
+	// after each flush and grew a new one).
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
-		if len(cl.State.outbound) == 0 {
-			if cl.Net.outbuf == nil {
-				return buf.WriteTo(cl.Net.Conn)
-			}
-
-			// first write to buffer, then flush buffer
-			n, _ := cl.Net.outbuf.Write(buf.Bytes()) // will always be successful
-			err = cl.flushOutbuf()
-			return int64(n), err
+		ob := cl.Net.outbuf
+		queued := len(cl.State.outbound) > 0
+		if !queued && (ob == nil || ob.Len() == 0) {
+			return buf.WriteTo(cl.Net.Conn)
 		}
 
-		// there are more writes in the queue
-		if cl.Net.outbuf == nil {
+		if ob == nil {
 			if buf.Len() >= cl.ops.options.ClientNetWriteBufferSize {
 				return buf.WriteTo(cl.Net.Conn)
 			}
-			cl.Net.outbuf = new(bytes.Buffer)
+			ob = new(bytes.Buffer)
+			cl.Net.outbuf = ob
 		}
 
-		n, _ := cl.Net.outbuf.Write(buf.Bytes()) // will always be successful
-		if cl.Net.outbuf.Len() < cl.ops.options.ClientNetWriteBufferSize {
+		// there are more writes in the queue: buffer them until it is
+		// empty or the buffer is full
+		n, _ := ob.Write(buf.Bytes()) // will always be successful
+		if queued && ob.Len() < cl.ops.options.ClientNetWriteBufferSize {
 			return int64(n), nil
 		}
 
@@ -650,7 +672,7 @@ func (cl *Client) flushOutbuf() (err error) {
 	}
 
 	_, err = cl.Net.outbuf.WriteTo(cl.Net.Conn)
-	if err == nil {
+	if err == nil && cl.Net.outbuf.Cap() > encodeBufferMax { // eddy: else kept for the next packets
 		cl.Net.outbuf = nil
 	}
 	return

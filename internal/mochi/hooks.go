@@ -16,6 +16,14 @@ import (
 	"github.com/eddy-edge/eddy/internal/mochi/system"
 )
 
+// eddy: the codes compared against on every publish, boxed as errors once
+// (errors.Is(err, packets.CodeSuccessIgnore) boxed the Code struct on each
+// call: an allocation per publish a hook ignores or rejects).
+var (
+	errRejectPacket  error = packets.ErrRejectPacket
+	errSuccessIgnore error = packets.CodeSuccessIgnore
+)
+
 const (
 	SetOptions byte = iota
 	OnSysInfoTick
@@ -271,7 +279,7 @@ func (h *Hooks) OnPacketRead(cl *Client, pk packets.Packet) (pkx packets.Packet,
 	for _, hook := range h.GetAll() {
 		if hook.Provides(OnPacketRead) {
 			npk, err := hook.OnPacketRead(cl, pkx)
-			if err != nil && errors.Is(err, packets.ErrRejectPacket) {
+			if err != nil && errors.Is(err, errRejectPacket) {
 				h.Log.Debug("packet rejected", "hook", hook.ID(), "packet", pkx)
 				return pk, err
 			} else if err != nil {
@@ -399,13 +407,13 @@ func (h *Hooks) OnPublish(cl *Client, pk packets.Packet) (pkx packets.Packet, er
 		if hook.Provides(OnPublish) {
 			npk, err := hook.OnPublish(cl, pkx)
 			if err != nil {
-				if errors.Is(err, packets.ErrRejectPacket) {
+				if errors.Is(err, errRejectPacket) {
 					h.Log.Debug("publish packet rejected",
 						"error", err,
 						"hook", hook.ID(),
 						"packet", pkx)
 					return pk, err
-				} else if errors.Is(err, packets.CodeSuccessIgnore) {
+				} else if errors.Is(err, errSuccessIgnore) {
 					return pk, err
 				}
 				h.Log.Error("publish packet error",

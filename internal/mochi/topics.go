@@ -350,7 +350,37 @@ func (s *Subscribers) MergeSharedSelected() {
 type TopicsIndex struct {
 	Retained *packets.Packets
 	root     *particle // a leaf containing a message and more leaves.
+	cache    subscribersCache // eddy: Subscribers answers per topic name
 }
+
+// eddy: subscribersCacheMax bounds the topic names whose subscribers are
+// remembered; past it the cache starts over (a miss costs one scan).
+const subscribersCacheMax = 4096
+
+// eddy: subscribersCache remembers Subscribers answers per topic name.
+// Upstream scanned the index on every publish, building four maps and
+// copying every matching subscription (a third of all bytes allocated when
+// Eddy forwards a pipeline's output to a subscriber). Every change to the
+// index bumps gen after the change is made, and a lookup reads gen before
+// it scans, so an answer is used only while no subscription changed since
+// its scan began: a publish that starts after a SUBACK (mochi subscribes
+// before it acknowledges) reaches the new subscriber.
+type subscribersCache struct {
+	gen atomic.Uint64
+	mu  sync.RWMutex
+	m   map[string]cachedSubscribers
+}
+
+type cachedSubscribers struct {
+	gen  uint64
+	subs *Subscribers
+}
+
+// Generation changes whenever a subscription is added or removed (eddy).
+func (x *TopicsIndex) Generation() uint64 { return x.cache.gen.Load() }
+
+// changed records a change to the index (eddy).
+func (x *TopicsIndex) changed() { x.cache.gen.Add(1) }
 
 // NewTopicsIndex returns a pointer to a new instance of Index.
 func NewTopicsIndex() *TopicsIndex {
@@ -368,6 +398,7 @@ func NewTopicsIndex() *TopicsIndex {
 func (x *TopicsIndex) InlineSubscribe(subscription InlineSubscription) bool {
 	x.root.Lock()
 	defer x.root.Unlock()
+	defer x.changed() // eddy: after the change, before the lock is released
 
 	var existed bool
 	n := x.set(subscription.Filter, 0)
@@ -382,6 +413,7 @@ func (x *TopicsIndex) InlineSubscribe(subscription InlineSubscription) bool {
 func (x *TopicsIndex) InlineUnsubscribe(id int, filter string) bool {
 	x.root.Lock()
 	defer x.root.Unlock()
+	defer x.changed() // eddy: after the change, before the lock is released
 
 	particle := x.seek(filter, 0)
 	if particle == nil {
@@ -401,6 +433,7 @@ func (x *TopicsIndex) InlineUnsubscribe(id int, filter string) bool {
 func (x *TopicsIndex) Subscribe(client string, subscription packets.Subscription) bool {
 	x.root.Lock()
 	defer x.root.Unlock()
+	defer x.changed() // eddy: after the change, before the lock is released
 
 	var existed bool
 	prefix, _ := isolateParticle(subscription.Filter, 0)
@@ -423,6 +456,7 @@ func (x *TopicsIndex) Subscribe(client string, subscription packets.Subscription
 func (x *TopicsIndex) Unsubscribe(filter, client string) bool {
 	x.root.Lock()
 	defer x.root.Unlock()
+	defer x.changed() // eddy: after the change, before the lock is released
 
 	var d int
 	prefix, _ := isolateParticle(filter, 0)
@@ -580,13 +614,34 @@ func (x *TopicsIndex) scanMessages(filter string, d int, n *particle, pks []pack
 
 // Subscribers returns a map of clients who are subscribed to matching filters,
 // their subscription ids and highest qos.
+//
+// eddy: the answer may be shared with other callers and must not be
+// modified, unless it has shared subscriptions (publishToSubscribers
+// selects among them in place): those answers are never cached.
 func (x *TopicsIndex) Subscribers(topic string) *Subscribers {
-	return x.scanSubscribers(topic, 0, nil, &Subscribers{
+	g := x.cache.gen.Load()
+	x.cache.mu.RLock()
+	e, ok := x.cache.m[topic]
+	x.cache.mu.RUnlock()
+	if ok && e.gen == g {
+		return e.subs
+	}
+	subs := x.scanSubscribers(topic, 0, nil, &Subscribers{
 		Shared:              map[string]map[string]packets.Subscription{},
 		SharedSelected:      map[string]packets.Subscription{},
 		Subscriptions:       map[string]packets.Subscription{},
 		InlineSubscriptions: map[int]InlineSubscription{},
 	})
+	if len(subs.Shared) > 0 {
+		return subs
+	}
+	x.cache.mu.Lock()
+	if x.cache.m == nil || len(x.cache.m) >= subscribersCacheMax {
+		x.cache.m = make(map[string]cachedSubscribers)
+	}
+	x.cache.m[topic] = cachedSubscribers{gen: g, subs: subs}
+	x.cache.mu.Unlock()
+	return subs
 }
 
 // scanSubscribers returns a list of client subscriptions matching an indexed topic address.

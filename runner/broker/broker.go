@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -252,7 +251,6 @@ type Broker struct {
 	tcp      *listener
 	tlsLn    *listener
 	wsLn     *listener
-	pendFn   func(*mqtt.Client) int
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -395,11 +393,6 @@ func New(opts Options) (*Broker, error) {
 		}
 		b.auth = newAuthenticator(af)
 	}
-	pend, err := pendingWritesFunc()
-	if err != nil {
-		return nil, err
-	}
-	b.pendFn = pend
 	b.fastPath = opts.HighWater >= 256 && opts.MaxPendingWrites >= 4*opts.HighWater && opts.MaxInflight >= 4*opts.HighWater
 	b.notify.init()
 
@@ -788,7 +781,7 @@ func (b *Broker) Clients() []ClientInfo {
 			CleanSession:    cl.Properties.Clean,
 			Subscriptions:   filters,
 			Inflight:        cl.State.Inflight.Len(),
-			PendingWrites:   b.pendFn(cl),
+			PendingWrites:   cl.PendingWrites(),
 			Dropped:         dropped,
 			Lagging:         lagging,
 			LagFrom:         lagFrom,
@@ -836,26 +829,6 @@ func (b *Broker) Topics() []TopicInfo {
 	return out
 }
 
-// pendingWritesFunc returns a function that reads the length of a mochi
-// client's write queue. mochi keeps it in an unexported channel
-// (ClientState.outbound); reflect may read a channel's length without
-// unsafe. The field is looked up once and its absence (another mochi
-// version) is an error at New rather than silent message loss.
-func pendingWritesFunc() (func(*mqtt.Client) int, error) {
-	st, ok := reflect.TypeFor[mqtt.Client]().FieldByName("State")
-	if !ok {
-		return nil, errors.New("broker: mochi Client has no State field; this mochi version is not supported (want v2.7.9)")
-	}
-	f, ok := st.Type.FieldByName("outbound")
-	if !ok || f.Type.Kind() != reflect.Chan {
-		return nil, errors.New("broker: mochi ClientState has no outbound channel; this mochi version is not supported (want v2.7.9)")
-	}
-	idx := append(append([]int(nil), st.Index...), f.Index...)
-	return func(cl *mqtt.Client) int {
-		return reflect.ValueOf(cl).Elem().FieldByIndex(idx).Len()
-	}, nil
-}
-
 // notifier wakes publishers waiting for subscribers to drain.
 type notifier struct {
 	waiters atomic.Int64
@@ -900,7 +873,7 @@ func (b *Broker) congested(self, topic string) bool {
 		if !ok || cl.Closed() {
 			return false
 		}
-		return cl.State.Inflight.Len() >= b.opts.HighWater || b.pendFn(cl) >= b.opts.HighWater
+		return cl.State.Inflight.Len() >= b.opts.HighWater || cl.PendingWrites() >= b.opts.HighWater
 	}
 	for id, sub := range subs.Subscriptions {
 		if check(id, sub) {
@@ -936,7 +909,7 @@ func (b *Broker) mayBeCongested() bool {
 	if now-last >= int64(hotScanEvery) && b.hotScanAt.CompareAndSwap(last, now) {
 		warm, half := false, b.opts.HighWater/2
 		for _, cl := range b.srv.Clients.GetAll() {
-			if !cl.Closed() && (cl.State.Inflight.Len() >= half || b.pendFn(cl) >= half) {
+			if !cl.Closed() && (cl.State.Inflight.Len() >= half || cl.PendingWrites() >= half) {
 				warm = true
 				break
 			}

@@ -128,7 +128,7 @@ func (b *Broker) state(cl *mqtt.Client) *clientState {
 // overQueued reports whether cl holds MaxQueuedMessages or more messages
 // queued for writing plus unacknowledged.
 func (b *Broker) overQueued(cl *mqtt.Client) bool {
-	return b.pendFn(cl)+cl.State.Inflight.Len() >= b.opts.MaxQueuedMessages
+	return cl.PendingWrites()+cl.State.Inflight.Len() >= b.opts.MaxQueuedMessages
 }
 
 // admitDelivery decides, for one delivery mochi is about to make to a
@@ -315,7 +315,7 @@ func (b *Broker) waitForRoom(lg *laggard) (*mqtt.Client, int, bool) {
 		// by a later write, and a catch-up goroutine may be the last
 		// writer. Live deliveries to a laggard are suppressed, so the
 		// queue only drains.
-		if !cl.Closed() && b.pendFn(cl) == 0 {
+		if !cl.Closed() && cl.PendingWrites() == 0 {
 			room := b.opts.MaxQueuedMessages - cl.State.Inflight.Len()
 			need := max(1, b.opts.MaxQueuedMessages/8)
 			if rm := int(cl.Properties.Props.ReceiveMaximum); rm > 0 {
@@ -373,7 +373,7 @@ func (b *Broker) disconnectGracefully(cl *mqtt.Client, code packets.Code) {
 			ReasonCode: code.Code, Properties: packets.Properties{ReasonString: code.Reason}})
 		const every = 10 * time.Millisecond
 		tick := b.clk.NewTicker(every)
-		progress := func() [3]int { return [3]int{unsent(cl.Net.Conn), cl.State.Inflight.Len(), b.pendFn(cl)} }
+		progress := func() [3]int { return [3]int{unsent(cl.Net.Conn), cl.State.Inflight.Len(), cl.PendingWrites()} }
 		last, idle := progress(), time.Duration(0)
 		for waited := time.Duration(0); waited < disconnectMaxGrace && idle < disconnectIdleGrace &&
 			!cl.Closed() && b.ctx.Err() == nil; waited += every {
