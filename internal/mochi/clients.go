@@ -190,6 +190,19 @@ func newClient(c net.Conn, o *ops) *Client {
 	return cl
 }
 
+// eddy: queuedPackets recycles the packets queued for write loops: only
+// publishToClient puts a packet on a queue and only the write loop takes
+// it off, so a packet goes back once written (or once refused by a full
+// queue). Packets left queued when a client goes are collected as usual.
+var queuedPackets = sync.Pool{New: func() any { return new(packets.Packet) }}
+
+func getQueuedPacket() *packets.Packet { return queuedPackets.Get().(*packets.Packet) }
+
+func putQueuedPacket(pk *packets.Packet) {
+	*pk = packets.Packet{}
+	queuedPackets.Put(pk)
+}
+
 // PendingWrites is the number of packets queued for the client's write
 // loop (eddy: Eddy's broker bounds each client's queue by it).
 func (cl *Client) PendingWrites() int { return len(cl.State.outbound) }
@@ -201,8 +214,9 @@ func (cl *Client) WriteLoop() {
 		case pk := <-cl.State.outbound:
 			if err := cl.WritePacket(*pk); err != nil {
 				// TODO : Figure out what to do with error
-				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", *pk)
 			}
+			putQueuedPacket(pk) // eddy
 			atomic.AddInt32(&cl.State.outboundQty, -1)
 		case <-cl.State.open.Done():
 			return

@@ -1005,6 +1005,13 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 		inlineSubscription.Handler(s.inlineClient, inlineSubscription.Subscription, pk)
 	}
 
+	// eddy: network subscribers share one copy of the payload (upstream
+	// copied it for each). A network client's payload is its packet's own
+	// buffer; an inline publisher keeps its slice, so it is copied once.
+	if len(subscribers.Subscriptions) > 0 && pk.Origin == InlineClientId {
+		pk.Payload = append([]byte(nil), pk.Payload...)
+	}
+
 	for id, subs := range subscribers.Subscriptions {
 		if cl, ok := s.Clients.Get(id); ok {
 			_, err := s.publishToClient(cl, subs, pk)
@@ -1020,7 +1027,10 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		return pk, nil // [MQTT-3.8.3-3]
 	}
 
+	payload := pk.Payload // eddy: shared, never modified (see publishToSubscribers)
+	pk.Payload = nil
 	out := pk.Copy(false)
+	out.Payload = payload
 	if !s.hooks.OnACLCheck(cl, pk.TopicName, false) {
 		return out, packets.ErrNotAuthorized
 	}
@@ -1091,10 +1101,13 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		return out, packets.CodeDisconnect
 	}
 
+	queued := getQueuedPacket() // eddy: recycled by the write loop (a new packet escaped per delivery)
+	*queued = out
 	select {
-	case cl.State.outbound <- &out:
+	case cl.State.outbound <- queued:
 		atomic.AddInt32(&cl.State.outboundQty, 1)
 	default:
+		putQueuedPacket(queued)
 		atomic.AddInt64(&s.Info.MessagesDropped, 1)
 		cl.ops.hooks.OnPublishDropped(cl, pk)
 		if out.FixedHeader.Qos > 0 {
