@@ -113,12 +113,14 @@ type Client struct {
 
 // ClientConnection contains the connection transport and metadata for the client.
 type ClientConnection struct {
-	Conn     net.Conn      // the net.Conn used to establish the connection
-	bconn    *bufio.Reader // a buffered net.Conn for reading packets
-	outbuf   *bytes.Buffer // a buffer for writing packets
-	Remote   string        // the remote address of the client
-	Listener string        // listener id of the client
-	Inline   bool          // if true, the client is the built-in 'inline' embedded client
+	Conn       net.Conn      // the net.Conn used to establish the connection
+	bconn      *bufio.Reader // a buffered net.Conn for reading packets
+	outbuf     *bytes.Buffer // a buffer for writing packets
+	Remote     string        // the remote address of the client
+	Listener   string        // listener id of the client
+	Inline     bool          // if true, the client is the built-in 'inline' embedded client
+	deadline   time.Time     // eddy: the keepalive deadline last set on Conn (zero: none yet)
+	noDeadline bool          // eddy: the deadline was cleared (keepalive 0)
 }
 
 // ClientProperties contains the properties which define the client behaviour.
@@ -277,15 +279,33 @@ func (cl *Client) ParseConnect(lid string, pk packets.Packet) {
 }
 
 // refreshDeadline refreshes the read/write deadline for the net.Conn connection.
+//
+// eddy: upstream set the deadline again for every packet read (two poller
+// updates per packet). The deadline is now set 1.5 keepalives plus a slack
+// (a quarter of that, at most a second) ahead, and only moved when less
+// than 1.5 keepalives remain: a client is still disconnected no sooner
+// than 1.5 keepalives after its last packet [MQTT-3.1.2-22], and at most
+// the slack later (mosquitto checks keepalives about once a second too).
 func (cl *Client) refreshDeadline(keepalive uint16) {
-	var expiry time.Time // nil time can be used to disable deadline if keepalive = 0
-	if keepalive > 0 {
-		expiry = time.Now().Add(time.Duration(keepalive+(keepalive/2)) * time.Second) // [MQTT-3.1.2-22]
+	if cl.Net.Conn == nil {
+		return
 	}
-
-	if cl.Net.Conn != nil {
-		_ = cl.Net.Conn.SetDeadline(expiry) // [MQTT-3.1.2-22]
+	if keepalive == 0 {
+		if !cl.Net.noDeadline {
+			cl.Net.deadline, cl.Net.noDeadline = time.Time{}, true
+			_ = cl.Net.Conn.SetDeadline(time.Time{}) // nil time disables the deadline
+		}
+		return
 	}
+	cl.Net.noDeadline = false
+	full := time.Duration(keepalive+(keepalive/2)) * time.Second // [MQTT-3.1.2-22]
+	now := time.Now()
+	if !cl.Net.deadline.IsZero() && cl.Net.deadline.Sub(now) >= full {
+		return
+	}
+	slack := min(full/4, time.Second)
+	cl.Net.deadline = now.Add(full + slack)
+	_ = cl.Net.Conn.SetDeadline(cl.Net.deadline)
 }
 
 // NextPacketID returns the next available (unused) packet id for the client.

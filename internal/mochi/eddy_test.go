@@ -2,8 +2,10 @@ package mqtt
 
 import (
 	"fmt"
+	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/eddy-edge/eddy/internal/mochi/packets"
 	"github.com/stretchr/testify/require"
@@ -84,4 +86,37 @@ func TestSubscribersCacheRace(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// eddy: the keepalive deadline is moved only when less than 1.5 keepalives
+// remain, and a silent client is still cut off after 1.5 keepalives plus
+// at most the slack.
+func TestRefreshDeadlineThrottled(t *testing.T) {
+	cl, r, w := newTestClient()
+	defer r.Close()
+	defer w.Close()
+
+	cl.refreshDeadline(2) // 3 s + 0.75 s slack
+	first := cl.Net.deadline
+	require.WithinDuration(t, time.Now().Add(3750*time.Millisecond), first, 100*time.Millisecond)
+	cl.refreshDeadline(2)
+	require.Equal(t, first, cl.Net.deadline, "not moved while 1.5 keepalives remain")
+
+	cl.refreshDeadline(1) // 1 s: 3.75 s remain, more than 1 s
+	require.Equal(t, first, cl.Net.deadline)
+
+	cl.Net.deadline = time.Now().Add(500 * time.Millisecond) // as if the slack were used up
+	cl.refreshDeadline(1)
+	require.WithinDuration(t, time.Now().Add(1250*time.Millisecond), cl.Net.deadline, 100*time.Millisecond)
+
+	start := time.Now()
+	_, err := cl.Net.Conn.Read(make([]byte, 1))
+	var ne net.Error
+	require.ErrorAs(t, err, &ne)
+	require.True(t, ne.Timeout())
+	require.GreaterOrEqual(t, time.Since(start), time.Second, "never before 1.5 keepalives (1 s)")
+
+	cl.refreshDeadline(0)
+	require.True(t, cl.Net.deadline.IsZero())
+	require.True(t, cl.Net.noDeadline)
 }

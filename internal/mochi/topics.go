@@ -349,7 +349,7 @@ func (s *Subscribers) MergeSharedSelected() {
 // TopicsIndex is a prefix/trie tree containing topic subscribers and retained messages.
 type TopicsIndex struct {
 	Retained *packets.Packets
-	root     *particle // a leaf containing a message and more leaves.
+	root     *particle        // a leaf containing a message and more leaves.
 	cache    subscribersCache // eddy: Subscribers answers per topic name
 }
 

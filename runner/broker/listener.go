@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/eddy-edge/eddy/internal/mochi/listeners"
+	"github.com/gorilla/websocket"
 )
 
 // listener is a mochi listener over a net.Listener that the broker bound
