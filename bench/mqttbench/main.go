@@ -45,6 +45,7 @@ func main() {
 	flag.IntVar(&to.shared, "shared", 300, "pipelines on one topic in the shared run")
 	flag.IntVar(&to.sharedHz, "shared-rate", 500, "messages/s of the shared run")
 	flag.StringVar(&eddyMemoryLimit, "memory-limit", "", "pass --memory-limit to eddy")
+	flag.IntVar(&eddyCPUs, "cpus", 0, "pass --cpus to eddy (the cores it runs Go code on; 0: all)")
 	flag.Parse()
 	want := map[string]bool{}
 	for _, c := range strings.Split(*cases, ",") {
@@ -85,6 +86,9 @@ var eddyPprof bool
 
 // eddyMemoryLimit is passed to eddy as --memory-limit when set.
 var eddyMemoryLimit string
+
+// eddyCPUs is passed to eddy as --cpus when set.
+var eddyCPUs int
 
 func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration, want map[string]bool) error {
 	var rows []result
@@ -244,6 +248,9 @@ func startEddyWith(bin, specYAML string) (*eddyProc, error) {
 		"--mqtt-addr", fmt.Sprintf("127.0.0.1:%d", e.port), "--http-addr", httpAddr}
 	if eddyMemoryLimit != "" {
 		args = append(args, "--memory-limit", eddyMemoryLimit)
+	}
+	if eddyCPUs > 0 {
+		args = append(args, "--cpus", strconv.Itoa(eddyCPUs))
 	}
 	if eddyPprof {
 		args = append(args, "--pprof")

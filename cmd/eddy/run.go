@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 
@@ -51,6 +52,9 @@ func runRunner(ctx context.Context, g *globals, s *settings, edge bool) error {
 	if err != nil {
 		return err
 	}
+	if err := applyCPUs(s.CPUs); err != nil {
+		return err
+	}
 	s.MemoryLimit = limit
 	cfg := s.Config
 	cfg.Logger = g.logger()
@@ -80,7 +84,7 @@ func runRunner(ctx context.Context, g *globals, s *settings, edge bool) error {
 	if setRuntime {
 		debug.SetMemoryLimit(sizes.GoLimit)
 	}
-	cfg.Logger.Info("memory budget", "limit", budget.Format(sizes.Limit), "gomemlimit", goLimitString(),
+	cfg.Logger.Info("memory budget", "limit", budget.Format(sizes.Limit), "gomemlimit", goLimitString(), "gomaxprocs", runtime.GOMAXPROCS(0),
 		"wal_cache", budget.Format(sizes.WALCacheBytes), "wal_segment", budget.Format(int64(sizes.WALSegmentSize)))
 	r, err := runner.New(cfg)
 	if err != nil {
@@ -142,4 +146,16 @@ func goLimitString() string {
 		return budget.Format(n)
 	}
 	return "off"
+}
+
+// applyCPUs sets the Go runtime's GOMAXPROCS to the configured cores (0:
+// leave the runtime's choice).
+func applyCPUs(n int) error {
+	if n < 0 {
+		return fmt.Errorf("cpus: %d is negative; give the number of cores to use, or 0 for all of them", n)
+	}
+	if n > 0 {
+		runtime.GOMAXPROCS(n)
+	}
+	return nil
 }

@@ -33,6 +33,12 @@ type settings struct {
 	// pipelines (kept for files of KubeEdge Device and DeviceModel
 	// resources).
 	Devices []string `json:"devices,omitempty" flag:"devices"`
+	// CPUs caps the cores eddy runs Go code on at once (GOMAXPROCS);
+	// 0 keeps the Go runtime's choice (every core, or the cgroup's CPU
+	// limit). One core costs the least CPU per message at moderate rates:
+	// no wake-ups of a second core for each hand-off between the broker,
+	// the log and the pipelines (docs/benchmarks.md measures both).
+	CPUs int `json:"cpus,omitempty" flag:"cpus"`
 }
 
 // runDefaults are eddy run's defaults: a development machine, data in
