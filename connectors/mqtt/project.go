@@ -95,6 +95,7 @@ type scanner struct {
 	data []byte
 	pos  int
 	want map[string]string // nil: decode everything (nested values)
+	exp  bool              // the last number scanned had an exponent
 }
 
 func (s *scanner) ws() {
@@ -239,27 +240,35 @@ func (s *scanner) lookup(raw []byte, escaped bool) (string, bool) {
 func (s *scanner) stringSpan() (raw []byte, escaped, ok bool) {
 	s.pos++ // '"'
 	start := s.pos
-	for s.pos < len(s.data) {
-		c := s.data[s.pos]
-		switch {
+	d := s.data
+	for {
+		i := s.pos
+		for i < len(d) && stringPlain[d[i]] {
+			i++
+		}
+		s.pos = i
+		if i >= len(d) {
+			return nil, false, false
+		}
+		switch c := d[i]; {
 		case c == '"':
-			raw = s.data[start:s.pos]
+			raw = d[start:i]
 			s.pos++
 			return raw, escaped, true
 		case c == '\\':
 			escaped = true
 			s.pos++
-			if s.pos >= len(s.data) {
+			if s.pos >= len(d) {
 				return nil, false, false
 			}
-			switch s.data[s.pos] {
+			switch d[s.pos] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 				s.pos++
 			case 'u':
-				if s.pos+4 >= len(s.data) {
+				if s.pos+4 >= len(d) {
 					return nil, false, false
 				}
-				for _, h := range s.data[s.pos+1 : s.pos+5] {
+				for _, h := range d[s.pos+1 : s.pos+5] {
 					if !isHex(h) {
 						return nil, false, false
 					}
@@ -270,15 +279,22 @@ func (s *scanner) stringSpan() (raw []byte, escaped, ok bool) {
 			}
 		case c < 0x20:
 			return nil, false, false
-		case c >= utf8.RuneSelf:
+		default: // c >= utf8.RuneSelf
 			escaped = true
-			s.pos++
-		default:
 			s.pos++
 		}
 	}
-	return nil, false, false
 }
+
+// stringPlain marks the bytes a JSON string holds as they are: printable
+// ASCII other than the quote and the backslash. stringSpan skips runs of
+// them with one table lookup per byte.
+var stringPlain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
 
 func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
@@ -457,7 +473,7 @@ func (s *scanner) skip() bool {
 		if !s.number() {
 			return false
 		}
-		if num := s.data[start:s.pos]; len(num) > 15 || bytes.IndexAny(num, "eE") >= 0 {
+		if num := s.data[start:s.pos]; len(num) > 15 || s.exp {
 			f, err := strconv.ParseFloat(string(num), 64)
 			return err == nil && !math.IsInf(f, 0)
 		}
@@ -475,6 +491,7 @@ func (s *scanner) skip() bool {
 // number scans a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
 func (s *scanner) number() bool {
 	d := s.data
+	s.exp = false
 	if s.pos < len(d) && d[s.pos] == '-' {
 		s.pos++
 	}
@@ -495,6 +512,7 @@ func (s *scanner) number() bool {
 		}
 	}
 	if s.pos < len(d) && (d[s.pos] == 'e' || d[s.pos] == 'E') {
+		s.exp = true
 		s.pos++
 		if s.pos < len(d) && (d[s.pos] == '+' || d[s.pos] == '-') {
 			s.pos++

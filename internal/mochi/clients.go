@@ -408,7 +408,12 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 			return nil
 		}
 
-		cl.refreshDeadline(cl.State.Keepalive)
+		// eddy: only before a read that may wait on the network. A packet
+		// already buffered was read within the deadline set before the
+		// read that buffered it, which had at least 1.5 keepalives left.
+		if cl.Net.bconn == nil || cl.Net.bconn.Buffered() == 0 {
+			cl.refreshDeadline(cl.State.Keepalive)
+		}
 		var fh packets.FixedHeader // eddy: on the stack
 		err = cl.ReadFixedHeader(&fh)
 		if err != nil {

@@ -64,7 +64,13 @@ func (l *File) enqueue(ctx context.Context, d Durability, cb func(error), recs [
 			return err
 		}
 	}
-	now := l.opts.Clock.Now().UnixNano()
+	var now int64 // read from the clock only for a record without a time
+	for _, r := range recs {
+		if r.Time == 0 {
+			now = l.opts.Clock.Now().UnixNano()
+			break
+		}
+	}
 	req := &request{recs: recs, d: d, cb: cb, own: d == Async || cb != nil}
 	switch {
 	case req.own && len(recs) == 1:
