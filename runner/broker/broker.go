@@ -413,6 +413,7 @@ func New(opts Options) (*Broker, error) {
 		InlineClient:           true,
 		SysTopicResendInterval: 10,
 	})
+	b.subs.gen = b.srv.Topics.Generation
 	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}

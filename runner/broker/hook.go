@@ -19,7 +19,7 @@ func (h *hook) ID() string { return "eddy" }
 func (h *hook) Provides(x byte) bool {
 	switch x {
 	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPublished, mqtt.OnSubscribe, mqtt.OnSubscribed,
-		mqtt.OnUnsubscribed, mqtt.OnPacketSent, mqtt.OnQosComplete, mqtt.OnDisconnect, mqtt.OnWillSent, mqtt.OnPacketEncode:
+		mqtt.OnPacketSent, mqtt.OnQosComplete, mqtt.OnDisconnect, mqtt.OnWillSent, mqtt.OnPacketEncode:
 		return true
 	}
 	return false
@@ -126,7 +126,6 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 // slice of the SUBACK mochi sends next, so a code set here is what the
 // client gets.
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
-	h.b.subs.invalidate()
 	bounded := h.b.answerRefusedSubscriptions(cl, codes)
 	h.b.noteSubscribed(cl, pk, codes)
 	for i, c := range codes {
@@ -143,10 +142,6 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		}
 	}
 }
-
-// OnUnsubscribed forgets which topics have subscribers (mochi calls it
-// for unsubscribes and when a session's subscriptions are removed).
-func (h *hook) OnUnsubscribed(*mqtt.Client, packets.Packet) { h.b.subs.invalidate() }
 
 // deliver is OnPublish's answer for a publish mochi may go on with: the
 // packet itself, or CodeSuccessIgnore (acknowledged but neither delivered

@@ -1,33 +1,30 @@
 package broker
 
-import (
-	"sync"
-	"sync/atomic"
-)
+import "sync"
 
 // subCacheMax bounds the topics subCache remembers. Devices usually publish
 // to one topic each, so a few thousand devices fit; past the bound the
 // cache starts over (a miss costs one subscriber lookup).
 const subCacheMax = 4096
 
-// subCache remembers, per topic name, whether any subscription (network,
-// shared or inline) matches it, so that a publish nobody subscribes to
-// skips mochi's fan-out. mochi's TopicsIndex.Subscribers builds four maps
-// and copies every matching particle's subscription map on each call; on
-// an edge node most publishes are device readings that only pipelines read
-// (from the log), and the lookup was the largest allocation left on that
-// path.
+// subCache remembers, per topic name, what the broker derives from the
+// topic's subscribers: whether any subscription (network, shared or inline)
+// matches it, so that a publish nobody subscribes to skips mochi's fan-out,
+// and whether a subscriber may be served from the log (which decides
+// whether sink output is logged). mochi's own lookup is cached in the fork
+// (internal/mochi, TopicsIndex.Subscribers); the second answer walks every
+// subscriber's subscriptions, so it is kept here.
 //
-// Every subscription change bumps a generation (the hook's OnSubscribed
-// and OnUnsubscribed, which mochi calls after changing its index and
-// before it answers the client; inline subscriptions too). An entry is used
+// Entries follow the topic index's generation (TopicsIndex.Generation),
+// which every subscribe and unsubscribe (network or inline) bumps after
+// changing the index and before mochi answers the client. An entry is used
 // only while its generation is current, and a lookup reads the generation
 // before it asks mochi, so an answer computed while a subscription was
 // being added is never kept past that subscription's SUBACK: a publish
 // that starts after a client got its SUBACK is delivered to it, which is
 // all MQTT promises.
 type subCache struct {
-	gen atomic.Uint64
+	gen func() uint64 // the topic index's generation
 	mu  sync.RWMutex
 	m   map[string]subCacheEntry
 }
@@ -49,7 +46,7 @@ type subs struct {
 // get returns what is known about topic's subscribers, asking lookup on a
 // miss.
 func (c *subCache) get(topic string, lookup func(topic string) subs) subs {
-	g := c.gen.Load()
+	g := c.gen()
 	c.mu.RLock()
 	e, ok := c.m[topic]
 	c.mu.RUnlock()
@@ -65,9 +62,6 @@ func (c *subCache) get(topic string, lookup func(topic string) subs) subs {
 	c.mu.Unlock()
 	return s
 }
-
-// invalidate forgets every answer; call it after any subscription change.
-func (c *subCache) invalidate() { c.gen.Add(1) }
 
 // hasSubscribers reports whether publishing to topic would reach any
 // subscriber, network or inline.
