@@ -215,7 +215,10 @@ func (cl *Client) WriteLoop() {
 		select {
 		case pk := <-cl.State.outbound:
 			if err := cl.WritePacket(*pk); err != nil {
-				// TODO : Figure out what to do with error
+				// eddy: the packet is dropped. A broken or timed-out connection
+				// fails the client's read loop too, which ends the client; a
+				// packet over the client's maximum size is never sent
+				// [MQTT-3.1.2-24].
 				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", *pk)
 			}
 			putQueuedPacket(pk) // eddy

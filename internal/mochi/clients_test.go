@@ -28,6 +28,14 @@ const pkInfo = "packet type %v, %s"
 var errClientStop = errors.New("test stop")
 
 func newTestClient() (cl *Client, r net.Conn, w net.Conn) {
+	cl, r, w = newQueueOnlyTestClient()
+	go cl.WriteLoop()
+	return
+}
+
+// newQueueOnlyTestClient is newTestClient without a write loop: what is
+// published to it stays in its queue (eddy).
+func newQueueOnlyTestClient() (cl *Client, r net.Conn, w net.Conn) {
 	r, w = net.Pipe()
 
 	cl = newClient(w, &ops{
@@ -52,9 +60,6 @@ func newTestClient() (cl *Client, r net.Conn, w net.Conn) {
 	cl.State.Inflight.receiveQuota = 10
 	cl.Properties.Props.TopicAliasMaximum = 0
 	cl.Properties.Props.RequestResponseInfo = 0x1
-
-	go cl.WriteLoop()
-
 	return
 }
 

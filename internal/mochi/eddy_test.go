@@ -120,3 +120,36 @@ func TestRefreshDeadlineThrottled(t *testing.T) {
 	require.True(t, cl.Net.deadline.IsZero())
 	require.True(t, cl.Net.noDeadline)
 }
+
+// eddy: network subscribers share one copy of a payload. An inline
+// publisher keeps its slice (it may reuse it once Publish returns), so its
+// payload is copied once; a network packet's payload is its own buffer and
+// is not copied at all.
+func TestPublishSharesPayloadCopies(t *testing.T) {
+	s := newServer()
+	cl1, _, _ := newQueueOnlyTestClient()
+	cl1.ID = "cl1"
+	cl2, _, _ := newQueueOnlyTestClient()
+	cl2.ID = "cl2"
+	s.Clients.Add(cl1)
+	s.Clients.Add(cl2)
+	require.True(t, s.Topics.Subscribe(cl1.ID, packets.Subscription{Filter: "a/#"}))
+	require.True(t, s.Topics.Subscribe(cl2.ID, packets.Subscription{Filter: "a/#"}))
+	publish := func(origin string, payload []byte) (*packets.Packet, *packets.Packet) {
+		s.publishToSubscribers(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish},
+			TopicName: "a/b", Payload: payload, Origin: origin})
+		return <-cl1.State.outbound, <-cl2.State.outbound
+	}
+
+	inline := []byte("hello")
+	q1, q2 := publish(InlineClientId, inline)
+	copy(inline, "XXXXX") // the publisher reuses its buffer
+	require.Equal(t, "hello", string(q1.Payload))
+	require.Equal(t, "hello", string(q2.Payload))
+	require.Same(t, &q1.Payload[0], &q2.Payload[0], "one copy for both subscribers")
+
+	network := []byte("world")
+	q1, q2 = publish("device-1", network)
+	require.Same(t, &network[0], &q1.Payload[0], "a network packet's payload is not copied")
+	require.Same(t, &network[0], &q2.Payload[0])
+}
