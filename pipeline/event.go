@@ -19,7 +19,9 @@ type Event struct {
 	Offset uint64
 	// Raw is the original JSON payload while Fields still match it exactly;
 	// steps that change Fields set it to nil. Sinks write Raw as it is
-	// instead of encoding Fields again.
+	// instead of encoding Fields again. Raw's bytes are never modified (they
+	// are a logged record's, which the log never changes), so a sink may
+	// hand them on without a copy.
 	Raw []byte
 }
 

@@ -564,20 +564,24 @@ type walAppender struct{ log wal.Log }
 var _ broker.NotifyAppender = walAppender{}
 
 func (a walAppender) Append(ctx context.Context, msg *broker.Message, durable bool) error {
-	d := wal.Async
-	if durable {
-		d = wal.Durable
+	rec := walRecord(msg)
+	switch {
+	case durable:
+		return a.log.AppendWith(ctx, wal.Durable, &rec)
+	case msg.Frozen: // the log keeps the payload instead of a copy
+		return a.log.AppendOwned(ctx, rec)
 	}
-	return a.log.AppendWith(ctx, d, walRecord(msg))
+	return a.log.AppendWith(ctx, wal.Async, &rec)
 }
 
 // AppendNotify implements broker.NotifyAppender: the WAL copies the record
 // and calls done from its committer after the fsync, in offset order.
 func (a walAppender) AppendNotify(ctx context.Context, msg *broker.Message, done func(error)) error {
-	return a.log.AppendNotify(ctx, wal.Durable, done, walRecord(msg))
+	rec := walRecord(msg)
+	return a.log.AppendNotify(ctx, wal.Durable, done, &rec)
 }
 
-func walRecord(msg *broker.Message) *wal.Record {
-	return &wal.Record{Time: msg.Time.UnixNano(), Topic: msg.Topic, Payload: msg.Payload,
+func walRecord(msg *broker.Message) wal.Record {
+	return wal.Record{Time: msg.Time.UnixNano(), Topic: msg.Topic, Payload: msg.Payload,
 		QoS: msg.QoS, Retain: msg.Retain, Client: msg.Client}
 }

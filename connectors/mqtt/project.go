@@ -55,6 +55,14 @@ type Decoder struct {
 	Format Format
 	// Fields restricts JSON decoding to these top-level fields; nil means all.
 	Fields *Projection
+	// Reuse makes a projected single-object payload's Fields the same map
+	// every time, cleared and filled again (one allocation per message
+	// fewer): emit's receiver must not keep the map after it returns
+	// (pipeline.Event.Clone copies it). Only with Fields set: an expression
+	// over the whole environment ($env) could return the map itself.
+	Reuse bool
+
+	m map[string]any // the reused map
 }
 
 // Decode turns one message into zero or more events, calling emit for each,
@@ -69,6 +77,13 @@ func (d *Decoder) Decode(topic string, payload []byte, emit func(Decoded)) error
 	p := bytes.TrimSpace(payload)
 	if len(p) > 0 && p[0] == '{' {
 		s := scanner{data: p, want: d.Fields.names}
+		if d.Reuse {
+			if d.m == nil {
+				d.m = make(map[string]any, len(d.Fields.names))
+			}
+			clear(d.m)
+			s.into = d.m
+		}
 		if m, ok := s.object(); ok && s.end() {
 			emit(Decoded{Fields: m, Raw: p})
 			return nil
@@ -96,6 +111,7 @@ type scanner struct {
 	pos  int
 	want map[string]string // nil: decode everything (nested values)
 	exp  bool              // the last number scanned had an exponent
+	into map[string]any    // object fills this (empty) map instead of a new one; once
 }
 
 func (s *scanner) ws() {
@@ -191,7 +207,12 @@ func (s *scanner) objects() ([]Decoded, bool) {
 
 // object scans an object at s.pos ('{'), keeping the wanted fields.
 func (s *scanner) object() (map[string]any, bool) {
-	m := make(map[string]any, len(s.want))
+	m := s.into
+	if m == nil {
+		m = make(map[string]any, len(s.want))
+	} else {
+		s.into = nil // nested objects get their own
+	}
 	if s.open('}') {
 		return m, true
 	}

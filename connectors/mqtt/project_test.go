@@ -41,6 +41,56 @@ func TestDecoderProjection(t *testing.T) {
 	}
 }
 
+// TestDecoderReuse: with Reuse, single objects fill one map, cleared each
+// time (no field of the previous payload stays); nested objects and
+// arrays of objects still get their own maps; a payload the scanner
+// rejects falls back with a new map. Every result equals the one without
+// Reuse.
+func TestDecoderReuse(t *testing.T) {
+	payloads := []string{
+		`{"a": 1, "b": {"c": 2}}`,
+		`{"a": 3}`,
+		`{"b": {"c": 4}, "x": 5}`,
+		`[{"a": 6}, {"a": 7}]`,
+		`{"a": 8, "a": 9}`,
+		` {"a": 1e400} `, // the scanner refuses; encoding/json decides
+		`{"a": 10}`,
+	}
+	reuse := Decoder{Fields: NewProjection([]string{"a", "b"}), Reuse: true}
+	fresh := Decoder{Fields: NewProjection([]string{"a", "b"})}
+	var first uintptr
+	for i, p := range payloads {
+		var want []map[string]any
+		werr := fresh.Decode("t", []byte(p), func(d Decoded) { want = append(want, maps.Clone(d.Fields)) })
+		var got []map[string]any
+		var ptrs []uintptr
+		gerr := reuse.Decode("t", []byte(p), func(d Decoded) {
+			got = append(got, maps.Clone(d.Fields)) // the receiver copies what it keeps
+			ptrs = append(ptrs, reflect.ValueOf(d.Fields).Pointer())
+			if b, ok := d.Fields["b"].(map[string]any); ok && reflect.ValueOf(b).Pointer() == reflect.ValueOf(d.Fields).Pointer() {
+				t.Fatalf("payload %d: a nested object shares the reused map", i)
+			}
+		})
+		if (werr == nil) != (gerr == nil) || !reflect.DeepEqual(got, want) {
+			t.Fatalf("payload %d %s: reuse gave %v, %v; without: %v, %v", i, p, got, gerr, want, werr)
+		}
+		switch {
+		case i == 0:
+			first = ptrs[0]
+		case strings.HasPrefix(p, "["):
+			if ptrs[0] == first || ptrs[1] == first || ptrs[0] == ptrs[1] {
+				t.Fatalf("payload %d: array elements must get their own maps", i)
+			}
+		case strings.Contains(p, "1e400"):
+			// the fallback path: its own map, whatever it decided
+		default:
+			if ptrs[0] != first {
+				t.Fatalf("payload %d: a new map, want the reused one", i)
+			}
+		}
+	}
+}
+
 // TestDecoderErrorsAreDecodes: every payload the reference decoder rejects
 // gets the same message through a projection.
 func TestDecoderErrorsAreDecodes(t *testing.T) {

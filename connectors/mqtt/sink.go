@@ -23,6 +23,14 @@ type ContextPublisher interface {
 	PublishContext(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error
 }
 
+// FrozenPublisher is a ContextPublisher that can also take a payload its
+// caller never modifies afterwards, and then shares it with subscribers
+// instead of copying it. The sink's payloads are always such: an event's
+// Raw bytes (a logged record's) or a buffer encoded for this message.
+type FrozenPublisher interface {
+	PublishFrozen(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error
+}
+
 // maxTopicLen is MQTT's limit on a topic name (a two-byte length prefix).
 const maxTopicLen = 65535
 
@@ -94,6 +102,9 @@ func (s *Sink) Write(ctx context.Context, ev *pipeline.Event) error {
 		if payload, err = json.Marshal(ev.Fields); err != nil {
 			return pipeline.Permanentf("mqtt sink: encoding event as JSON: %w", err)
 		}
+	}
+	if fp, ok := s.pub.(FrozenPublisher); ok {
+		return fp.PublishFrozen(ctx, topic, payload, s.qos, s.retain)
 	}
 	if cp, ok := s.pub.(ContextPublisher); ok {
 		return cp.PublishContext(ctx, topic, payload, s.qos, s.retain)

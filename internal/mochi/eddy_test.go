@@ -135,9 +135,9 @@ func TestPublishSharesPayloadCopies(t *testing.T) {
 	s.Clients.Add(cl2)
 	require.True(t, s.Topics.Subscribe(cl1.ID, packets.Subscription{Filter: "a/#"}))
 	require.True(t, s.Topics.Subscribe(cl2.ID, packets.Subscription{Filter: "a/#"}))
-	publish := func(origin string, payload []byte) (*packets.Packet, *packets.Packet) {
+	publish := func(origin string, payload []byte, frozen ...bool) (*packets.Packet, *packets.Packet) {
 		s.publishToSubscribers(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish},
-			TopicName: "a/b", Payload: payload, Origin: origin})
+			TopicName: "a/b", Payload: payload, Origin: origin, Mods: packets.Mods{FrozenPayload: len(frozen) > 0}})
 		return <-cl1.State.outbound, <-cl2.State.outbound
 	}
 
@@ -152,4 +152,29 @@ func TestPublishSharesPayloadCopies(t *testing.T) {
 	q1, q2 = publish("device-1", network)
 	require.Same(t, &network[0], &q1.Payload[0], "a network packet's payload is not copied")
 	require.Same(t, &network[0], &q2.Payload[0])
+
+	frozen := []byte("still")
+	q1, q2 = publish(InlineClientId, frozen, true) // PublishFrozen
+	require.Same(t, &frozen[0], &q1.Payload[0], "a frozen inline payload is not copied")
+	require.Same(t, &frozen[0], &q2.Payload[0])
+}
+
+// TestPublishFrozen: the inline PublishFrozen reaches subscribers like
+// Publish, with the payload shared.
+func TestPublishFrozen(t *testing.T) {
+	s := newServerWithInlineClient()
+	require.NoError(t, s.Serve())
+	defer s.Close()
+	cl, _, _ := newQueueOnlyTestClient()
+	cl.ID = "sub"
+	s.Clients.Add(cl)
+	require.True(t, s.Topics.Subscribe(cl.ID, packets.Subscription{Filter: "out/#"}))
+	payload := []byte("frozen")
+	require.NoError(t, s.PublishFrozen("out/x", payload, false, 0))
+	q := <-cl.State.outbound
+	require.Equal(t, "out/x", q.TopicName)
+	require.Same(t, &payload[0], &q.Payload[0])
+	require.NoError(t, s.Publish("out/y", payload, false, 0))
+	q = <-cl.State.outbound
+	require.NotSame(t, &payload[0], &q.Payload[0], "Publish copies")
 }

@@ -745,6 +745,16 @@ func (s *Server) processPingreq(cl *Client, _ packets.Packet) error {
 // to any topic (including $SYS) and bypass ACL checks. The qos byte is used for limiting the
 // outbound qos (mqtt v5) rather than issuing to the broker (we assume qos 2 complete).
 func (s *Server) Publish(topic string, payload []byte, retain bool, qos byte) error {
+	return s.publishInline(topic, payload, retain, qos, packets.Mods{})
+}
+
+// eddy: PublishFrozen is Publish for a payload the caller never modifies
+// afterwards: network subscribers share it instead of a copy.
+func (s *Server) PublishFrozen(topic string, payload []byte, retain bool, qos byte) error {
+	return s.publishInline(topic, payload, retain, qos, packets.Mods{FrozenPayload: true})
+}
+
+func (s *Server) publishInline(topic string, payload []byte, retain bool, qos byte, mods packets.Mods) error {
 	if !s.Options.InlineClient {
 		return ErrInlineClientNotEnabled
 	}
@@ -758,6 +768,7 @@ func (s *Server) Publish(topic string, payload []byte, retain bool, qos byte) er
 		TopicName: topic,
 		Payload:   payload,
 		PacketID:  uint16(qos), // we never process the inbound qos, but we need a packet id for validity checks.
+		Mods:      mods,
 	})
 }
 
@@ -1007,8 +1018,9 @@ func (s *Server) publishToSubscribers(pk packets.Packet) {
 
 	// eddy: network subscribers share one copy of the payload (upstream
 	// copied it for each). A network client's payload is its packet's own
-	// buffer; an inline publisher keeps its slice, so it is copied once.
-	if len(subscribers.Subscriptions) > 0 && pk.Origin == InlineClientId {
+	// buffer; an inline publisher keeps its slice, so it is copied once
+	// (unless it said it never modifies it: PublishFrozen).
+	if len(subscribers.Subscriptions) > 0 && pk.Origin == InlineClientId && !pk.Mods.FrozenPayload {
 		pk.Payload = append([]byte(nil), pk.Payload...)
 	}
 

@@ -40,8 +40,13 @@ const warnEvery = 10 * time.Second
 type Message struct {
 	// Topic the message was published to.
 	Topic string
-	// Payload is borrowed: valid only during Append; copy it to keep it.
+	// Payload is borrowed: valid only during Append; copy it to keep it,
+	// unless Frozen.
 	Payload []byte
+	// Frozen says nobody modifies Payload after Append, whatever it
+	// returns (a network publish's own packet buffer): an Appender may
+	// keep it without copying.
+	Frozen bool
 	// QoS the message was published with (0, 1 or 2).
 	QoS byte
 	// Retain is the publisher's retain flag.
@@ -591,6 +596,17 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) er
 // durable append) also end when ctx is done, so that a stopping pipeline
 // is never held up by the broker.
 func (b *Broker) PublishContext(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error {
+	return b.publish(ctx, topic, payload, qos, retain, false)
+}
+
+// PublishFrozen is PublishContext for a payload the caller never modifies
+// afterwards (whatever it returns): the log and the subscribers keep it
+// instead of copies.
+func (b *Broker) PublishFrozen(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error {
+	return b.publish(ctx, topic, payload, qos, retain, true)
+}
+
+func (b *Broker) publish(ctx context.Context, topic string, payload []byte, qos byte, retain, frozen bool) error {
 	if err := b.running(); err != nil {
 		return err
 	}
@@ -644,7 +660,7 @@ func (b *Broker) PublishContext(ctx context.Context, topic string, payload []byt
 	if logIt {
 		tok = b.beginDelivery()
 		defer b.endDelivery(tok)
-		msg := Message{Topic: topic, Payload: payload, QoS: qos, Retain: retain, Client: mqtt.InlineClientId, Time: b.clk.Now()}
+		msg := Message{Topic: topic, Payload: payload, QoS: qos, Retain: retain, Client: mqtt.InlineClientId, Time: b.clk.Now(), Frozen: frozen}
 		if err := b.opts.Log.Append(bctx, &msg, qos > 0); err != nil {
 			b.logFailures.Add(1)
 			return fmt.Errorf("broker: publish to %q: log: %w", topic, err)
@@ -655,7 +671,11 @@ func (b *Broker) PublishContext(ctx context.Context, topic string, payload []byt
 		b.quiet.Add(1) // nobody to deliver to: spare mochi the lookup
 		return nil
 	}
-	if err := b.srv.Publish(topic, payload, retain, qos); err != nil {
+	publish := b.srv.Publish
+	if frozen {
+		publish = b.srv.PublishFrozen
+	}
+	if err := publish(topic, payload, retain, qos); err != nil {
 		return fmt.Errorf("broker: publish to %q: %w", topic, err)
 	}
 	return nil

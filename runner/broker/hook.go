@@ -194,21 +194,30 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if b.nlog != nil && pk.FixedHeader.Qos > 0 {
 		return h.publishAsync(cl, pk)
 	}
-	msg := Message{
+	// Tracked until OnPublished, after mochi delivered it (slow.go).
+	cs := b.state(cl)
+	// The client's own Message: only its read loop gets here, and Append
+	// keeps no reference to it (one allocation per publish fewer).
+	msg := &cs.msg
+	*msg = Message{
 		Topic:   pk.TopicName,
 		Payload: pk.Payload,
 		QoS:     pk.FixedHeader.Qos,
 		Retain:  pk.FixedHeader.Retain,
 		Client:  cl.ID,
 		Time:    b.clk.Now(),
+		// The packet's own buffer (mochi decodes each packet from a new
+		// one and never writes to it again; its topic string points into
+		// it too).
+		Frozen: true,
 	}
-	// Tracked until OnPublished, after mochi delivered it (slow.go).
-	cs := b.state(cl)
 	b.endDelivery(cs.tok.Swap(b.beginDelivery()))
-	if err := b.opts.Log.Append(b.ctx, &msg, msg.QoS > 0); err != nil {
+	err := b.opts.Log.Append(b.ctx, msg, msg.QoS > 0)
+	*msg = Message{} // no reference to the packet until the next publish
+	if err != nil {
 		b.endDelivery(cs.tok.Swap(0))
 		b.logFailures.Add(1)
-		b.log.Error("mqtt publish refused: cannot log it", "client", cl.ID, "topic", pk.TopicName, "qos", msg.QoS, "error", err)
+		b.log.Error("mqtt publish refused: cannot log it", "client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos, "error", err)
 		return h.refuse(cl, pk, packets.ErrImplementationSpecificError)
 	}
 	b.logged.Add(1)

@@ -115,6 +115,7 @@ type clientState struct {
 	tok       atomic.Uint64 // in-delivery token of the publish between OnPublish and OnPublished
 	qosSubs   atomic.Bool   // some subscription is QoS 1/2 ...
 	qosSubsAt atomic.Int64  // ... as of this many subscriptions + 1 (0: unknown)
+	msg       Message       // the publish being logged (OnPublish, on the client's read loop only)
 }
 
 func (b *Broker) state(cl *mqtt.Client) *clientState {

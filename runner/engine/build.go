@@ -39,7 +39,10 @@ func (e *Engine) build(plan *pipeline.Plan) (*run, error) {
 	r.reads = memberFields{names: names, all: all || e.opts.decodeAll}
 	if !r.reads.all {
 		// Decode only what the steps read; sinks forward the raw bytes.
+		// One Fields map for every event, like the one Event (receivers
+		// that keep an event Clone it).
 		r.decoder.Fields = mqtt.NewProjection(names)
+		r.decoder.Reuse = true
 	}
 	r.mutates = plan.Spec.ChangesFields()
 	var err error

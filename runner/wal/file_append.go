@@ -49,6 +49,24 @@ func (l *File) AppendNotify(ctx context.Context, d Durability, done func(error),
 	return l.enqueue(ctx, d, done, recs)
 }
 
+// AppendOwned implements Log: one Async record whose payload the log keeps
+// without copying it.
+func (l *File) AppendOwned(ctx context.Context, rec Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := rec.validate(); err != nil {
+		return err
+	}
+	if rec.Time == 0 {
+		rec.Time = l.opts.Clock.Now().UnixNano()
+	}
+	req := &request{d: Async, own: true, one: rec}
+	req.onePtr[0] = &req.one
+	req.recs = req.onePtr[:]
+	return l.submit(req, nil)
+}
+
 // enqueue queues recs for the committer. Without cb, Durable and Buffered
 // callers wait for their commit; Async callers and callers with cb do not,
 // and their records are copied.
@@ -91,6 +109,17 @@ func (l *File) enqueue(ctx context.Context, d Durability, cb func(error), recs [
 	default:
 		req.done = make(chan error, 1)
 	}
+	for _, r := range req.recs {
+		if r.Time == 0 {
+			r.Time = now
+		}
+	}
+	return l.submit(req, recs)
+}
+
+// submit queues req, whose records have their times; recs, when req holds
+// copies of them, get the offsets (and times) assigned to the copies.
+func (l *File) submit(req *request, recs []*Record) error {
 	l.mu.Lock()
 	for req.own && l.asyncQueued >= l.opts.MaxAsyncQueue && !l.closed && l.failed == nil {
 		l.asyncRoom.Wait()
@@ -108,19 +137,16 @@ func (l *File) enqueue(ctx context.Context, d Durability, cb func(error), recs [
 		err := l.fullError()
 		l.mu.Unlock()
 		return err
-	case len(recs) == 0:
+	case len(req.recs) == 0:
 		l.mu.Unlock()
-		if cb != nil {
-			cb(nil)
+		if req.cb != nil {
+			req.cb(nil)
 		}
 		return nil
 	}
 	for _, r := range req.recs {
 		r.Offset = l.next
 		l.next++
-		if r.Time == 0 {
-			r.Time = now
-		}
 	}
 	l.queue = append(l.queue, req)
 	if req.own {

@@ -32,6 +32,12 @@ type Log interface {
 	// appends in flight without a goroutine per append (the broker uses it
 	// to acknowledge MQTT publishes after the group commit).
 	AppendNotify(ctx context.Context, d Durability, done func(error), recs ...*Record) error
+	// AppendOwned appends one record Async (queued for the next group
+	// commit, like AppendWith(ctx, Async, &rec)), taking its payload: the
+	// log may keep rec.Payload without copying it, so the caller must
+	// never modify it afterwards, whatever AppendOwned returns (a network
+	// publish's own packet buffer, which the broker never reuses).
+	AppendOwned(ctx context.Context, rec Record) error
 	// Read copies records with Offset >= from into buf and returns how many.
 	// It blocks until at least one record is available or ctx is done.
 	// from 0 means 1. If records from `from` on were removed by retention it

@@ -136,6 +136,12 @@ func (m *Memory) AppendWith(ctx context.Context, _ Durability, recs ...*Record) 
 	return nil
 }
 
+// AppendOwned implements Log. Memory copies the payload, as AppendWith does
+// (it is not on the broker's hot path).
+func (m *Memory) AppendOwned(ctx context.Context, rec Record) error {
+	return m.AppendWith(ctx, Async, &rec)
+}
+
 // AppendNotify implements Log. Memory commits at once, so done runs on the
 // caller's goroutine before AppendNotify returns; calls are serialized so
 // that callbacks run in offset order.

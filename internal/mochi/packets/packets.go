@@ -145,6 +145,10 @@ type Mods struct {
 	MaxSize             uint32 // the maximum packet size specified by the client / server
 	DisallowProblemInfo bool   // if problem info is disallowed
 	AllowResponseInfo   bool   // if response info is disallowed
+	// eddy: FrozenPayload says the publisher never modifies Payload after
+	// publishing it (Server.PublishFrozen), so subscribers share it
+	// without a copy.
+	FrozenPayload bool
 }
 
 // ConnectParams contains packet values which are specifically related to connect packets.
