@@ -564,14 +564,17 @@ type walAppender struct{ log wal.Log }
 var _ broker.NotifyAppender = walAppender{}
 
 func (a walAppender) Append(ctx context.Context, msg *broker.Message, durable bool) error {
-	rec := walRecord(msg)
-	switch {
-	case durable:
-		return a.log.AppendWith(ctx, wal.Durable, &rec)
-	case msg.Frozen: // the log keeps the payload instead of a copy
-		return a.log.AppendOwned(ctx, rec)
+	if !durable && msg.Frozen {
+		// The log keeps the payload instead of a copy; the record goes by
+		// value (no allocation here).
+		return a.log.AppendOwned(ctx, walRecord(msg))
 	}
-	return a.log.AppendWith(ctx, wal.Async, &rec)
+	d := wal.Async
+	if durable {
+		d = wal.Durable
+	}
+	rec := walRecord(msg)
+	return a.log.AppendWith(ctx, d, &rec)
 }
 
 // AppendNotify implements broker.NotifyAppender: the WAL copies the record

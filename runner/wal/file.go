@@ -122,6 +122,7 @@ type File struct {
 	queue       []*request
 	asyncQueued int        // copied records (Async, AppendNotify) still in queue
 	asyncRoom   *sync.Cond // signalled when asyncQueued drops (uses mu)
+	requests    sync.Pool  // committed fire-and-forget requests (newRequest)
 	closed      bool
 	failed      error // sticky write/fsync failure
 	notify      chan struct{}

@@ -61,7 +61,8 @@ func (l *File) AppendOwned(ctx context.Context, rec Record) error {
 	if rec.Time == 0 {
 		rec.Time = l.opts.Clock.Now().UnixNano()
 	}
-	req := &request{d: Async, own: true, one: rec}
+	req := l.newRequest()
+	req.d, req.own, req.one = Async, true, rec
 	req.onePtr[0] = &req.one
 	req.recs = req.onePtr[:]
 	return l.submit(req, nil)
@@ -89,7 +90,11 @@ func (l *File) enqueue(ctx context.Context, d Durability, cb func(error), recs [
 			break
 		}
 	}
-	req := &request{recs: recs, d: d, cb: cb, own: d == Async || cb != nil}
+	req := &request{}
+	if d == Async && cb == nil {
+		req = l.newRequest()
+	}
+	req.recs, req.d, req.cb, req.own = recs, d, cb, d == Async || cb != nil
 	switch {
 	case req.own && len(recs) == 1:
 		// The caller may reuse its record and payload once we return.
@@ -148,8 +153,18 @@ func (l *File) submit(req *request, recs []*Record) error {
 		r.Offset = l.next
 		l.next++
 	}
-	l.queue = append(l.queue, req)
 	if req.own {
+		// Offsets were assigned to the copies; report them to the caller
+		// (now: once queued, a fire-and-forget request may be committed
+		// and recycled at any moment).
+		for i, r := range recs {
+			r.Offset = req.recs[i].Offset
+			r.Time = req.recs[i].Time
+		}
+	}
+	l.queue = append(l.queue, req)
+	own, done := req.own, req.done
+	if own {
 		l.asyncQueued += len(req.recs)
 	}
 	l.mu.Unlock()
@@ -157,15 +172,29 @@ func (l *File) submit(req *request, recs []*Record) error {
 	case l.wake <- struct{}{}:
 	default:
 	}
-	if req.own {
-		// Offsets were assigned to the copies; report them to the caller.
-		for i, r := range recs {
-			r.Offset = req.recs[i].Offset
-			r.Time = req.recs[i].Time
-		}
-		return nil
+	if own {
+		return nil // req may be recycled already
 	}
-	return <-req.done
+	return <-done
+}
+
+// newRequest returns an empty request for a fire-and-forget append (Async,
+// no callback): nobody refers to one once it is committed, so the
+// committer recycles it (one allocation per QoS 0 publish fewer).
+func (l *File) newRequest() *request {
+	if q, ok := l.requests.Get().(*request); ok {
+		return q
+	}
+	return new(request)
+}
+
+// recycle keeps a committed fire-and-forget request for newRequest.
+func (l *File) recycle(q *request) {
+	if q.d != Async || q.cb != nil || q.done != nil {
+		return // a caller or callback may still look at it
+	}
+	*q = request{}
+	l.requests.Put(q)
 }
 
 // clonePayload copies p; an empty payload becomes nil.
@@ -214,6 +243,9 @@ func (l *File) committer() {
 		}
 		c.reqs = reqs
 		l.commit(c, reqs)
+		for _, q := range reqs {
+			l.recycle(q)
+		}
 		clear(c.reqs)
 	}
 }
