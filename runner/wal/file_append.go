@@ -90,9 +90,11 @@ func (l *File) enqueue(ctx context.Context, d Durability, cb func(error), recs [
 			break
 		}
 	}
-	req := &request{}
+	var req *request
 	if d == Async && cb == nil {
-		req = l.newRequest()
+		req = l.newRequest() // recycled by the committer
+	} else {
+		req = new(request)
 	}
 	req.recs, req.d, req.cb, req.own = recs, d, cb, d == Async || cb != nil
 	switch {
