@@ -246,7 +246,11 @@ func (r *Runner) Start(ctx context.Context) (err error) {
 	}
 	reg := engine.NewRegistry()
 	reg.RegisterSink("mqtt", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) {
-		return mqtt.NewSink(r.broker, s.MQTT)
+		var pub mqtt.Publisher
+		if r.broker != nil {
+			pub = batchingBroker{r.broker}
+		}
+		return mqtt.NewSink(pub, s.MQTT)
 	})
 	reg.RegisterSink("file", func(b *engine.Build, s *pipeline.Sink) (engine.Sink, error) {
 		path := s.File.Path
@@ -588,3 +592,9 @@ func walRecord(msg *broker.Message) wal.Record {
 	return wal.Record{Time: msg.Time.UnixNano(), Topic: msg.Topic, Payload: msg.Payload,
 		QoS: msg.QoS, Retain: msg.Retain, Client: msg.Client}
 }
+
+// batchingBroker lets MQTT sinks hold a batch's deliveries until its end
+// (mqtt.Batcher; broker.Batch).
+type batchingBroker struct{ *broker.Broker }
+
+func (b batchingBroker) NewPublishBatch() mqtt.PublishBatch { return b.Broker.NewBatch() }

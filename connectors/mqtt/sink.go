@@ -31,6 +31,22 @@ type FrozenPublisher interface {
 	PublishFrozen(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error
 }
 
+// Batcher is a Publisher that can hold a caller's deliveries back until
+// the end of its batch (the edge broker: one write to each subscriber per
+// batch). The sink publishes through a PublishBatch when its publisher is
+// a Batcher, and flushes it at the end of every batch of events (EndBatch)
+// and in Flush.
+type Batcher interface {
+	NewPublishBatch() PublishBatch
+}
+
+// PublishBatch publishes frozen payloads (see FrozenPublisher) whose
+// deliveries may wait until Flush. It is used by one goroutine.
+type PublishBatch interface {
+	FrozenPublisher
+	Flush()
+}
+
 // maxTopicLen is MQTT's limit on a topic name (a two-byte length prefix).
 const maxTopicLen = 65535
 
@@ -62,6 +78,7 @@ type Sink struct {
 	// A topic without {{field}} references is rendered and checked once.
 	static    string
 	staticErr error
+	batch     PublishBatch // nil: the publisher does not batch
 }
 
 // NewSink returns an MQTT sink for spec publishing through pub.
@@ -74,6 +91,9 @@ func NewSink(pub Publisher, spec *pipeline.MQTTSink) (*Sink, error) {
 		return nil, fmt.Errorf("topic: %w", err)
 	}
 	s := &Sink{pub: pub, topic: t, qos: byte(spec.QoS), retain: spec.Retain}
+	if b, ok := pub.(Batcher); ok {
+		s.batch = b.NewPublishBatch()
+	}
 	if t.Static() {
 		s.static = t.String()
 		s.staticErr = CheckTopicName(s.static)
@@ -103,6 +123,9 @@ func (s *Sink) Write(ctx context.Context, ev *pipeline.Event) error {
 			return pipeline.Permanentf("mqtt sink: encoding event as JSON: %w", err)
 		}
 	}
+	if s.batch != nil {
+		return s.batch.PublishFrozen(ctx, topic, payload, s.qos, s.retain)
+	}
 	if fp, ok := s.pub.(FrozenPublisher); ok {
 		return fp.PublishFrozen(ctx, topic, payload, s.qos, s.retain)
 	}
@@ -112,8 +135,20 @@ func (s *Sink) Write(ctx context.Context, ev *pipeline.Event) error {
 	return s.pub.Publish(topic, payload, s.qos, s.retain)
 }
 
-// Flush is a no-op: the broker has taken each message when Publish returns.
-func (s *Sink) Flush(context.Context) error { return nil }
+// EndBatch sends the deliveries a batching publisher held back (see
+// Batcher); the engine calls it at the end of every batch of events.
+func (s *Sink) EndBatch() {
+	if s.batch != nil {
+		s.batch.Flush()
+	}
+}
+
+// Flush sends held-back deliveries (EndBatch); otherwise there is nothing
+// to do: the broker has taken each message when Publish returns.
+func (s *Sink) Flush(context.Context) error {
+	s.EndBatch()
+	return nil
+}
 
 // Close is a no-op; the broker outlives its sinks.
 func (s *Sink) Close() error { return nil }

@@ -157,6 +157,7 @@ type ClientState struct {
 	open            context.Context      // indicate that the client is open for packet exchange
 	cancelOpen      context.CancelFunc   // cancel function for open context
 	outboundQty     int32                // number of messages currently in the outbound queue
+	flushReq        chan struct{}        // eddy: asks the write loop to flush the write buffer (FlushBatched)
 	Keepalive       uint16               // the number of seconds the connection can wait
 	ServerKeepalive bool                 // keepalive was set by the server
 }
@@ -174,6 +175,7 @@ func newClient(c net.Conn, o *ops) *Client {
 			cancelOpen:    cancel,
 			Keepalive:     defaultKeepalive,
 			outbound:      make(chan *packets.Packet, o.options.Capabilities.MaximumClientWritesPending),
+			flushReq:      make(chan struct{}, 1),
 		},
 		Properties: ClientProperties{
 			ProtocolVersion: defaultClientProtocolVersion, // default protocol version
@@ -213,6 +215,13 @@ func (cl *Client) PendingWrites() int { return len(cl.State.outbound) }
 func (cl *Client) WriteLoop() {
 	for {
 		select {
+		case <-cl.State.flushReq: // eddy: the rest of a batch's deliveries (FlushBatched)
+			cl.Lock()
+			err := cl.flushOutbuf()
+			cl.Unlock()
+			if err != nil {
+				cl.ops.log.Debug("failed flushing batched packets", "error", err, "client", cl.ID)
+			}
 		case pk := <-cl.State.outbound:
 			if err := cl.WritePacket(*pk); err != nil {
 				// eddy: the packet is dropped. A broken or timed-out connection
@@ -587,15 +596,9 @@ func putEncodeBuffer(b *bytes.Buffer) {
 }
 
 // WritePacket encodes and writes a packet to the client.
-func (cl *Client) WritePacket(pk packets.Packet) error {
-	if cl.Closed() {
-		return ErrConnectionClosed
-	}
-
-	if cl.Net.Conn == nil {
-		return nil
-	}
-
+// encode encodes pk into buf as it goes to this client, after the
+// OnPacketEncode hooks (which may change pk).
+func (cl *Client) encode(pk *packets.Packet, buf *bytes.Buffer) error {
 	if pk.Expiry > 0 {
 		expiry := pk.Expiry - time.Now().Unix()
 		if expiry < 1 {
@@ -617,11 +620,9 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		pk.Mods.AllowResponseInfo = true // [MQTT-3.1.2-28] we need to know which properties we can encode
 	}
 
-	pk = cl.ops.hooks.OnPacketEncode(cl, pk)
+	*pk = cl.ops.hooks.OnPacketEncode(cl, *pk)
 
 	var err error
-	buf := getEncodeBuffer() // eddy: reused (a new buffer grew per packet)
-	defer putEncodeBuffer(buf)
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectEncode(buf)
@@ -664,6 +665,24 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		return packets.ErrPacketTooLarge // [MQTT-3.1.2-24] [MQTT-3.1.2-25]
 	}
 
+	return nil
+}
+
+func (cl *Client) WritePacket(pk packets.Packet) error {
+	if cl.Closed() {
+		return ErrConnectionClosed
+	}
+
+	if cl.Net.Conn == nil {
+		return nil
+	}
+
+	buf := getEncodeBuffer() // eddy: reused (a new buffer grew per packet)
+	defer putEncodeBuffer(buf)
+	if err := cl.encode(&pk, buf); err != nil {
+		return err
+	}
+
 	// eddy: the write buffer is kept between flushes (upstream dropped it
 	// after each flush and grew a new one).
 	n, err := func() (int64, error) {
@@ -690,22 +709,26 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 			return int64(n), nil
 		}
 
-		err = cl.flushOutbuf()
+		err := cl.flushOutbuf()
 		return int64(n), err
 	}()
 	if err != nil {
 		return err
 	}
 
+	cl.sent(pk, n, buf.Bytes())
+	return nil
+}
+
+// sent counts a packet of n bytes written or buffered for the connection
+// and runs the OnPacketSent hooks with b.
+func (cl *Client) sent(pk packets.Packet, n int64, b []byte) {
 	atomic.AddInt64(&cl.ops.info.BytesSent, n)
 	atomic.AddInt64(&cl.ops.info.PacketsSent, 1)
 	if pk.FixedHeader.Type == packets.Publish {
 		atomic.AddInt64(&cl.ops.info.MessagesSent, 1)
 	}
-
-	cl.ops.hooks.OnPacketSent(cl, pk, buf.Bytes())
-
-	return err
+	cl.ops.hooks.OnPacketSent(cl, pk, b)
 }
 
 func (cl *Client) flushOutbuf() (err error) {

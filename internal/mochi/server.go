@@ -754,6 +754,15 @@ func (s *Server) PublishFrozen(topic string, payload []byte, retain bool, qos by
 	return s.publishInline(topic, payload, retain, qos, packets.Mods{FrozenPayload: true})
 }
 
+// eddy: PublishBatched is PublishFrozen for a publisher that sends many
+// messages at once: deliveries to network subscribers may wait in their
+// write buffers until the publisher calls batch.Flush, which writes each
+// subscriber's share in one system call. Flush must follow soon (it is
+// what sends them), on the publisher's goroutine.
+func (s *Server) PublishBatched(topic string, payload []byte, retain bool, qos byte, batch *packets.Batch) error {
+	return s.publishInline(topic, payload, retain, qos, packets.Mods{FrozenPayload: true, Batch: batch})
+}
+
 func (s *Server) publishInline(topic string, payload []byte, retain bool, qos byte, mods packets.Mods) error {
 	if !s.Options.InlineClient {
 		return ErrInlineClientNotEnabled
@@ -1111,6 +1120,11 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 
 	if cl.Net.Conn == nil || cl.Closed() {
 		return out, packets.CodeDisconnect
+	}
+
+	if b := pk.Mods.Batch; b != nil && cl.appendBatched(out) { // eddy
+		b.Add(cl)
+		return out, nil
 	}
 
 	queued := getQueuedPacket() // eddy: recycled by the write loop (a new packet escaped per delivery)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	mqtt "github.com/eddy-edge/eddy/internal/mochi"
@@ -116,6 +117,7 @@ type guardedConn struct {
 	cl    atomic.Pointer[mqtt.Client] // set once the client authenticated
 	once  sync.Once
 	w     corkedWrites
+	raw   syscall.RawConn // for TryWrite; nil when the connection has no file descriptor
 }
 
 // NetConn returns the connection c guards (as tls.Conn's does).
@@ -276,5 +278,9 @@ func truncate(s string, n int) string {
 // keepalive deadline once it has read it).
 func (b *Broker) guardConn(c net.Conn) net.Conn {
 	_ = c.SetReadDeadline(time.Now().Add(b.opts.ConnectTimeout))
-	return &guardedConn{Conn: c, b: b, guard: frameGuard{max: uint64(b.opts.MaxPacketSize)}}
+	g := &guardedConn{Conn: c, b: b, guard: frameGuard{max: uint64(b.opts.MaxPacketSize)}}
+	if sc, ok := c.(syscall.Conn); ok {
+		g.raw, _ = sc.SyscallConn()
+	}
+	return g
 }

@@ -596,17 +596,43 @@ func (b *Broker) Publish(topic string, payload []byte, qos byte, retain bool) er
 // durable append) also end when ctx is done, so that a stopping pipeline
 // is never held up by the broker.
 func (b *Broker) PublishContext(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error {
-	return b.publish(ctx, topic, payload, qos, retain, false)
+	return b.publish(ctx, topic, payload, qos, retain, false, nil)
 }
 
 // PublishFrozen is PublishContext for a payload the caller never modifies
 // afterwards (whatever it returns): the log and the subscribers keep it
 // instead of copies.
 func (b *Broker) PublishFrozen(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error {
-	return b.publish(ctx, topic, payload, qos, retain, true)
+	return b.publish(ctx, topic, payload, qos, retain, true, nil)
 }
 
-func (b *Broker) publish(ctx context.Context, topic string, payload []byte, qos byte, retain, frozen bool) error {
+// Batch publishes like PublishFrozen, but its deliveries to network
+// subscribers may wait in their write buffers until Flush, which writes
+// each subscriber's share with one system call and without waking its
+// write loop (a pipeline publishes a read batch's results this way). A
+// subscriber that is behind, or whose buffer is busy, gets its deliveries
+// through its queue as usual, under the same bounds. A Batch belongs to
+// one goroutine, which must call Flush when its batch ends.
+type Batch struct {
+	b       *Broker
+	pending packets.Batch
+}
+
+// NewBatch returns an empty Batch publishing through b.
+func (b *Broker) NewBatch() *Batch { return &Batch{b: b} }
+
+// PublishFrozen publishes like Broker.PublishFrozen; the deliveries leave
+// by Flush at the latest.
+func (bt *Batch) PublishFrozen(ctx context.Context, topic string, payload []byte, qos byte, retain bool) error {
+	return bt.b.publish(ctx, topic, payload, qos, retain, true, &bt.pending)
+}
+
+// Flush writes the deliveries held since the last Flush; what a
+// subscriber's socket does not take at once, its write loop writes. It
+// never waits on the network.
+func (bt *Batch) Flush() { bt.pending.Flush() }
+
+func (b *Broker) publish(ctx context.Context, topic string, payload []byte, qos byte, retain, frozen bool, batch *packets.Batch) error {
 	if err := b.running(); err != nil {
 		return err
 	}
@@ -671,11 +697,16 @@ func (b *Broker) publish(ctx context.Context, topic string, payload []byte, qos 
 		b.quiet.Add(1) // nobody to deliver to: spare mochi the lookup
 		return nil
 	}
-	publish := b.srv.Publish
-	if frozen {
-		publish = b.srv.PublishFrozen
+	var err error
+	switch {
+	case batch != nil:
+		err = b.srv.PublishBatched(topic, payload, retain, qos, batch)
+	case frozen:
+		err = b.srv.PublishFrozen(topic, payload, retain, qos)
+	default:
+		err = b.srv.Publish(topic, payload, retain, qos)
 	}
-	if err := publish(topic, payload, retain, qos); err != nil {
+	if err != nil {
 		return fmt.Errorf("broker: publish to %q: %w", topic, err)
 	}
 	return nil

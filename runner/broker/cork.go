@@ -47,6 +47,26 @@ func (c *guardedConn) Write(p []byte) (int, error) {
 }
 
 // cork starts buffering writes until uncork.
+// TryWrite writes what of p the socket takes now, without waiting
+// (mqtt.TryWriter): a publisher flushing its batch's deliveries must not
+// wait on a subscriber that does not read. It writes nothing while
+// another write is under way or the connection is corked (the write loop
+// is then asked to write the rest).
+func (c *guardedConn) TryWrite(p []byte) (int, error) {
+	w := &c.w
+	if !w.mu.TryLock() {
+		return 0, nil
+	}
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.corked || c.raw == nil {
+		return 0, nil
+	}
+	return tryWrite(c.raw, p)
+}
+
 func (c *guardedConn) cork() {
 	c.w.mu.Lock()
 	c.w.corked = true

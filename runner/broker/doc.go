@@ -88,6 +88,15 @@
 // message for a slow subscriber. Offline persistent sessions keep up to
 // MaxInflight messages in mochi.
 //
+// A [Batch] (a pipeline's MQTT sink publishes through one) puts its
+// deliveries straight into each network subscriber's write buffer and
+// writes them when the batch is flushed, with one non-blocking write per
+// subscriber; what the socket does not take then, the subscriber's write
+// loop writes. Only a subscriber with nothing queued and less than 64 KiB
+// buffered is written to this way; any other delivery goes through the
+// subscriber's queue as above, so the bounds and drops above apply
+// unchanged and a flush never waits on a subscriber.
+//
 // # Asynchronous acknowledgements
 //
 // mochi handles one client's packets one after another, and acknowledges

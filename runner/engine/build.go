@@ -78,6 +78,9 @@ func (e *Engine) build(plan *pipeline.Plan) (*run, error) {
 			return nil, err
 		}
 		*into = append(*into, &sinkStage{sink: s, run: r, stats: &stepStats{id: n.ID, kind: n.Kind, role: n.Role}})
+		if be, ok := s.(BatchEnder); ok {
+			r.enders = append(r.enders, be)
+		}
 	}
 	lateFn := func(ev *pipeline.Event) {
 		r.lateCnt.Add(1)

@@ -27,6 +27,15 @@ type Sink interface {
 	Close() error
 }
 
+// BatchEnder is a Sink that may hold back part of what it was given until
+// the end of the batch of records being processed (the MQTT sink holds
+// deliveries to subscribers so that each gets one write per batch). The
+// engine calls EndBatch after every batch, before it waits for more
+// records, backs off a failing sink, or stops.
+type BatchEnder interface {
+	EndBatch()
+}
+
 // TwinLookup gives the enrich step the current twin values of a device.
 type TwinLookup interface {
 	// Values adds twin_<prop> fields for the device's properties to dst.

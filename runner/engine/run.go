@@ -103,6 +103,7 @@ type run struct {
 	sinks       []*sinkStage
 	late        []*sinkStage
 	errs        []*sinkStage // errors: (dead-letter) sinks
+	enders      []BatchEnder // the sinks that hold output until a batch ends
 	lateCnt     atomic.Int64
 
 	// Event clock: the largest event time seen, and the processing time at
@@ -207,6 +208,7 @@ func (s *sinkStage) write(ev *pipeline.Event) bool {
 			return false
 		}
 		r.degrade(s, err, backoff)
+		r.endBatch() // what this batch delivered so far leaves before the wait
 		if !r.sleep(backoff) {
 			r.abandoned = true
 			return false
@@ -356,12 +358,14 @@ func (r *run) loop() {
 				r.source.fail(ahead, r.clock.Now())
 				r.cursor = ahead.Last + 1
 			default:
+				r.endBatch()
 				r.fail(fmt.Errorf("reading the log at offset %d: %w", r.cursor, err))
 				r.publish()
 				return
 			}
 		}
 		r.advance()
+		r.endBatch()
 		if r.abandoned {
 			continue // stopping: the next select sees ctx done
 		}
@@ -372,10 +376,18 @@ func (r *run) loop() {
 	}
 }
 
+// endBatch lets the sinks send what they held back for the batch.
+func (r *run) endBatch() {
+	for _, e := range r.enders {
+		e.EndBatch()
+	}
+}
+
 // exit ends a stopped run: a final checkpoint, unless an event's output
 // was given up (then the run resumes from its last checkpoint and replays,
 // which is at-least-once) or an operator asked to skip it.
 func (r *run) exit() {
+	r.endBatch()
 	switch {
 	case r.abandoned && r.skip.Load():
 		r.logger.Warn("operator skipped the output the pipeline was blocked on", "offset", r.current, "resume", r.cursor)

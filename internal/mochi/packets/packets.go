@@ -149,6 +149,10 @@ type Mods struct {
 	// publishing it (Server.PublishFrozen), so subscribers share it
 	// without a copy.
 	FrozenPayload bool
+	// eddy: Batch, when set, lets deliveries wait in the subscribers'
+	// write buffers until the publisher flushes the batch
+	// (Server.PublishBatched).
+	Batch *Batch
 }
 
 // ConnectParams contains packet values which are specifically related to connect packets.
