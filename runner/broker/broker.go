@@ -436,7 +436,8 @@ func (b *Broker) Start(ctx context.Context) error {
 func (b *Broker) start(ctx context.Context) error {
 	b.ctx, b.cancel = context.WithCancel(ctx)
 	bind := func(id, proto, addr string, tlsConf *tls.Config, ws bool) (*listener, error) {
-		ln, err := net.Listen("tcp", addr)
+		lc := net.ListenConfig{Control: boundSegments}
+		ln, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			return nil, fmt.Errorf("broker: %s listener on %q: %w; choose a free address", id, addr, err)
 		}
