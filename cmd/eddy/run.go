@@ -13,6 +13,7 @@ import (
 
 	"github.com/eddy-edge/eddy/internal/configspec"
 	"github.com/eddy-edge/eddy/internal/exemem"
+	"github.com/eddy-edge/eddy/internal/procs"
 	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/budget"
 )
@@ -52,12 +53,25 @@ func runRunner(ctx context.Context, g *globals, s *settings, edge bool) error {
 	if err != nil {
 		return err
 	}
-	if err := applyCPUs(s.CPUs); err != nil {
+	govern, err := applyCPUs(s.CPUs)
+	if err != nil {
 		return err
 	}
 	s.MemoryLimit = limit
 	cfg := s.Config
 	cfg.Logger = g.logger()
+	cpus := fmt.Sprint(runtime.GOMAXPROCS(0))
+	if govern {
+		gov := &procs.Governor{Max: runtime.GOMAXPROCS(0), Usage: procs.ProcessCPU,
+			Set: func(n int) { runtime.GOMAXPROCS(n) }, Logger: cfg.Logger}
+		cpus = fmt.Sprintf("1-%d by load", gov.Max)
+		ctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); gov.Run(ctx) }()
+		// The governor gives every core back as soon as ctx ends (a
+		// signal), before the shutdown's checkpoints.
+		defer func() { stop(); <-done }()
+	}
 	// When the API requires tokens, a token must not let its holder write
 	// any file the process can reach through a file sink.
 	cfg.ConfineFileSinks = edge || (cfg.HTTPAddr != "-" && !runner.IsLoopback(cfg.HTTPAddr))
@@ -84,7 +98,7 @@ func runRunner(ctx context.Context, g *globals, s *settings, edge bool) error {
 	if setRuntime {
 		debug.SetMemoryLimit(sizes.GoLimit)
 	}
-	cfg.Logger.Info("memory budget", "limit", budget.Format(sizes.Limit), "gomemlimit", goLimitString(), "gomaxprocs", runtime.GOMAXPROCS(0),
+	cfg.Logger.Info("memory budget", "limit", budget.Format(sizes.Limit), "gomemlimit", goLimitString(), "cpus", cpus,
 		"wal_cache", budget.Format(sizes.WALCacheBytes), "wal_segment", budget.Format(int64(sizes.WALSegmentSize)))
 	r, err := runner.New(cfg)
 	if err != nil {
@@ -148,14 +162,17 @@ func goLimitString() string {
 	return "off"
 }
 
-// applyCPUs sets the Go runtime's GOMAXPROCS to the configured cores (0:
-// leave the runtime's choice).
-func applyCPUs(n int) error {
-	if n < 0 {
-		return fmt.Errorf("cpus: %d is negative; give the number of cores to use, or 0 for all of them", n)
-	}
-	if n > 0 {
+// applyCPUs sets the Go runtime's GOMAXPROCS to the configured cores, or
+// for 0 says whether a procs.Governor should size it by load: when the
+// runtime has more than one core to offer and GOMAXPROCS was not set in
+// the environment (which, like --cpus, fixes it).
+func applyCPUs(n int) (govern bool, err error) {
+	switch {
+	case n < 0:
+		return false, fmt.Errorf("cpus: %d is negative; give the number of cores to use, or 0 to let eddy choose by load", n)
+	case n > 0:
 		runtime.GOMAXPROCS(n)
+		return false, nil
 	}
-	return nil
+	return os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) > 1, nil
 }

@@ -33,11 +33,15 @@ type settings struct {
 	// pipelines (kept for files of KubeEdge Device and DeviceModel
 	// resources).
 	Devices []string `json:"devices,omitempty" flag:"devices"`
-	// CPUs caps the cores eddy runs Go code on at once (GOMAXPROCS);
-	// 0 keeps the Go runtime's choice (every core, or the cgroup's CPU
-	// limit). One core costs the least CPU per message at moderate rates:
-	// no wake-ups of a second core for each hand-off between the broker,
-	// the log and the pipelines (docs/benchmarks.md measures both).
+	// CPUs fixes the cores eddy runs Go code on at once (GOMAXPROCS).
+	// 0 (the default) sizes it by load: one core while eddy uses less than
+	// 70 % of one, more (up to the Go runtime's choice: every core, or the
+	// cgroup's CPU limit) within a quarter of a second of needing them, and
+	// one fewer after 5 s below half of one fewer. One core costs the
+	// least CPU per message at moderate rates: no wake-ups of a second
+	// core for each hand-off between the broker, the log and the pipelines
+	// (docs/benchmarks.md measures both). GOMAXPROCS in the environment
+	// fixes it too.
 	CPUs int `json:"cpus,omitempty" flag:"cpus"`
 }
 
