@@ -57,5 +57,5 @@ func (b *Batch) Flush() {
 		b.pending[i] = nil
 	}
 	b.pending = b.pending[:0]
-	b.seen = nil
+	clear(b.seen) // kept: a publisher with many subscribers needs it again
 }
