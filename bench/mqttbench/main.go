@@ -34,7 +34,7 @@ func main() {
 	rate := flag.Int("rate", 10000, "messages per second for the latency run")
 	latencyFor := flag.Duration("latency-duration", 5*time.Second, "length of the latency run")
 	cases := flag.String("cases", "raw,mosquitto,qos0,qos1,idle,filter,window,shared",
-		"comma-separated runs: raw (plain broker, QoS 0 and 1), mosquitto (QoS 0 and 1 through mosquitto), qos0, qos1 (eddy, with the latency run); "+
+		"comma-separated runs: raw (plain broker, QoS 0 and 1), mosquitto (QoS 0 and 1 through mosquitto), qos0, qos1 (eddy, with the latency run), qos1-latency (the latency run alone); "+
 			"targets at a fixed rate side by side with mosquitto: idle (RSS), filter, window (1000 devices, RSS after -settle), shared (-shared pipelines on one topic)")
 	pprof := flag.Bool("pprof", false, "start eddy with --pprof and print its HTTP address (to take a profile during a run)")
 	repeat := flag.Int("repeat", 1, "run raw/mosquitto/qos0/qos1 this many times (report ranges, not the best run)")
@@ -131,7 +131,10 @@ func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration, want map[s
 	// Eddy: ingest -> WAL -> filter -> MQTT out.
 	var idleRSS, peakRSS int64
 	for _, qos := range []byte{0, 1} {
-		if !want[fmt.Sprintf("qos%d", qos)] {
+		// qos1-latency: only the latency run, on a fresh eddy (no
+		// throughput run before it to warm it up or size its cores).
+		latencyOnly := qos == 1 && want["qos1-latency"] && !want["qos1"]
+		if !want[fmt.Sprintf("qos%d", qos)] && !latencyOnly {
 			continue
 		}
 		e, err := startEddy(eddyBin)
@@ -145,7 +148,10 @@ func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration, want map[s
 		if qos == 1 {
 			label = "eddy ingest->filter->MQTT out, QoS 1 durable (fsync before PUBACK)"
 		}
-		r, err := throughput(label, e.port, "bench/in", "out/bench", qos, n, pubs)
+		var r result
+		if !latencyOnly {
+			r, err = throughput(label, e.port, "bench/in", "out/bench", qos, n, pubs)
+		}
 		if err == nil {
 			var lr result
 			name := fmt.Sprintf("eddy latency at %d msg/s, QoS 0", rate)
@@ -160,7 +166,9 @@ func run(eddyBin string, n, pubs, rate int, latencyFor time.Duration, want map[s
 		if err != nil {
 			return err
 		}
-		rows = append(rows, r)
+		if !latencyOnly {
+			rows = append(rows, r)
+		}
 	}
 	if len(rows) == 0 {
 		return nil

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/eddy-edge/eddy/internal/procs"
 	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/budget"
+	"github.com/eddy-edge/eddy/runner/wal"
 )
 
 func runCommand(g *globals) *cobra.Command {
@@ -61,9 +64,17 @@ func runRunner(ctx context.Context, g *globals, s *settings, edge bool) error {
 	cfg := s.Config
 	cfg.Logger = g.logger()
 	cpus := fmt.Sprint(runtime.GOMAXPROCS(0))
+	// The log the governor counts fsync time of, once the runner has one.
+	var walStats atomic.Pointer[func() wal.Stats]
 	if govern {
 		gov := &procs.Governor{Max: runtime.GOMAXPROCS(0), Usage: procs.ProcessCPU,
-			Set: func(n int) { runtime.GOMAXPROCS(n) }, Logger: cfg.Logger}
+			Set: func(n int) { runtime.GOMAXPROCS(n) }, Logger: cfg.Logger,
+			Blocked: func() time.Duration {
+				if f := walStats.Load(); f != nil {
+					return (*f)().FsyncTime
+				}
+				return 0
+			}}
 		cpus = fmt.Sprintf("1-%d by load", gov.Max)
 		ctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
@@ -106,6 +117,10 @@ func runRunner(ctx context.Context, g *globals, s *settings, edge bool) error {
 	}
 	if err := r.Start(ctx); err != nil {
 		return err
+	}
+	if l := r.Log(); l != nil {
+		stats := l.Stats
+		walStats.Store(&stats)
 	}
 	defer r.Close()
 	if err := serveDevices(ctx, r, cfg.Logger, cfg.Node, edge, set.Devices); err != nil {

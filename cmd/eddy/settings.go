@@ -35,7 +35,8 @@ type settings struct {
 	Devices []string `json:"devices,omitempty" flag:"devices"`
 	// CPUs fixes the cores eddy runs Go code on at once (GOMAXPROCS).
 	// 0 (the default) sizes it by load: one core while eddy uses less than
-	// 70 % of one, more (up to the Go runtime's choice: every core, or the
+	// 70 % of one (time the log spends in fsync counts as used: a core in
+	// fsync runs nothing else), more (up to the Go runtime's choice: every core, or the
 	// cgroup's CPU limit) within a quarter of a second of needing them, and
 	// one fewer after 5 s below half of one fewer. One core costs the
 	// least CPU per message at moderate rates: no wake-ups of a second

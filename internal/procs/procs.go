@@ -50,6 +50,12 @@ type Governor struct {
 	Usage func() (time.Duration, error)
 	// Set sets GOMAXPROCS (runtime.GOMAXPROCS).
 	Set func(n int)
+	// Blocked, if set, returns the time goroutines spent so far in system
+	// calls that block while holding their core (the log's fsyncs). It
+	// counts as busy: on one core nothing else runs during an fsync until
+	// the runtime hands the core over, so durable writes at a rate that
+	// keeps a core in fsync get a second core.
+	Blocked func() time.Duration
 
 	Clock    clock.Clock
 	Interval time.Duration
@@ -73,7 +79,7 @@ func (g *Governor) Run(ctx context.Context) {
 	defer g.Set(g.Max)
 	tick := g.Clock.NewTicker(g.Interval)
 	defer tick.Stop()
-	lastCPU, err := g.Usage()
+	lastCPU, err := g.usage()
 	if err != nil {
 		g.Logger.Warn("cannot read the process's CPU time; using every core", "err", err)
 		return
@@ -86,7 +92,7 @@ func (g *Governor) Run(ctx context.Context) {
 		case <-tick.C():
 		}
 		now := g.Clock.Now()
-		cpu, err := g.Usage()
+		cpu, err := g.usage()
 		if err != nil {
 			g.Logger.Warn("cannot read the process's CPU time; using every core", "err", err)
 			return
@@ -125,6 +131,15 @@ func (g *Governor) Next(busy float64) int {
 		g.quiet = 0
 	}
 	return g.cur
+}
+
+// usage is the process's CPU time plus the time it was Blocked.
+func (g *Governor) usage() (time.Duration, error) {
+	cpu, err := g.Usage()
+	if err == nil && g.Blocked != nil {
+		cpu += g.Blocked()
+	}
+	return cpu, err
 }
 
 func (g *Governor) defaults() {

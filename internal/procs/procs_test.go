@@ -124,3 +124,57 @@ func TestProcessCPU(t *testing.T) {
 		t.Fatalf("CPU time grew %v over 50 ms of computing (%d loops), want at least 20 ms", d, x)
 	}
 }
+
+// TestRunCountsBlocked: time spent Blocked (fsync holding a core) counts
+// as busy: 0.4 of a core computing plus 0.4 in fsync is over UpAt, so
+// the governor adds a core; the computing alone would not.
+func TestRunCountsBlocked(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		blocked bool
+		want    []int
+	}{
+		{"computing only", false, []int{1, 2}},        // start at 1, give all back at exit
+		{"computing and fsync", true, []int{1, 2, 2}}, // up after the first interval
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+			const interval = 250 * time.Millisecond
+			var (
+				mu           sync.Mutex
+				sets         []int
+				cpu, blocked time.Duration
+				calls        int
+			)
+			called := make(chan struct{}, 1)
+			g := &Governor{Max: 2, Clock: clk, Interval: interval,
+				Usage: func() (time.Duration, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					if calls > 0 {
+						cpu += interval * 4 / 10
+						blocked += interval * 4 / 10
+					}
+					calls++
+					called <- struct{}{}
+					return cpu, nil
+				},
+				Set: func(n int) { mu.Lock(); sets = append(sets, n); mu.Unlock() },
+			}
+			if tc.blocked {
+				g.Blocked = func() time.Duration { mu.Lock(); defer mu.Unlock(); return blocked }
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { g.Run(ctx); close(done) }()
+			<-called
+			clk.Advance(interval)
+			<-called
+			cancel()
+			<-done
+			if !slices.Equal(sets, tc.want) {
+				t.Fatalf("GOMAXPROCS set to %v, want %v", sets, tc.want)
+			}
+		})
+	}
+}

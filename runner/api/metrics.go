@@ -108,6 +108,7 @@ var walMetrics = []walMetric{
 	wm("appends_total", "Records appended.", true, func(w WAL) float64 { return float64(w.Appends) }),
 	wm("batches_total", "Group commits.", true, func(w WAL) float64 { return float64(w.Batches) }),
 	wm("fsyncs_total", "fsync calls.", true, func(w WAL) float64 { return float64(w.Fsyncs) }),
+	wm("fsync_seconds_total", "Time spent in fsync calls.", true, func(w WAL) float64 { return w.FsyncSeconds }),
 	wm("retention_removed_total", "Records removed by retention.", true, func(w WAL) float64 { return float64(w.RetentionRemoved) }),
 	wm("retention_blocked_total", "Retention passes held back by a slow pipeline.", true, func(w WAL) float64 { return float64(w.RetentionBlocked) }),
 	wm("retention_overrun_total", "Records removed before a pipeline read them.", true, func(w WAL) float64 { return float64(w.RetentionOverrun) }),

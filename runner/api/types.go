@@ -167,6 +167,7 @@ type WAL struct {
 	Appends          uint64            `json:"appends"`
 	Batches          uint64            `json:"batches"`
 	Fsyncs           uint64            `json:"fsyncs"`
+	FsyncSeconds     float64           `json:"fsyncSeconds"`
 	RetentionRemoved uint64            `json:"retentionRemoved"`
 	RetentionBlocked uint64            `json:"retentionBlocked"`
 	RetentionOverrun uint64            `json:"retentionOverrun"`
@@ -205,7 +206,7 @@ func topics(in []broker.TopicInfo) []Topic {
 
 func walInfo(s wal.Stats) WAL {
 	w := WAL{First: s.First, Last: s.Last, Bytes: s.Bytes, Segments: s.Segments, Appends: s.Appends,
-		Batches: s.Batches, Fsyncs: s.Fsyncs, RetentionRemoved: s.RetentionRemoved, RetentionBlocked: s.RetentionBlocked,
+		Batches: s.Batches, Fsyncs: s.Fsyncs, FsyncSeconds: s.FsyncTime.Seconds(), RetentionRemoved: s.RetentionRemoved, RetentionBlocked: s.RetentionBlocked,
 		RetentionOverrun: s.RetentionOverrun, FullRejects: s.FullRejects, Full: s.Full, CorruptSkipped: s.CorruptSkipped,
 		Consumers: s.Consumers}
 	if s.Last+1 > s.First {

@@ -459,6 +459,13 @@ func (l *File) mirrorWrite(first uint64, sizes []int) (cycled bool) {
 func segmentName(index uint64) string { return fmt.Sprintf("%020d", index) }
 
 func (l *File) sync(c *commitState) error {
+	start := l.opts.Clock.Now()
+	defer func() {
+		d := l.opts.Clock.Now().Sub(start)
+		l.mu.Lock()
+		l.st.FsyncTime += d
+		l.mu.Unlock()
+	}()
 	if c.dirDirty {
 		if err := syncDir(l.dir); err != nil {
 			return fmt.Errorf("wal: fsync of directory %s failed: %w; the log refuses appends until a probe write succeeds again", l.dir, err)

@@ -207,11 +207,14 @@ type Stats struct {
 	Bytes       int64  // bytes on disk (File) or encoded record bytes (Memory)
 	Segments    int    // segment files (File)
 
-	Appends      uint64 // records appended
-	AppendCalls  uint64 // Append/AppendWith calls that succeeded
-	Batches      uint64 // group commits (writes)
-	Fsyncs       uint64 // fsync calls
-	MaxBatchSeen int    // largest group commit, in records
+	Appends     uint64 // records appended
+	AppendCalls uint64 // Append/AppendWith calls that succeeded
+	Batches     uint64 // group commits (writes)
+	Fsyncs      uint64 // fsync calls
+	// FsyncTime is the time spent in them: a goroutine in fsync holds
+	// its core (GOMAXPROCS), so the load governor counts it as busy.
+	FsyncTime    time.Duration
+	MaxBatchSeen int // largest group commit, in records
 
 	CacheReads uint64 // records served from the in-memory tail cache
 	DiskReads  uint64 // records read from segment files
