@@ -620,7 +620,9 @@ func (cl *Client) encode(pk *packets.Packet, buf *bytes.Buffer) error {
 		pk.Mods.AllowResponseInfo = true // [MQTT-3.1.2-28] we need to know which properties we can encode
 	}
 
-	*pk = cl.ops.hooks.OnPacketEncode(cl, *pk)
+	if m := cl.ops.options.EncodeHookTypes; m == 0 || m&(1<<pk.FixedHeader.Type) != 0 { // eddy
+		*pk = cl.ops.hooks.OnPacketEncode(cl, *pk)
+	}
 
 	var err error
 	switch pk.FixedHeader.Type {

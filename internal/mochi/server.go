@@ -129,6 +129,18 @@ type Options struct {
 	// Enable Inline client to allow direct subscribing and publishing from the parent codebase,
 	// with negligible performance difference (disabled by default to prevent confusion in statistics).
 	InlineClient bool `yaml:"inline_client" json:"inline_client"`
+
+	// eddy: InlineSkipsPublishHooks leaves out the OnPublish and
+	// OnPublished hooks for inline publishes (Server.Publish), for an
+	// embedding program whose hooks do nothing for them: each call copies
+	// the packet (808 bytes) in and out, several times per message.
+	InlineSkipsPublishHooks bool `yaml:"-" json:"-"`
+
+	// eddy: EncodeHookTypes, if not 0, is the set of packet types (bit
+	// 1<<type) that the OnPacketEncode hooks see; other packets are
+	// encoded without calling them (each call copies the packet in and
+	// out). 0 calls them for every packet, as upstream does.
+	EncodeHookTypes uint16 `yaml:"-" json:"-"`
 }
 
 // Server is an MQTT broker server. It should be created with server.New()
@@ -924,19 +936,22 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		pk.FixedHeader.Qos = s.Options.Capabilities.MaximumQos // [MQTT-3.2.2-9] Reduce qos based on server max qos capability
 	}
 
-	pkx, err := s.hooks.OnPublish(cl, pk)
-	if err == nil {
-		pk = pkx
-	} else if errors.Is(err, errRejectPacket) {
-		return nil
-	} else if errors.Is(err, errSuccessIgnore) {
-		pk.Ignore = true
-	} else if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 && errors.As(err, new(packets.Code)) {
-		err = cl.WritePacket(s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, err.(packets.Code)))
-		if err != nil {
-			return err
+	skipHooks := cl.Net.Inline && s.Options.InlineSkipsPublishHooks // eddy
+	if !skipHooks {
+		pkx, err := s.hooks.OnPublish(cl, pk)
+		if err == nil {
+			pk = pkx
+		} else if errors.Is(err, errRejectPacket) {
+			return nil
+		} else if errors.Is(err, errSuccessIgnore) {
+			pk.Ignore = true
+		} else if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 && errors.As(err, new(packets.Code)) {
+			err = cl.WritePacket(s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, err.(packets.Code)))
+			if err != nil {
+				return err
+			}
+			return nil
 		}
-		return nil
 	}
 
 	if pk.FixedHeader.Retain { // [MQTT-3.3.1-5] ![MQTT-3.3.1-8]
@@ -948,7 +963,9 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	// the package as qos=0, and the client receives it as qos=1 or 2.
 	if pk.FixedHeader.Qos == 0 || cl.Net.Inline {
 		s.publishToSubscribers(pk)
-		s.hooks.OnPublished(cl, pk)
+		if !skipHooks {
+			s.hooks.OnPublished(cl, pk)
+		}
 		return nil
 	}
 
@@ -963,7 +980,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		s.hooks.OnQosPublish(cl, ack, ack.Created, 0)
 	}
 
-	err = cl.WritePacket(ack)
+	err := cl.WritePacket(ack)
 	if err != nil {
 		return err
 	}

@@ -417,6 +417,11 @@ func New(opts Options) (*Broker, error) {
 		Logger:                 slog.New(quietClientErrors{b.log.Handler()}).With("component", "mochi"),
 		InlineClient:           true,
 		SysTopicResendInterval: 10,
+		// The hook does nothing for inline publishes (Publish logged and
+		// waited already) and changes only CONNACKs: spare mochi the
+		// calls, each of which copies the packet in and out.
+		InlineSkipsPublishHooks: true,
+		EncodeHookTypes:         1 << packets.Connack,
 	})
 	b.subs.gen = b.srv.Topics.Generation
 	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
