@@ -75,7 +75,7 @@ func runBench(b *testing.B, yaml string, keys int) {
 		r.head.Emit(ev)
 		if j == len(evs)-1 {
 			r.maxEventTime = ev.Time
-			r.advance()
+			r.advance(r.clock.Now())
 		}
 	}
 	b.StopTimer()

@@ -330,13 +330,17 @@ func (r *run) loop() {
 		if wake != nil {
 			wake.Stop()
 		}
-		r.heartbeat.Store(r.clock.Now().UnixNano())
+		// One clock reading for the whole batch (with hundreds of
+		// pipelines on a topic, each woken per message, every reading
+		// counts): windows may close a batch's processing time later.
+		now := r.clock.Now()
+		r.heartbeat.Store(now.UnixNano())
 		if len(shared) > 0 {
-			r.processShared(shared)
+			r.processShared(shared, now)
 			clear(shared) // drop references to decoded events
 		}
 		if n > 0 {
-			r.process(buf[:n])
+			r.process(buf[:n], now)
 		}
 		if r.ctx.Err() != nil {
 			r.exit()
@@ -364,13 +368,13 @@ func (r *run) loop() {
 				return
 			}
 		}
-		r.advance()
+		r.advance(now)
 		r.endBatch()
 		if r.abandoned {
 			continue // stopping: the next select sees ctx done
 		}
 		r.publish()
-		if r.checkpointDue(r.clock.Now()) {
+		if r.checkpointDue(now) {
 			r.checkpoint(false)
 		}
 	}
@@ -403,8 +407,7 @@ func (r *run) exit() {
 
 // process pushes a batch of records through the chain. It stops early
 // when the run is stopped (between records) or an output was given up.
-func (r *run) process(recs []wal.Record) {
-	now := r.clock.Now()
+func (r *run) process(recs []wal.Record, now time.Time) {
 	for i := range recs {
 		if r.abandoned || r.ctx.Err() != nil {
 			return
@@ -439,8 +442,7 @@ func (r *run) process(recs []wal.Record) {
 }
 
 // processShared is process for records the shared source has decoded.
-func (r *run) processShared(recs []sharedRec) {
-	now := r.clock.Now()
+func (r *run) processShared(recs []sharedRec, now time.Time) {
 	for i := range recs {
 		if r.abandoned || r.ctx.Err() != nil {
 			return
@@ -520,11 +522,11 @@ func (r *run) stamp(ev *pipeline.Event) {
 // eventClock returns the pipeline's event clock: the largest event time
 // seen, moved forward with processing time once the source has been idle
 // for idleTimeout, so windows of keys that went quiet still close.
-func (r *run) eventClock() int64 {
+func (r *run) eventClock(now time.Time) int64 {
 	if r.maxEventTime == 0 {
 		return 0
 	}
-	idle := r.clock.Now().Sub(r.lastActivity)
+	idle := now.Sub(r.lastActivity)
 	if idle >= r.idleTimeout {
 		return r.maxEventTime + int64(idle)
 	}
@@ -548,10 +550,11 @@ func (r *run) windowTimer() (t clock.Ticker, due bool) {
 	if next == math.MaxInt64 {
 		return nil, false
 	}
-	wait := time.Duration(next-r.clock.Now().UnixNano()) + r.grace()
+	now := r.clock.Now()
+	wait := time.Duration(next-now.UnixNano()) + r.grace()
 	switch {
 	case wait <= 0:
-		return nil, r.processingClock() >= next
+		return nil, r.processingClock(now) >= next
 	case wait >= r.e.opts.TickInterval:
 		return nil, false
 	}
@@ -588,15 +591,15 @@ func (r *run) noteDelay(now time.Time, stamp int64) {
 // processingClock is the event clock of a processing-time pipeline that
 // has read everything in the log: every record stamped before now - grace
 // is assumed read, so windows ending before it can close.
-func (r *run) processingClock() int64 {
+func (r *run) processingClock(now time.Time) int64 {
 	if r.eventTime != nil || len(r.deadliners) == 0 || r.cursor <= r.e.opts.Log.Last() {
 		return 0
 	}
-	return r.clock.Now().Add(-r.grace()).UnixNano()
+	return now.Add(-r.grace()).UnixNano()
 }
 
-func (r *run) advance() {
-	ec := max(r.eventClock(), r.processingClock())
+func (r *run) advance(now time.Time) {
+	ec := max(r.eventClock(now), r.processingClock(now))
 	if ec == 0 || r.abandoned {
 		return
 	}
