@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,7 +17,6 @@ import (
 	"github.com/eddy-edge/eddy/internal/procs"
 	"github.com/eddy-edge/eddy/runner"
 	"github.com/eddy-edge/eddy/runner/budget"
-	"github.com/eddy-edge/eddy/runner/wal"
 )
 
 func runCommand(g *globals) *cobra.Command {
@@ -64,24 +62,8 @@ func runRunner(ctx context.Context, g *globals, s *settings, edge bool) error {
 	cfg := s.Config
 	cfg.Logger = g.logger()
 	cpus := fmt.Sprint(runtime.GOMAXPROCS(0))
-	// The log the governor counts fsync time of, once the runner has one.
-	var walStats atomic.Pointer[func() wal.Stats]
 	if govern {
-		gov := &procs.Governor{Max: runtime.GOMAXPROCS(0), Usage: procs.ProcessCPU,
-			Set: func(n int) { runtime.GOMAXPROCS(n) }, Logger: cfg.Logger,
-			Blocked: func() time.Duration {
-				if f := walStats.Load(); f != nil {
-					return (*f)().FsyncTime
-				}
-				return 0
-			}}
-		cpus = fmt.Sprintf("1-%d by load", gov.Max)
-		ctx, stop := context.WithCancel(ctx)
-		done := make(chan struct{})
-		go func() { defer close(done); gov.Run(ctx) }()
-		// The governor gives every core back as soon as ctx ends (a
-		// signal), before the shutdown's checkpoints.
-		defer func() { stop(); <-done }()
+		cpus = fmt.Sprintf("1-%d by load", runtime.GOMAXPROCS(0))
 	}
 	// When the API requires tokens, a token must not let its holder write
 	// any file the process can reach through a file sink.
@@ -118,11 +100,18 @@ func runRunner(ctx context.Context, g *globals, s *settings, edge bool) error {
 	if err := r.Start(ctx); err != nil {
 		return err
 	}
-	if l := r.Log(); l != nil {
-		stats := l.Stats
-		walStats.Store(&stats)
-	}
 	defer r.Close()
+	if govern {
+		gov := &procs.Governor{Max: runtime.GOMAXPROCS(0), Usage: procs.ProcessCPU,
+			Set: func(n int) { runtime.GOMAXPROCS(n) }, Logger: cfg.Logger,
+			Blocked: func() time.Duration { return r.Log().Stats().FsyncTime }}
+		ctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); gov.Run(ctx) }()
+		// The governor gives every core back as soon as ctx ends (a
+		// signal), and before r.Close's final checkpoints.
+		defer func() { stop(); <-done }()
+	}
 	if err := serveDevices(ctx, r, cfg.Logger, cfg.Node, edge, set.Devices); err != nil {
 		return err
 	}

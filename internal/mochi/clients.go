@@ -595,7 +595,6 @@ func putEncodeBuffer(b *bytes.Buffer) {
 	}
 }
 
-// WritePacket encodes and writes a packet to the client.
 // encode encodes pk into buf as it goes to this client, after the
 // OnPacketEncode hooks (which may change pk).
 func (cl *Client) encode(pk *packets.Packet, buf *bytes.Buffer) error {
@@ -670,6 +669,7 @@ func (cl *Client) encode(pk *packets.Packet, buf *bytes.Buffer) error {
 	return nil
 }
 
+// WritePacket encodes and writes a packet to the client.
 func (cl *Client) WritePacket(pk packets.Packet) error {
 	if cl.Closed() {
 		return ErrConnectionClosed

@@ -46,7 +46,6 @@ func (c *guardedConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// cork starts buffering writes until uncork.
 // TryWrite writes what of p the socket takes now, without waiting
 // (mqtt.TryWriter): a publisher flushing its batch's deliveries must not
 // wait on a subscriber that does not read. It writes nothing while
@@ -67,6 +66,7 @@ func (c *guardedConn) TryWrite(p []byte) (int, error) {
 	return tryWrite(c.raw, p)
 }
 
+// cork starts buffering writes until uncork.
 func (c *guardedConn) cork() {
 	c.w.mu.Lock()
 	c.w.corked = true
