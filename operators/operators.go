@@ -64,3 +64,16 @@ type Stateful interface {
 type Sized interface {
 	StateSize() int
 }
+
+// Screener is implemented by stateless operators that can tell from an
+// event's fields alone that they will emit nothing for it (a filter). The
+// engine uses the test to leave a pipeline asleep while every new event
+// on its source would be dropped by its first step (see docs/design.md,
+// "Shared sources").
+type Screener interface {
+	// Screen returns a test that may run on another goroutine than
+	// Process, concurrently with it. It must return false only when
+	// Process would emit nothing for an event with these fields and
+	// return no error; when unsure (an error), true.
+	Screen() func(fields map[string]any) bool
+}

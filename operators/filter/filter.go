@@ -40,3 +40,14 @@ func (o *Operator) Process(ev *pipeline.Event, out operators.Emitter) error {
 	}
 	return nil
 }
+
+// Screen returns the condition with a VM of its own: it may run on
+// another goroutine while Process runs. An expression error counts as
+// true, so the event reaches Process, which reports it.
+func (o *Operator) Screen() func(fields map[string]any) bool {
+	var m vm.VM
+	return func(fields map[string]any) bool {
+		ok, err := o.prog.RunBool(&m, fields)
+		return ok || err != nil
+	}
+}

@@ -106,3 +106,37 @@ func BenchmarkFilter(b *testing.B) {
 		b.Fatal("nothing passed")
 	}
 }
+
+// TestScreen: the screen says false only where Process emits nothing and
+// reports no error, and it runs beside Process on another goroutine.
+func TestScreen(t *testing.T) {
+	op, err := New("temperature > 30", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	screen := op.Screen()
+	for _, c := range []struct {
+		fields map[string]any
+		want   bool
+	}{
+		{map[string]any{"temperature": 31.0}, true},
+		{map[string]any{"temperature": 29.0}, false},
+		{map[string]any{"temperature": "hot"}, true}, // an error: Process must see it
+		{map[string]any{}, true},
+	} {
+		if got := screen(c.fields); got != c.want {
+			t.Errorf("screen(%v) = %v, want %v", c.fields, got, c.want)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 1000 {
+			screen(map[string]any{"temperature": float64(i % 60)})
+		}
+	}()
+	for i := range 1000 {
+		op.Process(&pipeline.Event{Fields: map[string]any{"temperature": float64(i % 60)}}, operators.EmitFunc(func(*pipeline.Event) {}))
+	}
+	<-done
+}

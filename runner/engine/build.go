@@ -139,6 +139,14 @@ func (e *Engine) build(plan *pipeline.Plan) (*run, error) {
 		}
 	}
 	r.head = next
+	r.sharedWake = make(chan struct{}, 1)
+	if len(r.stages) > 0 && len(r.timed) == 0 {
+		// Time-driven steps see the event clock move with every event, so
+		// only a chain without them may sleep through events it drops.
+		if sc, ok := r.stages[0].op.(operators.Screener); ok {
+			r.screen = sc.Screen()
+		}
+	}
 	ok = true
 	return r, nil
 }

@@ -83,6 +83,8 @@ type run struct {
 	share       *share       // the pipelines on this source; set by attachShare
 	joined      *sharedSource
 	joinedGen   uint64
+	sharedWake  chan struct{}             // the shared source wakes the run on it (capacity 1)
+	screen      func(map[string]any) bool // the first step's screen (see sharedSource); nil: none
 	topicFilter string
 	eventTime   *pipeline.Program
 	key         *pipeline.Program
@@ -292,14 +294,14 @@ func (r *run) loop() {
 			if sbuf == nil {
 				sbuf = make([]sharedRec, min(r.e.opts.BatchSize, 64))
 			}
-			if sn, ok, w := src.take(r.cursor, r.joinedGen, sbuf); ok {
+			if sn, ok := src.take(r.cursor, r.joinedGen, sbuf); ok {
 				buf = nil // caught up with the ring: give the log batch back
 				if sn > 0 {
 					shared, ready, read = sbuf[:sn], closedChan, func() {}
 				} else {
-					ready = w
+					ready = r.sharedWake
 					read = func() {
-						if sn, ok, _ := src.take(r.cursor, r.joinedGen, sbuf); ok {
+						if sn, ok := src.take(r.cursor, r.joinedGen, sbuf); ok {
 							shared = sbuf[:sn]
 						} else {
 							buf = make([]wal.Record, r.e.opts.BatchSize)

@@ -35,15 +35,15 @@ func TestSharedSourceDecodesOnceForAll(t *testing.T) {
 	s := newSharedSource(sourceKey{filter: "a/#", format: "json"}, log, 8)
 	defer s.close()
 	m1, m2 := &run{}, &run{}
-	g1 := s.join(m1, memberFields{names: []string{"i"}})
+	g1 := s.join(m1, memberFields{names: []string{"i"}}, make(chan struct{}, 1), nil)
 	appendN(t, log, "a/b", 0, 3)
 	appendN(t, log, "other", 0, 1)
 	buf := make([]sharedRec, 16)
 	mqtttest.WaitFor(t, "four records in the ring", func() bool {
-		n, ok, _ := s.take(3, g1, buf)
+		n, ok := s.take(3, g1, buf)
 		return ok && n == 4
 	})
-	n, _, _ := s.take(3, g1, buf)
+	n, _ := s.take(3, g1, buf)
 	for i, sr := range buf[:n] {
 		if sr.offset != uint64(3+i) {
 			t.Fatalf("record %d has offset %d", i, sr.offset)
@@ -56,23 +56,23 @@ func TestSharedSourceDecodesOnceForAll(t *testing.T) {
 			t.Fatalf("a record of another topic was decoded: %+v", sr)
 		}
 	}
-	if _, ok, _ := s.take(1, g1, buf); ok {
+	if _, ok := s.take(1, g1, buf); ok {
 		t.Fatal("offsets before the ring must be read from the log")
 	}
 	// A second member reads x as well: older records lack it.
-	g2 := s.join(m2, memberFields{names: []string{"x"}})
-	if _, ok, _ := s.take(3, g2, buf); ok {
+	g2 := s.join(m2, memberFields{names: []string{"x"}}, make(chan struct{}, 1), nil)
+	if _, ok := s.take(3, g2, buf); ok {
 		t.Fatal("records decoded without x served to a member that reads x")
 	}
 	appendN(t, log, "a/c", 10, 1)
-	mqtttest.WaitFor(t, "the new record", func() bool { n, ok, _ := s.take(7, g2, buf); return ok && n == 1 })
+	mqtttest.WaitFor(t, "the new record", func() bool { n, ok := s.take(7, g2, buf); return ok && n == 1 })
 	if f := buf[0].events[0].Fields; f["x"] != "y" || f["i"] != float64(10) {
 		t.Fatalf("fields %v, want the union of both members'", f)
 	}
 	// The ring holds 8: older records fall out.
 	appendN(t, log, "a/b", 20, 10)
-	mqtttest.WaitFor(t, "the ring moves on", func() bool { _, ok, _ := s.take(7, g2, buf); return !ok })
-	if n, ok, _ := s.take(log.Last()-7, g2, buf); !ok || n != 8 {
+	mqtttest.WaitFor(t, "the ring moves on", func() bool { _, ok := s.take(7, g2, buf); return !ok })
+	if n, ok := s.take(log.Last()-7, g2, buf); !ok || n != 8 {
 		t.Fatalf("the last 8 records: n=%d ok=%v", n, ok)
 	}
 	if s.leave(m1) != true || s.leave(m2) != false {
@@ -80,16 +80,17 @@ func TestSharedSourceDecodesOnceForAll(t *testing.T) {
 	}
 }
 
-// TestSharedSourceWakes: a member waiting on the wake channel from take is
-// woken when a record arrives, even if it arrives right after take.
+// TestSharedSourceWakes: a member waiting on its wake channel after take
+// is woken when a record arrives, even if it arrives right after take.
 func TestSharedSourceWakes(t *testing.T) {
 	log := wal.NewMemory(wal.MemoryOptions{})
 	s := newSharedSource(sourceKey{filter: "a"}, log, 64)
 	defer s.close()
-	g := s.join(&run{}, memberFields{all: true})
+	wake := make(chan struct{}, 1)
+	g := s.join(&run{}, memberFields{all: true}, wake, nil)
 	from := log.Last() + 1
 	for i := range 20 {
-		n, ok, wake := s.take(from, g, make([]sharedRec, 1))
+		n, ok := s.take(from, g, make([]sharedRec, 1))
 		if !ok || n != 0 {
 			t.Fatalf("round %d: n=%d ok=%v", i, n, ok)
 		}
@@ -100,6 +101,69 @@ func TestSharedSourceWakes(t *testing.T) {
 			t.Fatalf("round %d: no wake", i)
 		}
 		from++
+	}
+}
+
+// TestSharedSourceScreens: a member with a screen is woken at once for a
+// record its screen passes (or cannot judge), and for records it drops
+// only after maxDefer, or once its backlog reaches a quarter of the ring;
+// closing the source wakes it too.
+func TestSharedSourceScreens(t *testing.T) {
+	log := wal.NewMemory(wal.MemoryOptions{})
+	s := newSharedSource(sourceKey{filter: "a", format: "json"}, log, 64)
+	defer s.close()
+	wake := make(chan struct{}, 1)
+	screen := func(f map[string]any) bool {
+		i, ok := f["i"].(float64)
+		return !ok || i >= 1000
+	}
+	s.join(&run{}, memberFields{names: []string{"i"}}, wake, screen)
+	woken := func(within time.Duration) bool {
+		select {
+		case <-wake:
+			return true
+		case <-time.After(within):
+			return false
+		}
+	}
+	if !woken(5 * time.Second) {
+		t.Fatal("a member that joins is woken at once")
+	}
+	// Dropped records: no wake before maxDefer, one after.
+	start := time.Now()
+	appendN(t, log, "a", 0, 3)
+	if woken(maxDefer / 2) {
+		t.Fatal("woken for records the screen drops, before maxDefer")
+	}
+	if !woken(5 * time.Second) {
+		t.Fatal("not woken for dropped records after maxDefer")
+	}
+	if d := time.Since(start); d < maxDefer {
+		t.Fatalf("woken after %v, before maxDefer", d)
+	}
+	// A record the screen passes wakes at once, as does one it cannot
+	// judge (a decoding error) and one of another topic does not.
+	for _, p := range []string{`{"i":1000}`, `{broken`} {
+		if err := log.Append(context.Background(), &wal.Record{Topic: "a", Payload: []byte(p)}); err != nil {
+			t.Fatal(err)
+		}
+		if !woken(maxDefer / 2) {
+			t.Fatalf("not woken at once for %s", p)
+		}
+	}
+	appendN(t, log, "other", 0, 1)
+	if woken(maxDefer / 2) {
+		t.Fatal("woken at once for a record of another topic")
+	}
+	woken(5 * time.Second)
+	// A backlog of a quarter of the ring wakes at once.
+	appendN(t, log, "a", 0, 16)
+	if !woken(maxDefer / 2) {
+		t.Fatal("not woken for a backlog of a quarter of the ring")
+	}
+	s.close()
+	if !woken(5 * time.Second) {
+		t.Fatal("closing the source does not wake its members")
 	}
 }
 
