@@ -15,6 +15,15 @@ import (
 	"github.com/eddy-edge/eddy/pipeline"
 )
 
+// A pod removal that fails is retried removeAttempts times in all, waiting
+// removeBackoff, then twice as long each time (about 8 s in all), while
+// the manager runs; what is left then is removed when the runner starts
+// next (Manager.sweep).
+const (
+	removeAttempts = 6
+	removeBackoff  = 250 * time.Millisecond
+)
+
 // stopGrace is how long a stopped container gets between SIGTERM and
 // SIGKILL (timeout, replace, stop actions).
 const stopGrace = 2 * time.Second
@@ -250,13 +259,29 @@ func (m *Manager) stop(id string) cri.ContainerState {
 
 // removePod removes an action's pod and its output directory.
 func (m *Manager) removePod(sandboxID, uid string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), 30*time.Second)
-	defer cancel()
-	if err := m.rt.RemovePod(ctx, sandboxID); err != nil {
-		m.log.Warn("action: removing the pod failed (it is removed when the runner starts next)", "sandbox", sandboxID, "err", err)
-		return
+	backoff := removeBackoff
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.ctx), 30*time.Second)
+		err := m.rt.RemovePod(ctx, sandboxID)
+		cancel()
+		if err == nil {
+			os.RemoveAll(filepath.Join(m.logDir, uid))
+			return
+		}
+		if attempt == removeAttempts || m.ctx.Err() != nil {
+			m.log.Warn("action: removing the pod failed (it is removed when the runner starts next)",
+				"sandbox", sandboxID, "attempts", attempt, "err", err)
+			return
+		}
+		// A shim that is exiting as the container ends answers "ttrpc:
+		// closed" for a moment; containerd may be restarting.
+		m.log.Debug("action: removing the pod failed; retrying", "sandbox", sandboxID, "in", backoff, "err", err)
+		select {
+		case <-m.ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff *= 2
 	}
-	os.RemoveAll(filepath.Join(m.logDir, uid))
 }
 
 // output returns the tail of a container's output, without the CRI log
