@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-const testAddr = ":22222"
+const testAddr = "127.0.0.1:0" // eddy: any free port on loopback (upstream: ":22222", every interface)
 
 var (
 	basicConfig = Config{ID: "t1", Address: testAddr}
