@@ -69,7 +69,7 @@ type Sized interface {
 // event's fields alone that they will emit nothing for it (a filter). The
 // engine uses the test to leave a pipeline asleep while every new event
 // on its source would be dropped by its first step (see docs/design.md,
-// "Shared sources").
+// "A shared source per topic filter", "Screened members").
 type Screener interface {
 	// Screen returns a test that may run on another goroutine than
 	// Process, concurrently with it. It must return false only when

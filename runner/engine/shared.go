@@ -77,7 +77,7 @@ type sourceKey struct {
 // member is one pipeline reading from the shared source.
 type member struct {
 	fields memberFields
-	wake   chan struct{}            // the run's, capacity 1: a send never blocks and is never lost
+	wake   chan struct{}             // the run's, capacity 1: a send never blocks and is never lost
 	screen func(map[string]any) bool // nil: every record wakes the member
 
 	// Owned by the reader goroutine (set by join before the member is
